@@ -1,0 +1,125 @@
+//! `images`: every image of every image store, tagged or not.
+
+use anyhow::Result;
+use docker_mount_core::model::ids;
+use docker_mount_core::model::layerdb::chain_ids;
+use serde::Serialize;
+
+use crate::context::{self, Context};
+use crate::{table, Cli};
+
+#[derive(Debug, Serialize)]
+pub struct ImageSummary {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub digests: Vec<String>,
+    pub created: String,
+    /// Bytes of all layers, from layerdb `size` files (None when any is missing).
+    pub size: Option<u64>,
+    pub layers: usize,
+    pub driver: String,
+    /// The image it was built from, when docker recorded it.
+    pub parent: Option<String>,
+    /// Untagged and the parent of another image: a build step, hidden without --all.
+    pub intermediate: bool,
+    pub config_path: String,
+    /// Layer chain problems (missing layers, loops, chain-id mismatches), naming files.
+    pub warnings: Vec<String>,
+}
+
+fn summarize(ctx: &Context, image: &docker_mount_core::model::image::Image) -> ImageSummary {
+    let db = ctx.root.layerdb(&image.store);
+    let chain = chain_ids(&image.config.rootfs.diff_ids);
+    let size = chain
+        .iter()
+        .map(|c| db.layers.get(c).and_then(|l| l.size))
+        .sum::<Option<u64>>();
+    let warnings = match chain.last().map(|top| db.chain(top)) {
+        Some(Ok(layers)) => layers.iter().filter_map(|l| l.chain_problem()).collect(),
+        Some(Err(e)) => vec![e.to_string()],
+        None => Vec::new(),
+    };
+    ImageSummary {
+        id: image.id.clone(),
+        tags: image.tags.clone(),
+        digests: image.digests.clone(),
+        created: image.config.created.clone(),
+        size,
+        layers: chain.len(),
+        driver: image.store.clone(),
+        parent: image.parent.clone(),
+        intermediate: false,
+        config_path: image.config_path.display().to_string(),
+        warnings,
+    }
+}
+
+pub fn run(cli: &Cli, all: bool) -> Result<()> {
+    let ctx = context::open(cli)?;
+    let mut rows = Vec::new();
+    for item in ctx.root.images() {
+        match item {
+            Ok(i) => rows.push(summarize(&ctx, &i)),
+            Err(e) => eprintln!("warning: image {}: {}", e.name, e.error),
+        }
+    }
+    let parents: std::collections::HashSet<String> =
+        rows.iter().filter_map(|r| r.parent.clone()).collect();
+    for r in &mut rows {
+        r.intermediate = r.tags.is_empty() && r.digests.is_empty() && parents.contains(&r.id);
+    }
+    rows.retain(|r| all || !r.intermediate);
+    rows.sort_by(|a, b| b.created.cmp(&a.created));
+    for r in &rows {
+        for w in &r.warnings {
+            eprintln!("warning: image {}: {w}", ids::short(&r.id));
+        }
+    }
+    if cli.json {
+        return context::print_json(&rows);
+    }
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                if r.tags.is_empty() {
+                    "<none>".into()
+                } else {
+                    table::cell(&r.tags.join(", "))
+                },
+                ids::short(&r.id).to_string(),
+                r.created.get(..19).unwrap_or(&r.created).to_string(),
+                r.size.map(human_size).unwrap_or_else(|| "?".into()),
+                r.layers.to_string(),
+                r.driver.clone(),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "REPOSITORY:TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "LAYERS",
+            "DRIVER",
+        ],
+        &table_rows,
+    );
+    Ok(())
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}

@@ -1,0 +1,357 @@
+//! Reading evidence without following it anywhere.
+//!
+//! Every path inside the docker root is untrusted: it is opened relative to
+//! a directory fd with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+//! (or, on kernels without openat2, one `O_NOFOLLOW` component at a time),
+//! always with `O_NOATIME` where the kernel allows it, and never for
+//! writing. Reads are bounded.
+
+use std::ffi::{CString, OsString};
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A trusted directory (the docker root, or one layer) whose contents are not.
+#[derive(Debug)]
+pub struct Beneath {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Opens `path` relative to `dirfd` (or the cwd for an absolute `path`).
+fn open_raw(
+    dirfd: libc::c_int,
+    path: &Path,
+    flags: libc::c_int,
+    beneath: bool,
+) -> std::io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let base = flags | libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // O_PATH takes no other access flags (openat2 refuses them).
+    let first = if flags & libc::O_PATH != 0 {
+        0
+    } else {
+        libc::O_NOATIME
+    };
+    for noatime in [first, 0] {
+        let fd = if beneath {
+            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = (base | noatime) as u64;
+            how.resolve =
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+            // SAFETY: valid C string and open_how of the size passed.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    dirfd,
+                    c.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                ) as libc::c_int
+            }
+        } else {
+            // SAFETY: valid C string.
+            unsafe { libc::openat(dirfd, c.as_ptr(), base | noatime) }
+        };
+        if fd >= 0 {
+            // SAFETY: fd was just returned to us and is owned by nobody else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let err = std::io::Error::last_os_error();
+        // O_NOATIME needs ownership or CAP_FOWNER; retry without it.
+        if err.raw_os_error() != Some(libc::EPERM) || noatime == 0 {
+            return Err(err);
+        }
+    }
+    unreachable!("the loop returns on its last pass")
+}
+
+fn openat2_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        match open_raw(libc::AT_FDCWD, Path::new("/"), libc::O_DIRECTORY, true) {
+            Ok(_) => true,
+            Err(e) => e.raw_os_error() != Some(libc::ENOSYS),
+        }
+    })
+}
+
+/// Checks that `rel` is a plain relative path: no `..`, no root, no `.`.
+pub fn check_relative(rel: &Path) -> std::io::Result<()> {
+    let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if plain && !rel.as_os_str().is_empty() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "path escapes the directory",
+        ))
+    }
+}
+
+/// Whether `name` can serve as one path component taken from the evidence
+/// (an id, a link name): non-empty, no `/`, no NUL, not `.` or `..`.
+pub fn is_safe_component(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name.len() <= 255
+}
+
+impl Beneath {
+    /// Opens a trusted directory (symlinks in `path` itself are followed:
+    /// the analyst chose it).
+    pub fn open(path: &Path) -> Result<Beneath> {
+        let fd = open_raw(libc::AT_FDCWD, path, libc::O_DIRECTORY, false)
+            .or_else(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    // The analyst's own path may be a symlink: resolve it once.
+                    let real = std::fs::canonicalize(path)?;
+                    open_raw(libc::AT_FDCWD, &real, libc::O_DIRECTORY, false)
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|cause| Error::Io {
+                path: path.to_path_buf(),
+                cause,
+            })?;
+        Ok(Beneath {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> libc::c_int {
+        self.fd.as_raw_fd()
+    }
+
+    /// Opens `rel` beneath this directory without following any symlink.
+    pub fn open_fd(&self, rel: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+        check_relative(rel)?;
+        if openat2_supported() {
+            return open_raw(self.fd(), rel, flags, true);
+        }
+        let mut components = rel.components().peekable();
+        let mut dir: Option<OwnedFd> = None;
+        while let Some(c) = components.next() {
+            let name = Path::new(c.as_os_str());
+            let at = dir.as_ref().map_or(self.fd(), |d| d.as_raw_fd());
+            let last = components.peek().is_none();
+            let f = if last { flags } else { libc::O_DIRECTORY };
+            dir = Some(open_raw(at, name, f, false)?);
+        }
+        dir.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// Opens a subdirectory as a new trusted base.
+    pub fn subdir(&self, rel: &Path) -> Result<Beneath> {
+        let fd = self
+            .open_fd(rel, libc::O_DIRECTORY)
+            .map_err(|source| self.io_error(rel, source))?;
+        Ok(Beneath {
+            path: self.path.join(rel),
+            fd,
+        })
+    }
+
+    pub fn io_error(&self, rel: &Path, cause: std::io::Error) -> Error {
+        Error::Io {
+            path: self.path.join(rel),
+            cause,
+        }
+    }
+
+    /// Reads a whole regular file of at most `limit` bytes.
+    pub fn read(&self, rel: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+        let fd = self
+            .open_fd(rel, 0)
+            .map_err(|source| self.io_error(rel, source))?;
+        let mut file = std::fs::File::from(fd);
+        let meta = file
+            .metadata()
+            .map_err(|source| self.io_error(rel, source))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(
+                self.path.join(rel),
+                format!("{what} is not a regular file"),
+            ));
+        }
+        if meta.len() > limit {
+            return Err(Error::TooLarge {
+                path: self.path.join(rel),
+                what,
+                limit,
+            });
+        }
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        (&mut file)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|source| self.io_error(rel, source))?;
+        if buf.len() as u64 > limit {
+            return Err(Error::TooLarge {
+                path: self.path.join(rel),
+                what,
+                limit,
+            });
+        }
+        Ok(buf)
+    }
+
+    /// Reads a small text file (an id, a link) and trims surrounding whitespace.
+    pub fn read_small_text(&self, rel: &Path, what: &'static str) -> Result<String> {
+        let bytes = self.read(rel, 64 * 1024, what)?;
+        String::from_utf8(bytes)
+            .map(|s| s.trim().to_string())
+            .map_err(|_| Error::invalid(self.path.join(rel), format!("{what} is not UTF-8 text")))
+    }
+
+    /// Parses a JSON file of at most `limit` bytes.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &Path,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<T> {
+        let bytes = self.read(rel, limit, what)?;
+        serde_json::from_slice(&bytes).map_err(|cause| Error::Json {
+            path: self.path.join(rel),
+            what,
+            cause,
+        })
+    }
+
+    /// Names in a directory (not `.`/`..`), sorted; no symlink is followed.
+    pub fn list(&self, rel: &Path) -> Result<Vec<OsString>> {
+        let fd = if rel.as_os_str().is_empty() {
+            // SAFETY: dup of our own valid fd.
+            let dup = unsafe { libc::fcntl(self.fd(), libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                return Err(self.io_error(rel, std::io::Error::last_os_error()));
+            }
+            // SAFETY: dup is a fresh fd we own.
+            unsafe { OwnedFd::from_raw_fd(dup) }
+        } else {
+            self.open_fd(rel, libc::O_DIRECTORY)
+                .map_err(|source| self.io_error(rel, source))?
+        };
+        let mut dir = nix::dir::Dir::from(fd).map_err(|e| self.io_error(rel, e.into()))?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| self.io_error(rel, e.into()))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from(std::ffi::OsStr::from_bytes(name)));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// `lstat` of `rel` (the final component is not followed).
+    pub fn lstat(&self, rel: &Path) -> std::io::Result<libc::stat> {
+        check_relative(rel)?;
+        let (parent, name) = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(n)) if !p.as_os_str().is_empty() => (Some(p), n),
+            (_, Some(n)) => (None, n),
+            _ => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        let parent_fd = parent
+            .map(|p| self.open_fd(p, libc::O_DIRECTORY | libc::O_PATH))
+            .transpose()?;
+        let at = parent_fd.as_ref().map_or(self.fd(), |f| f.as_raw_fd());
+        let c = CString::new(name.as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd, C string and stat buffer.
+        let rc = unsafe { libc::fstatat(at, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        if rc == 0 {
+            Ok(st)
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// The target of the symlink `rel` (which is read, never followed).
+    pub fn readlink(&self, rel: &Path) -> std::io::Result<PathBuf> {
+        check_relative(rel)?;
+        let fd = self.open_fd(rel, libc::O_PATH)?;
+        let empty = CString::default();
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: an O_PATH fd of the link itself, an empty path and a buffer of the given size.
+        let n = unsafe {
+            libc::readlinkat(
+                fd.as_raw_fd(),
+                empty.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        buf.truncate(n as usize);
+        Ok(PathBuf::from(OsString::from(std::ffi::OsStr::from_bytes(
+            &buf,
+        ))))
+    }
+
+    /// Whether `rel` is a real directory (a symlink to one is not).
+    pub fn is_dir(&self, rel: &Path) -> bool {
+        self.lstat(rel)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    }
+
+    /// Whether `rel` exists (as anything, symlinks not followed).
+    pub fn exists(&self, rel: &Path) -> bool {
+        self.lstat(rel).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_symlinks_and_dotdot() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), b"hello").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join("d/abs")).unwrap();
+        std::os::unix::fs::symlink("f", t.path().join("d/rel")).unwrap();
+        std::os::unix::fs::symlink("/etc", t.path().join("link")).unwrap();
+        let b = Beneath::open(t.path()).unwrap();
+        assert_eq!(b.read(Path::new("d/f"), 10, "test").unwrap(), b"hello");
+        assert!(b.read(Path::new("d/abs"), 10_000, "test").is_err());
+        assert!(b.read(Path::new("d/rel"), 10, "test").is_err());
+        assert!(b.read(Path::new("link/passwd"), 10_000, "test").is_err());
+        assert!(b.read(Path::new("../etc/passwd"), 10_000, "test").is_err());
+        assert!(b.read(Path::new("/etc/passwd"), 10_000, "test").is_err());
+        assert!(matches!(
+            b.read(Path::new("d/f"), 2, "test"),
+            Err(Error::TooLarge { .. })
+        ));
+        assert_eq!(b.list(Path::new("d")).unwrap(), vec!["abs", "f", "rel"]);
+        assert!(b.list(Path::new("link")).is_err());
+        assert!(b.lstat(Path::new("link")).is_ok());
+    }
+
+    #[test]
+    fn safe_components() {
+        assert!(is_safe_component("abc-init"));
+        for bad in ["", ".", "..", "../../etc", "a/b", "a\0b"] {
+            assert!(!is_safe_component(bad), "{bad:?}");
+        }
+    }
+}

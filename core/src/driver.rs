@@ -1,0 +1,138 @@
+//! The driver contract in plain Rust.
+//!
+//! A driver *describes* how its storage directory is laid out; core *acts*
+//! (reads, merges, mounts). Drivers implement [`Driver`] and export it with
+//! [`export_driver!`](crate::export_driver); they never see the FFI types.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Version of the data crossing the plugin boundary. Bumped on any
+/// incompatible change; the loader refuses plugins built for another one.
+pub const ABI_VERSION: u32 = 1;
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverInfo {
+    /// The storage driver name as docker writes it (`Driver` in config.v2.json).
+    pub name: String,
+    pub version: String,
+    pub abi_version: u32,
+    pub summary: String,
+    pub features: Vec<String>,
+}
+
+/// How sure a driver is that a root holds its layout: 0 (not at all) to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Confidence(pub u8);
+
+impl Confidence {
+    pub const NONE: Confidence = Confidence(0);
+    pub const CERTAIN: Confidence = Confidence(100);
+}
+
+/// How a layered driver marks deletions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhiteoutStyle {
+    /// 0/0 character devices and `trusted.overlay.opaque` / `user.overlay.opaque`.
+    Overlay,
+    /// `.wh.<name>` files and `.wh..wh..opq`.
+    Aufs,
+}
+
+/// One piece of a block image: `len` bytes at `offset` of the image come
+/// from `file` at `file_offset`. Bytes no extent covers read as zeros.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Extent {
+    pub offset: u64,
+    pub len: u64,
+    pub file: PathBuf,
+    pub file_offset: u64,
+}
+
+/// What one layer is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LayerSource {
+    /// A layer of a union: only its own changes, with whiteouts.
+    /// `parent_ids` are the driver's ids of its parents, nearest first, as
+    /// the driver's own bookkeeping records them (may be empty).
+    Diff {
+        dir: PathBuf,
+        whiteouts: WhiteoutStyle,
+        parent_ids: Vec<String>,
+    },
+    /// A complete tree: the layer merged with all its parents.
+    Full { dir: PathBuf },
+    /// A filesystem image assembled from extents of backing files.
+    BlockImage {
+        fs: String,
+        size: u64,
+        extents: Vec<Extent>,
+    },
+}
+
+impl LayerSource {
+    /// The directory holding the layer's files, when it has one.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            LayerSource::Diff { dir, .. } | LayerSource::Full { dir } => Some(dir),
+            LayerSource::BlockImage { .. } => None,
+        }
+    }
+}
+
+/// A layer the driver holds on disk, whoever uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerEntry {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+/// Why a driver call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    Invalid,
+    Io,
+    Unsupported,
+    /// The plugin panicked; the panic was caught at the boundary.
+    Panic,
+    Other,
+}
+
+/// An error crossing the plugin boundary: a kind, a message and the file it
+/// is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}{}", path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
+pub struct DriverError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub path: Option<PathBuf>,
+}
+
+impl DriverError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>, path: Option<&Path>) -> Self {
+        DriverError {
+            kind,
+            message: message.into(),
+            path: path.map(Path::to_path_buf),
+        }
+    }
+}
+
+/// A storage driver. Implementations hold no state worth keeping between
+/// calls: core creates one with `Default` per call.
+pub trait Driver: Default + 'static {
+    fn info(&self) -> DriverInfo;
+    /// How sure this driver is that `root` (a docker root) holds its layout.
+    fn detect(&self, root: &Path) -> Confidence;
+    /// What the layer with this driver id (`cache-id`, `mount-id`) is.
+    fn layer(&self, root: &Path, id: &str) -> Result<LayerSource, DriverError>;
+    /// Every layer this driver holds under `root`.
+    fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError>;
+}

@@ -1,0 +1,43 @@
+//! Errors of the docker model. Each names the file it is about.
+
+use std::path::PathBuf;
+
+use crate::driver::DriverError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {cause}")]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{path} is not valid JSON for {what}: {cause}")]
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        cause: serde_json::Error,
+    },
+    #[error("{path} is larger than the {limit}-byte limit for {what}")]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        limit: u64,
+    },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Driver(#[from] DriverError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn invalid(path: impl Into<PathBuf>, problem: impl Into<String>) -> Error {
+        Error::Invalid {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

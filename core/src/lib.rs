@@ -1,0 +1,27 @@
+//! docker-mount-core: read a docker root offline, without ever writing to it.
+//!
+//! - [`driver`] and [`abi`]: the storage driver contract and its stable FFI form;
+//! - [`loader`]: finds driver plugins in trusted directories;
+//! - [`model`] and [`root`]: what docker wrote about containers, images, layers;
+//! - [`detect`] and [`stack`]: which driver holds a container, and its layers;
+//! - [`mount`]: read-only kernel mounts of a stack;
+//! - [`beneath`]: the only way evidence files are opened.
+//!
+//! Core never names a storage driver: drivers are plugins.
+
+pub mod abi;
+pub mod beneath;
+pub mod detect;
+pub mod driver;
+pub mod error;
+pub mod loader;
+pub mod model;
+pub mod mount;
+pub mod root;
+pub mod stack;
+
+pub use driver::{
+    Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle,
+    ABI_VERSION,
+};
+pub use error::{Error, Result};

@@ -1,0 +1,159 @@
+//! Finds and loads driver plugins from trusted directories.
+//!
+//! Each `*.so` is loaded as its own module (`lib_header_from_path`, never
+//! abi_stable's per-type cache), its `abi_version` checked, and every
+//! failure kept per file so that `docker-mount drivers` can show it while
+//! the good drivers keep working.
+
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use serde::Serialize;
+
+use crate::abi::{self, DriverModRef};
+use crate::driver::{
+    Confidence, Driver, DriverError, DriverInfo, LayerEntry, LayerSource, ABI_VERSION,
+};
+
+/// A driver ready to be called.
+#[derive(Clone)]
+pub struct LoadedDriver {
+    pub info: DriverInfo,
+    /// The plugin file, or `None` for a driver linked into the binary.
+    pub file: Option<PathBuf>,
+    module: DriverModRef,
+}
+
+impl std::fmt::Debug for LoadedDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedDriver")
+            .field("info", &self.info)
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl LoadedDriver {
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+    pub fn detect(&self, root: &Path) -> Result<Confidence, DriverError> {
+        abi::call_detect(self.module, root)
+    }
+    pub fn layer(&self, root: &Path, id: &str) -> Result<LayerSource, DriverError> {
+        abi::call_layer(self.module, root, id)
+    }
+    pub fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError> {
+        abi::call_layers(self.module, root)
+    }
+}
+
+/// A plugin file that could not be used, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginFailure {
+    pub file: PathBuf,
+    pub error: String,
+}
+
+/// Every driver available to this run.
+#[derive(Debug, Default, Clone)]
+pub struct Drivers {
+    pub loaded: Vec<LoadedDriver>,
+    pub failed: Vec<PluginFailure>,
+}
+
+impl Drivers {
+    /// Loads every `*.so` in each directory, in name order; directories that
+    /// do not exist are skipped silently (an install may have no plugins).
+    pub fn load_dirs<P: AsRef<Path>>(dirs: &[P]) -> Drivers {
+        let mut drivers = Drivers::default();
+        for dir in dirs {
+            let dir = dir.as_ref();
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "so"))
+                .collect();
+            files.sort();
+            for file in files {
+                match load_plugin(&file) {
+                    Ok(d) => drivers.add(d),
+                    Err(error) => drivers.failed.push(PluginFailure { file, error }),
+                }
+            }
+        }
+        drivers
+    }
+
+    /// Adds a driver linked into this binary (tests, single-binary builds).
+    pub fn add_static<D: Driver>(&mut self) {
+        let module = abi::module_for::<D>();
+        match abi::call_info(module) {
+            Ok(info) => self.add(LoadedDriver {
+                info,
+                file: None,
+                module,
+            }),
+            Err(e) => self.failed.push(PluginFailure {
+                file: PathBuf::from("<built-in>"),
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    fn add(&mut self, d: LoadedDriver) {
+        if let Some(first) = self.by_name(d.name()) {
+            let first = first.file.clone().unwrap_or_else(|| "<built-in>".into());
+            self.failed.push(PluginFailure {
+                file: d.file.clone().unwrap_or_else(|| "<built-in>".into()),
+                error: format!(
+                    "driver {:?} is already provided by {}",
+                    d.name(),
+                    first.display()
+                ),
+            });
+        } else {
+            self.loaded.push(d);
+        }
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&LoadedDriver> {
+        self.loaded.iter().find(|d| d.info.name == name)
+    }
+}
+
+fn load_plugin(file: &Path) -> Result<LoadedDriver, String> {
+    let header = lib_header_from_path(file).map_err(describe)?;
+    let module = header
+        .init_root_module::<DriverModRef>()
+        .map_err(describe)?;
+    let info = abi::call_info(module).map_err(|e| format!("info() failed: {e}"))?;
+    if info.abi_version != ABI_VERSION {
+        return Err(format!(
+            "driver {:?} speaks driver ABI {}, this docker-mount speaks {}; rebuild the plugin against this version",
+            info.name, info.abi_version, ABI_VERSION
+        ));
+    }
+    Ok(LoadedDriver {
+        info,
+        file: Some(file.to_path_buf()),
+        module,
+    })
+}
+
+/// abi_stable's messages span lines; keep each failure on one line.
+fn describe(e: LibraryError) -> String {
+    let text = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match e {
+        LibraryError::OpenError { .. } | LibraryError::GetSymbolError { .. } => {
+            format!("not a docker-mount driver plugin: {text}")
+        }
+        _ => text,
+    }
+}

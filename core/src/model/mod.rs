@@ -1,0 +1,8 @@
+//! The docker metadata model: what docker wrote about containers, images,
+//! layers and volumes. Read-only, bounded, and every item carries its file.
+
+pub mod container;
+pub mod ids;
+pub mod image;
+pub mod layerdb;
+pub mod volume;

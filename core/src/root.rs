@@ -1,0 +1,196 @@
+//! A docker root opened for reading: containers, images, layer stores.
+//!
+//! Listing never fails because one item is broken: each container or image
+//! is its own `Result`, and the errors name the file at fault.
+
+use std::path::{Path, PathBuf};
+
+use crate::beneath::Beneath;
+use crate::error::{Error, Result};
+use crate::model::container::Container;
+use crate::model::ids;
+use crate::model::image::{Image, References};
+use crate::model::layerdb::LayerDb;
+use crate::model::volume::{self, Volume};
+
+/// An item of the root that could not be read.
+#[derive(Debug)]
+pub struct ItemError {
+    /// The directory or file name the item goes by (an id, usually).
+    pub name: String,
+    pub error: Error,
+}
+
+#[derive(Debug)]
+pub struct DockerRoot {
+    dir: Beneath,
+}
+
+impl DockerRoot {
+    /// Opens a docker root. Fails only when the directory cannot be opened
+    /// or holds none of docker's top-level directories.
+    pub fn open(path: &Path) -> Result<DockerRoot> {
+        let dir = Beneath::open(path)?;
+        let known = ["containers", "image", "graph"];
+        if !known.iter().any(|d| dir.exists(Path::new(d))) {
+            return Err(Error::invalid(
+                path,
+                "not a docker root: no containers/, image/ or graph/ directory; pass the docker data root with --root",
+            ));
+        }
+        Ok(DockerRoot { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn dir(&self) -> &Beneath {
+        &self.dir
+    }
+
+    /// The image stores (`image/<name>`), one per storage driver ever used.
+    pub fn stores(&self) -> Vec<String> {
+        self.dir
+            .list(Path::new("image"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .filter(|n| crate::beneath::is_safe_component(n))
+            .collect()
+    }
+
+    /// Every container directory, read.
+    pub fn containers(&self) -> Vec<Result<Container, ItemError>> {
+        let names = match self.dir.list(Path::new("containers")) {
+            Ok(n) => n,
+            Err(e) if !self.dir.exists(Path::new("containers")) => {
+                drop(e);
+                return Vec::new();
+            }
+            Err(error) => {
+                return vec![Err(ItemError {
+                    name: "containers".into(),
+                    error,
+                })]
+            }
+        };
+        names
+            .into_iter()
+            .map(|n| {
+                let name = n.to_string_lossy().into_owned();
+                Container::read(&self.dir, &name).map_err(|error| ItemError { name, error })
+            })
+            .collect()
+    }
+
+    /// Every image of every store.
+    pub fn images(&self) -> Vec<Result<Image, ItemError>> {
+        let mut out = Vec::new();
+        for store in self.stores() {
+            let refs = match References::read(&self.dir, &store) {
+                Ok(r) => r,
+                Err(error) => {
+                    out.push(Err(ItemError {
+                        name: format!("image/{store}/repositories.json"),
+                        error,
+                    }));
+                    References::default()
+                }
+            };
+            match Image::list_ids(&self.dir, &store) {
+                Ok(ids) => out.extend(ids.into_iter().map(|id| {
+                    Image::read(&self.dir, &store, &id, &refs)
+                        .map_err(|error| ItemError { name: id, error })
+                })),
+                Err(error) => out.push(Err(ItemError {
+                    name: format!("image/{store}/imagedb"),
+                    error,
+                })),
+            }
+        }
+        out
+    }
+
+    pub fn layerdb(&self, store: &str) -> LayerDb {
+        LayerDb::read(&self.dir, store)
+    }
+
+    pub fn volumes(&self) -> Vec<Volume> {
+        volume::list(&self.dir)
+    }
+
+    /// Finds a container by full id, unique id prefix, or name.
+    pub fn find_container(&self, query: &str) -> Result<Container> {
+        let all = self.containers();
+        let wanted = query.trim_start_matches('/');
+        let ok = || all.iter().filter_map(|c| c.as_ref().ok());
+        if let Some(c) = ok().find(|c| c.id == query || c.name() == wanted) {
+            return Ok(c.clone());
+        }
+        let by_prefix: Vec<&Container> = ok()
+            .filter(|c| !query.is_empty() && c.id.starts_with(query))
+            .collect();
+        match by_prefix.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => {
+                // A broken container of that id: give its own error.
+                if let Some(err) = all
+                    .into_iter()
+                    .filter_map(|c| c.err())
+                    .find(|e| !query.is_empty() && e.name.starts_with(query))
+                {
+                    return Err(err.error);
+                }
+                Err(Error::Usage(format!(
+                    "no container {query:?} in {}; see `docker-mount list --all`",
+                    self.path().display()
+                )))
+            }
+            many => Err(Error::Usage(format!(
+                "{query:?} matches {} containers; give more of the id",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Finds an image by id, unique id prefix, `name:tag` or `name` (`:latest`).
+    pub fn find_image(&self, query: &str) -> Result<Image> {
+        let images: Vec<Image> = self.images().into_iter().filter_map(|i| i.ok()).collect();
+        let q = ids::strip_sha256(query);
+        let with_latest = if q.contains(':') || q.contains('@') {
+            q.to_string()
+        } else {
+            format!("{q}:latest")
+        };
+        let matches_ref = |i: &Image| {
+            i.tags
+                .iter()
+                .chain(&i.digests)
+                .any(|t| t == q || *t == with_latest)
+        };
+        if let Some(i) = images.iter().find(|i| i.id == q || matches_ref(i)) {
+            return Ok(i.clone());
+        }
+        let by_prefix: Vec<&Image> = images
+            .iter()
+            .filter(|i| !q.is_empty() && i.id.starts_with(q))
+            .collect();
+        match by_prefix.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::Usage(format!(
+                "no image {query:?} in {}; see `docker-mount images`",
+                self.path().display()
+            ))),
+            many => Err(Error::Usage(format!(
+                "{query:?} matches {} images; give more of the id",
+                many.len()
+            ))),
+        }
+    }
+
+    /// A path beneath the root, for messages.
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.path().join(rel)
+    }
+}

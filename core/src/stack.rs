@@ -1,0 +1,191 @@
+//! Resolves a container or an image to its ordered layers (top first)
+//! through layerdb and the driver's description of each layer.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::beneath::check_relative;
+use crate::detect;
+use crate::driver::LayerSource;
+use crate::error::{Error, Result};
+use crate::loader::{Drivers, LoadedDriver};
+use crate::model::container::Container;
+use crate::model::image::Image;
+use crate::model::layerdb::{self, LayerDb};
+use crate::root::DockerRoot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The container's read-write layer: what it changed.
+    Rw,
+    /// The init layer docker adds (hosts, resolv.conf, ... stubs).
+    Init,
+    Image,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StackLayer {
+    pub role: Role,
+    /// The driver's id (cache-id, mount-id, init-id).
+    pub driver_id: String,
+    pub chain_id: Option<String>,
+    pub diff_id: Option<String>,
+    pub size: Option<u64>,
+    pub source: LayerSource,
+}
+
+/// A container's or image's layers, top first, with the driver that holds them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stack {
+    pub driver: String,
+    pub layers: Vec<StackLayer>,
+    /// Inconsistencies that did not stop the resolution.
+    pub warnings: Vec<String>,
+}
+
+fn describe(root: &DockerRoot, driver: &LoadedDriver, id: &str) -> Result<LayerSource> {
+    let source = driver.layer(root.path(), id)?;
+    if let Some(dir) = source.dir() {
+        let inside = dir
+            .strip_prefix(root.path())
+            .map(|rel| check_relative(rel).is_ok());
+        if inside != Ok(true) {
+            return Err(Error::invalid(
+                dir,
+                format!(
+                    "driver {} placed layer {id} outside the docker root",
+                    driver.name()
+                ),
+            ));
+        }
+    }
+    Ok(source)
+}
+
+/// The image layers from `top` down, with chain-id mismatches added to `warnings`.
+fn image_layers(
+    root: &DockerRoot,
+    driver: &LoadedDriver,
+    db: &LayerDb,
+    top: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<StackLayer>> {
+    let chain = db.chain(top)?;
+    warnings.extend(chain.iter().filter_map(|rec| rec.chain_problem()));
+    chain
+        .into_iter()
+        .map(|rec| {
+            Ok(StackLayer {
+                role: Role::Image,
+                driver_id: rec.cache_id.clone(),
+                chain_id: Some(rec.chain_id.clone()),
+                diff_id: Some(rec.diff_id.clone()),
+                size: rec.size,
+                source: describe(root, driver, &rec.cache_id)?,
+            })
+        })
+        .collect()
+}
+
+/// Compares the driver's own parent list of the top layer with the stack
+/// layerdb gave: a mismatch means the metadata was edited or is corrupt.
+fn cross_check(stack: &mut Stack) {
+    let Some((top, below)) = stack.layers.split_first() else {
+        return;
+    };
+    if let LayerSource::Diff { parent_ids, .. } = &top.source {
+        let want: Vec<&str> = below.iter().map(|l| l.driver_id.as_str()).collect();
+        if !parent_ids.is_empty()
+            && parent_ids
+                .iter()
+                .map(String::as_str)
+                .ne(want.iter().copied())
+        {
+            stack.warnings.push(format!(
+                "layer {}: the driver's parent list ({} layers) differs from layerdb's chain ({} layers)",
+                top.driver_id,
+                parent_ids.len(),
+                want.len()
+            ));
+        }
+    }
+}
+
+/// The layers of a container: rw, init, then the image's, top first.
+pub fn container_stack(root: &DockerRoot, drivers: &Drivers, c: &Container) -> Result<Stack> {
+    let name = detect::container_driver_name(root, drivers, c).ok_or_else(|| {
+        Error::invalid(
+            &c.config_path,
+            "names no storage driver and no loaded driver recognises the root",
+        )
+    })?;
+    let driver = detect::require(drivers, &name)?;
+    let mount = layerdb::read_mount(root.dir(), &name, &c.id)?;
+    let db = root.layerdb(&name);
+    let mut warnings = Vec::new();
+    let mut layers = vec![StackLayer {
+        role: Role::Rw,
+        driver_id: mount.mount_id.clone(),
+        chain_id: None,
+        diff_id: None,
+        size: None,
+        source: describe(root, driver, &mount.mount_id)?,
+    }];
+    if let Some(init) = &mount.init_id {
+        layers.push(StackLayer {
+            role: Role::Init,
+            driver_id: init.clone(),
+            chain_id: None,
+            diff_id: None,
+            size: None,
+            source: describe(root, driver, init)?,
+        });
+    }
+    if let Some(parent) = &mount.parent {
+        layers.extend(image_layers(root, driver, &db, parent, &mut warnings)?);
+    }
+    let mut stack = Stack {
+        driver: name,
+        layers,
+        warnings,
+    };
+    cross_check(&mut stack);
+    Ok(stack)
+}
+
+/// The layers of an image, top first.
+pub fn image_stack(root: &DockerRoot, drivers: &Drivers, image: &Image) -> Result<Stack> {
+    let driver = detect::require(drivers, &image.store)?;
+    let db = root.layerdb(&image.store);
+    let chain = layerdb::chain_ids(&image.config.rootfs.diff_ids);
+    let mut warnings = Vec::new();
+    let layers = match chain.last() {
+        Some(top) => image_layers(root, driver, &db, top, &mut warnings)?,
+        None => Vec::new(),
+    };
+    if layers.len() != chain.len() {
+        return Err(Error::invalid(
+            &image.config_path,
+            format!(
+                "{} diff ids but {} layers in layerdb",
+                chain.len(),
+                layers.len()
+            ),
+        ));
+    }
+    let mut stack = Stack {
+        driver: image.store.clone(),
+        layers,
+        warnings,
+    };
+    cross_check(&mut stack);
+    Ok(stack)
+}
+
+/// The path of a layer directory relative to the root (checked by `describe`).
+pub fn relative_dir<'a>(root: &DockerRoot, dir: &'a Path) -> Result<&'a Path> {
+    dir.strip_prefix(root.path())
+        .map_err(|_| Error::invalid(dir, "layer directory outside the docker root"))
+}

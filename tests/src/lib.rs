@@ -1,0 +1,10 @@
+//! Test support for docker-mount: builders of docker roots (synthetic and
+//! made by a real dockerd), oracles, and the evidence integrity harness.
+
+pub mod cli;
+pub mod fixture;
+pub mod integrity;
+pub mod manifest;
+pub mod mounts;
+pub mod real;
+pub mod scene;

@@ -1,0 +1,85 @@
+//! Mount points for tests: cleaned up even when a test fails.
+
+use std::path::Path;
+
+/// A temporary directory to mount on; unmounted (lazily) and removed on drop.
+pub struct MountPoint {
+    dir: tempfile::TempDir,
+}
+
+impl MountPoint {
+    pub fn new() -> MountPoint {
+        MountPoint {
+            dir: tempfile::Builder::new()
+                .prefix("dm-mnt-")
+                .tempdir()
+                .expect("create a mount point"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for MountPoint {
+    fn default() -> Self {
+        MountPoint::new()
+    }
+}
+
+impl Drop for MountPoint {
+    fn drop(&mut self) {
+        while mount_options(self.dir.path()).is_some() {
+            if nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// The filesystem type and options (per mount and per superblock) of the
+/// topmost mount on `dir`; `None` if nothing is mounted there.
+pub fn mount_options(dir: &Path) -> Option<(String, Vec<String>)> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let mounts = docker_mount_core::mount::mountinfo().expect("read /proc/self/mountinfo");
+    mounts
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == dir)
+        .map(|m| (m.fs_type, m.options))
+}
+
+/// Asserts that `dir` holds a mount that is ro, nosuid, nodev and noexec.
+pub fn assert_read_only_mount(dir: &Path) {
+    let (fs, opts) =
+        mount_options(dir).unwrap_or_else(|| panic!("nothing mounted on {}", dir.display()));
+    for want in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(
+            opts.iter().any(|o| o == want),
+            "{fs} mount on {} lacks {want}: {opts:?}",
+            dir.display()
+        );
+    }
+    assert!(
+        !opts
+            .iter()
+            .any(|o| o.starts_with("upperdir") || o.starts_with("workdir")),
+        "mount on {} has an upper or work dir: {opts:?}",
+        dir.display()
+    );
+}
+
+/// Whether this test may mount. Without root it skips, except under
+/// `CI=true`, where a privileged test that cannot run must fail.
+pub fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "this test needs root, and CI=true forbids skipping it"
+    );
+    eprintln!("skipping: needs root");
+    false
+}

@@ -1,0 +1,1048 @@
+//! Docker roots made by a real dockerd (tier 2 of testing.md): a private
+//! dockerd builds awkward images and containers, the oracles (`docker
+//! export`, `docker diff`, `inspect`, `ps`) are recorded, then the daemon is
+//! killed with SIGKILL, leaving a crashed root (running containers keep
+//! `State.Running: true`). Roots are cached under
+//! `<target>/real-roots/<driver>-<hash of this file>/` across processes.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::mount::{umount2, MntFlags};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The docker CLI (Debian's docker.io); `/usr/local/bin/docker` may be a
+/// different client.
+pub const DOCKER: &str = "/usr/bin/docker";
+/// The daemon.
+pub const DOCKERD: &str = "/usr/sbin/dockerd";
+/// Static busybox, the base image's only binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+/// Minimum length of the data root path (long evidence paths must work).
+pub const DATA_ROOT_MIN_LEN: usize = 240;
+/// Total layers of `dm-deep:1` (dockerd's layer store refuses more than 125).
+pub const DEEP_LAYERS: usize = 125;
+
+/// A crashed docker root made by a real dockerd, with its oracles.
+#[derive(Debug, Clone)]
+pub struct RealRoot {
+    /// Storage driver it was made with.
+    pub driver: String,
+    /// The docker data root (the evidence).
+    pub root: PathBuf,
+    /// The cache directory holding `root`, exports and logs.
+    pub dir: PathBuf,
+    pub containers: Vec<RealContainer>,
+    /// `docker inspect` of all containers (a JSON array), before the crash.
+    pub inspect: Value,
+    /// `docker ps -a --no-trunc --format '{{json .}}'`, one value a line.
+    pub ps: Vec<Value>,
+    /// `docker image inspect` of all images (a JSON array).
+    pub images: Value,
+    /// Seconds the cold build took.
+    pub build_seconds: f64,
+}
+
+/// One container of a [`RealRoot`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RealContainer {
+    /// Full 64-hex id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// `docker export` taken while the daemon was alive.
+    pub export_tar: PathBuf,
+    /// `docker diff` output.
+    pub diff: String,
+    /// `State.Running` before the crash.
+    pub running_at_crash: bool,
+}
+
+impl RealRoot {
+    /// The container named `name`; panics if there is none.
+    pub fn container(&self, name: &str) -> &RealContainer {
+        self.containers
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("real root has no container {name:?}"))
+    }
+
+    /// The container's `config.v2.json` as now on disk.
+    pub fn config_v2(&self, name: &str) -> Value {
+        let p = self
+            .root
+            .join("containers")
+            .join(&self.container(name).id)
+            .join("config.v2.json");
+        read_json(&p)
+    }
+}
+
+/// The overlay2 root, built once per process and cached on disk.
+pub fn overlay2_root() -> &'static RealRoot {
+    static ROOT: OnceLock<RealRoot> = OnceLock::new();
+    ROOT.get_or_init(|| cached("overlay2"))
+}
+
+/// Whether real roots can be built here: root, dockerd, docker CLI, busybox.
+pub fn privileged_available() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root".into());
+    }
+    for bin in [DOCKERD, DOCKER, BUSYBOX] {
+        if !Path::new(bin).exists() {
+            return Err(format!("{bin} is missing"));
+        }
+    }
+    Ok(())
+}
+
+/// True if privileged tests can run. Otherwise panics when `CI=true`
+/// (privileged tests must fail in CI), else prints `skipping: <why>` to
+/// stderr and returns false.
+pub fn require_privileged() -> bool {
+    match privileged_available() {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("privileged test cannot run in CI: {why}");
+            }
+            eprintln!("skipping: {why}");
+            false
+        }
+    }
+}
+
+/// The workspace's target directory: `$CARGO_TARGET_DIR` (relative to the
+/// workspace) or `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => ws.join(t),
+        _ => ws.join("target"),
+    }
+}
+
+/// Cache key of a driver's root: the driver and a hash of this file.
+fn cache_key(driver: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(include_str!("real.rs"));
+    h.update(b"\0");
+    h.update(driver);
+    format!("{driver}-{}", &hex::encode(h.finalize())[..16])
+}
+
+/// Loads the cached root of `driver`, building it first if needed (under an
+/// exclusive flock, so parallel test processes build it once).
+fn cached(driver: &str) -> RealRoot {
+    if let Err(why) = privileged_available() {
+        panic!("cannot build a real {driver} root: {why}");
+    }
+    let base = target_dir().join("real-roots");
+    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
+    // Canonical, so that it matches the mount points in mountinfo.
+    let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
+    let key = cache_key(driver);
+    let dir = base.join(&key);
+    let lock_path = base.join(format!("{key}.lock"));
+    let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
+    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
+    if !dir.join("meta.json").exists() {
+        if dir.exists() {
+            // An interrupted build: stop what it left running, then redo it.
+            cleanup_stale(&dir);
+            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -rf {}: {e}", dir.display()));
+        }
+        prune_stale(&base, driver, &key);
+        build(driver, &dir);
+    }
+    load(&dir)
+}
+
+/// Removes roots of `driver` built by other versions of this file, unless
+/// some process holds their lock.
+fn prune_stale(base: &Path, driver: &str, key: &str) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_root = name.strip_prefix(driver).and_then(|r| r.strip_prefix('-'));
+        if name == key || !is_root.is_some_and(|h| h.len() == 16 && !h.contains('.')) {
+            continue;
+        }
+        let lock_path = base.join(format!("{name}.lock"));
+        let Ok(lock) = File::create(&lock_path) else {
+            continue;
+        };
+        let Ok(_held) = Flock::lock(lock, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        cleanup_stale(&e.path());
+        let _ = fs::remove_dir_all(e.path());
+        let _ = fs::remove_file(&lock_path);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    driver: String,
+    /// Data root, relative to the cache dir.
+    root: PathBuf,
+    containers: Vec<RealContainer>,
+    inspect: Value,
+    ps: Vec<Value>,
+    images: Value,
+    build_seconds: f64,
+}
+
+/// Loads a built root from its cache dir (no docker needed).
+pub fn load(dir: &Path) -> RealRoot {
+    let meta: Meta = serde_json::from_value(read_json(&dir.join("meta.json")))
+        .unwrap_or_else(|e| panic!("{}/meta.json: {e}", dir.display()));
+    RealRoot {
+        driver: meta.driver,
+        root: dir.join(meta.root),
+        dir: dir.to_path_buf(),
+        containers: meta
+            .containers
+            .into_iter()
+            .map(|mut c| {
+                c.export_tar = dir.join(&c.export_tar);
+                c
+            })
+            .collect(),
+        inspect: meta.inspect,
+        ps: meta.ps,
+        images: meta.images,
+        build_seconds: meta.build_seconds,
+    }
+}
+
+/// Reads JSON without moving the file's atime (it may be evidence).
+fn read_json(p: &Path) -> Value {
+    let b =
+        crate::integrity::read_noatime(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    serde_json::from_slice(&b).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
+}
+
+fn write(p: &Path, content: impl AsRef<[u8]>) {
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+    }
+    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// `<dir>/long-evidence-path-0-xxx/.../docker`, at least
+/// [`DATA_ROOT_MIN_LEN`] bytes long.
+fn long_data_root(dir: &Path) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    let mut i = 0;
+    while p.as_os_str().len() + "/docker".len() < DATA_ROOT_MIN_LEN {
+        let need = DATA_ROOT_MIN_LEN - p.as_os_str().len() - "/docker".len();
+        let mut seg = format!("long-evidence-path-{i}-");
+        while seg.len() < need.min(100) {
+            seg.push('x');
+        }
+        p.push(seg);
+        i += 1;
+    }
+    p.join("docker")
+}
+
+/// Builds a crashed root with storage driver `driver` in `dest` (which must
+/// not exist): images, containers, oracles, SIGKILL, unmount, `meta.json`.
+pub fn build(driver: &str, dest: &Path) {
+    let t0 = Instant::now();
+    let root = long_data_root(dest);
+    fs::create_dir_all(&root).unwrap_or_else(|e| panic!("mkdir {}: {e}", root.display()));
+    let mut d = Daemon::start(driver, &root, dest);
+    let b = dest.join("build");
+
+    // Base image: static busybox + applet links, imported.
+    let rootfs = b.join("base-rootfs");
+    make_base_rootfs(&rootfs);
+    let base_tar = b.join("base.tar");
+    run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&base_tar)
+            .arg("."),
+        60,
+    );
+    d.docker([
+        OsStr::new("import"),
+        OsStr::new("--change"),
+        OsStr::new("CMD [\"/bin/sh\"]"),
+        base_tar.as_os_str(),
+        OsStr::new("dm-base:latest"),
+    ]);
+
+    // dm-awkward:1
+    let awk = b.join("awkward");
+    write(&awk.join("Dockerfile"), awkward_dockerfile());
+    write(&awk.join("copied-file"), "copied from the build context\n");
+    d.docker_timeout(
+        [
+            OsStr::new("build"),
+            OsStr::new("--network"),
+            OsStr::new("none"),
+            OsStr::new("-t"),
+            OsStr::new("dm-awkward:1"),
+            awk.as_os_str(),
+        ],
+        600,
+    );
+
+    // dm-deep:1 — COPY steps need no running container, ~0.15 s each.
+    let deep = b.join("deep");
+    let mut df = String::from("FROM dm-base:latest\n");
+    for i in 1..DEEP_LAYERS {
+        write(&deep.join("f").join(i.to_string()), format!("{i}\n"));
+        let _ = writeln!(df, "COPY f/{i} /deep/{i}");
+    }
+    write(&deep.join("Dockerfile"), df);
+    d.docker_timeout(
+        [
+            OsStr::new("build"),
+            OsStr::new("-t"),
+            OsStr::new("dm-deep:1"),
+            deep.as_os_str(),
+        ],
+        900,
+    );
+
+    // Containers.
+    let none = ["--network", "none"];
+    let exited = "echo added > /added-file; echo changed >> /awk/modify-me; \
+        rm '/awk/name with spaces'; rm -rf /awk/deep; rm /awk/hardlink-b; \
+        mkfifo /ctr-fifo; ln -s /awk/sub /ctr-symlink; exit 3";
+    let (code, _, err) = d.docker_status(
+        ["run", "--name", "c-exited"].iter().chain(&none).chain(&[
+            "dm-awkward:1",
+            "sh",
+            "-c",
+            exited,
+        ]),
+        120,
+    );
+    assert_eq!(code, 3, "c-exited should exit 3: {err}");
+    d.docker(
+        ["create", "--name", "c-created"]
+            .iter()
+            .chain(&none)
+            .chain(&["dm-awkward:1", "sh"]),
+    );
+    let running = "echo hi > /new-file; rm /etc/group; mkdir -p /var/tmp/x; sleep 100000";
+    d.docker(
+        ["run", "-d", "--name", "c-running"]
+            .iter()
+            .chain(&none)
+            .chain(&["dm-awkward:1", "sh", "-c", running]),
+    );
+    let deep_cmd = "echo changed > /deep/1; rm /deep/2; mkdir /deep/ctr; sleep 100000";
+    d.docker(
+        ["run", "-d", "--name", "c-deep"]
+            .iter()
+            .chain(&none)
+            .chain(&["dm-deep:1", "sh", "-c", deep_cmd]),
+    );
+    d.docker(
+        ["run", "-d", "--name", "c-stopped"]
+            .iter()
+            .chain(&none)
+            .chain(&["dm-awkward:1", "sleep", "100000"]),
+    );
+    d.docker(["stop", "-t", "1", "c-stopped"]);
+    let bind = dest.join("bind");
+    write(&bind.join("bound-file"), "bind-mounted, read-only\n");
+    let bind_arg = format!("{}:/bind:ro", bind.display());
+    let mounts_cmd = "echo vol > /data/in-volume; echo rw > /rw-file; sleep 100000";
+    d.docker(
+        [
+            "run",
+            "-d",
+            "--name",
+            "c-mounts",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--restart",
+            "unless-stopped",
+            "--hostname",
+            "dm-host",
+            "-e",
+            "DM_SECRET=hunter2",
+            "--label",
+            "dm.role=mounts",
+            "-w",
+            "/awk",
+            "-v",
+            "dm-vol:/data",
+            "-v",
+            bind_arg.as_str(),
+        ]
+        .iter()
+        .chain(&none)
+        .chain(&["dm-awkward:1", "sh", "-c", mounts_cmd]),
+    );
+    // --privileged cannot start where the bounding set lacks a capability
+    // (CAP_SYS_RESOURCE here): create it only; hostconfig.json records it.
+    d.docker(
+        ["create", "--name", "c-privileged", "--privileged"]
+            .iter()
+            .chain(&none)
+            .chain(&["dm-awkward:1", "sh"]),
+    );
+    // Wait until the detached shells made their last change.
+    for (name, last) in [
+        ("c-running", "/var/tmp/x"),
+        ("c-deep", "/deep/ctr"),
+        ("c-mounts", "/rw-file"),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let diff = d.docker(["diff", name]);
+            if diff.lines().any(|l| l.ends_with(&format!(" {last}"))) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never made {last}: {diff}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // Oracles, while the daemon is alive.
+    let ps: Vec<Value> = d
+        .docker(["ps", "-a", "--no-trunc", "--format", "{{json .}}"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("docker ps line {l:?}: {e}")))
+        .collect();
+    let ids: Vec<String> = d
+        .docker(["ps", "-a", "-q", "--no-trunc"])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let inspect: Value = {
+        let out = d.docker(
+            ["inspect".to_string()]
+                .into_iter()
+                .chain(ids.iter().cloned()),
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("docker inspect: {e}"))
+    };
+    let image_ids: BTreeSet<String> = d
+        .docker(["images", "-a", "-q", "--no-trunc"])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let images: Value = {
+        let args = ["image".to_string(), "inspect".to_string()];
+        let out = d.docker(args.into_iter().chain(image_ids));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("docker image inspect: {e}"))
+    };
+    let mut containers = Vec::new();
+    for c in inspect.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let id = c["Id"].as_str().expect("inspect Id").to_string();
+        let name = c["Name"]
+            .as_str()
+            .expect("inspect Name")
+            .trim_start_matches('/')
+            .to_string();
+        let export_rel = PathBuf::from("exports").join(format!("{name}.tar"));
+        let export = dest.join(&export_rel);
+        fs::create_dir_all(dest.join("exports")).expect("mkdir exports");
+        d.docker_timeout(
+            [
+                OsStr::new("export"),
+                OsStr::new("-o"),
+                export.as_os_str(),
+                OsStr::new(&id),
+            ],
+            300,
+        );
+        let diff = d.docker(["diff", id.as_str()]);
+        write(&dest.join("diffs").join(format!("{name}.txt")), &diff);
+        containers.push(RealContainer {
+            id,
+            name,
+            export_tar: export_rel,
+            diff,
+            running_at_crash: c["State"]["Running"].as_bool().unwrap_or(false),
+        });
+    }
+
+    // The crash.
+    d.crash();
+    for c in &containers {
+        let cfg = read_json(&root.join("containers").join(&c.id).join("config.v2.json"));
+        let on_disk = cfg["State"]["Running"].as_bool().unwrap_or(false);
+        assert_eq!(
+            on_disk, c.running_at_crash,
+            "{}: State.Running on disk after the crash differs from before it",
+            c.name
+        );
+    }
+    assert!(
+        containers.iter().filter(|c| c.running_at_crash).count() >= 3,
+        "expected c-running, c-deep and c-mounts running at the crash"
+    );
+    let root_rel = root
+        .strip_prefix(dest)
+        .expect("data root under dest")
+        .to_path_buf();
+    let build_seconds = t0.elapsed().as_secs_f64();
+    let meta = Meta {
+        driver: driver.to_string(),
+        root: root_rel,
+        containers,
+        inspect,
+        ps,
+        images,
+        build_seconds,
+    };
+    let json = serde_json::to_vec_pretty(&meta).expect("serialize meta");
+    write(&dest.join("meta.json.tmp"), json);
+    fs::rename(dest.join("meta.json.tmp"), dest.join("meta.json")).expect("rename meta.json");
+    eprintln!(
+        "built real {driver} root in {build_seconds:.1} s at {} ({} bytes)",
+        root.display(),
+        root.as_os_str().len()
+    );
+}
+
+fn make_base_rootfs(r: &Path) {
+    for d in ["bin", "etc", "tmp", "root", "xattr"] {
+        fs::create_dir_all(r.join(d)).unwrap_or_else(|e| panic!("mkdir {d}: {e}"));
+    }
+    fs::copy(BUSYBOX, r.join("bin/busybox")).expect("copy busybox");
+    // A hard link in the base layer, the other applets as symlinks.
+    fs::hard_link(r.join("bin/busybox"), r.join("bin/sh")).expect("link sh");
+    for a in [
+        "ls", "mkdir", "rm", "rmdir", "ln", "mknod", "mkfifo", "chmod", "chown", "touch", "echo",
+        "printf", "cat", "sleep", "cp", "mv", "true", "dd", "head", "find", "stat", "wc",
+    ] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(a)).expect("applet symlink");
+    }
+    write(
+        &r.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    );
+    write(&r.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n");
+    write(&r.join("etc/shadow"), "root:*:19000:0:99999:7:::\n");
+    use std::os::unix::fs::PermissionsExt;
+    let perm = |p: &str, m: u32| {
+        fs::set_permissions(r.join(p), fs::Permissions::from_mode(m)).expect("chmod");
+    };
+    perm("etc/shadow", 0o640);
+    perm("tmp", 0o1777);
+    perm("root", 0o700);
+    // xattrs in the base layer (docker import applies them all).
+    write(&r.join("xattr/user-xattr"), "has a user.* xattr\n");
+    xattr::set(r.join("xattr/user-xattr"), "user.dm.note", b"evidence")
+        .expect("set user xattr (filesystem without user xattrs?)");
+    write(&r.join("xattr/capability"), "has file capabilities\n");
+    // vfs_cap_data v2, effective, permitted = CAP_NET_BIND_SERVICE.
+    let mut cap = Vec::new();
+    cap.extend_from_slice(&(0x0200_0000u32 | 1).to_le_bytes());
+    cap.extend_from_slice(&(1u32 << 10).to_le_bytes());
+    cap.extend_from_slice(&0u32.to_le_bytes());
+    cap.extend_from_slice(&0u32.to_le_bytes());
+    cap.extend_from_slice(&0u32.to_le_bytes());
+    xattr::set(r.join("xattr/capability"), "security.capability", &cap)
+        .expect("set security.capability");
+}
+
+/// A 255-byte file name (the longest a component can be).
+pub fn name_255() -> String {
+    format!("n255-{}", "x".repeat(250))
+}
+
+/// The awkward image: every case of testing.md that a docker build can make.
+fn awkward_dockerfile() -> String {
+    let lines = [
+        "FROM dm-base:latest",
+        // Empty layers.
+        "LABEL dm.case=\"awkward\" dm.note=\"LABEL and ENV make empty layers\"",
+        "ENV DM_CASE=awkward DM_EMPTY=1",
+        // Layer 1: the awkward files.
+        "RUN set -e; mkdir -p /awk/deep/a/b/c/d/e/f/g/h/i/j; echo leaf > /awk/deep/a/b/c/d/e/f/g/h/i/j/leaf; \\",
+        "  echo spaces > '/awk/name with spaces'; \\",
+        "  echo newline > \"$(printf '/awk/new\\nline')\"; \\",
+        "  echo backslash > '/awk/back\\slash'; \\",
+        "  echo latin1 > \"$(printf '/awk/non-utf8-\\377\\376')\"; \\",
+        "  mkdir \"$(printf '/awk/dir-\\351')\"; echo inside > \"$(printf '/awk/dir-\\351/f')\"; \\",
+        "  mkdir /awk/sub; echo linked > /awk/hardlink-a; ln /awk/hardlink-a /awk/hardlink-b; ln /awk/hardlink-a /awk/sub/hardlink-c; \\",
+        "  ln -s /etc/passwd /awk/abs-link; ln -s ../etc/passwd /awk/rel-link; ln -s sub /awk/dir-link; \\",
+        "  ln -s ../../../../etc/shadow /awk/escape-rel; ln -s /etc/shadow /awk/escape-abs; ln -s /nonexistent /awk/dangling; \\",
+        "  echo suid > /awk/setuid; chmod 4755 /awk/setuid; echo sgid > /awk/setgid; chmod 2755 /awk/setgid; \\",
+        "  mkdir /awk/sticky /awk/setgid-dir; chmod 1777 /awk/sticky; chmod 2775 /awk/setgid-dir; \\",
+        "  echo odd > /awk/odd-owner; chown 12345:54321 /awk/odd-owner; mkdir /awk/big-ids; chown 2000000000:2000000001 /awk/big-ids; \\",
+        "  mkfifo /awk/fifo; mknod /awk/char-dev c 1 3; mknod /awk/block-dev b 7 200; \\",
+        "  mkdir -p /awk/empty-dir /awk/empty-parent/empty-child; \\",
+        "  echo zero > /awk/mode-000; chmod 000 /awk/mode-000; \\",
+        "  dd if=/dev/zero of=/awk/big bs=65536 count=40 2>/dev/null; \\",
+        "  echo long > /awk/@NAME255@; \\",
+        "  echo doomed > /awk/doomed-file; mkdir -p /awk/doomed-dir/sub; echo x > /awk/doomed-dir/sub/x; \\",
+        "  mkdir /awk/opaque; echo old > /awk/opaque/old1; echo old > /awk/opaque/old2; \\",
+        "  echo original > /awk/modify-me; echo chmod > /awk/chmod-me; \\",
+        "  mkdir /awk/dir-becomes-file; echo x > /awk/dir-becomes-file/x; echo f > /awk/file-becomes-dir",
+        // Layer 2: whiteouts, an opaque directory, copy-ups, type changes.
+        "RUN set -e; rm /awk/doomed-file; rm -rf /awk/doomed-dir; rm /bin/head; \\",
+        "  rm -rf /awk/opaque; mkdir /awk/opaque; echo new > /awk/opaque/new; \\",
+        "  echo appended >> /awk/modify-me; chmod 0600 /awk/chmod-me; \\",
+        "  rm -rf /awk/dir-becomes-file; echo now-a-file > /awk/dir-becomes-file; \\",
+        "  rm /awk/file-becomes-dir; mkdir /awk/file-becomes-dir; echo y > /awk/file-becomes-dir/y; \\",
+        "  ln /awk/hardlink-a /awk/hardlink-upper",
+        // Layer 3: a COPY layer; WORKDIR makes a directory.
+        "COPY copied-file /awk/copied",
+        "WORKDIR /awk/workdir",
+        "CMD [\"/bin/sh\"]",
+    ];
+    let mut s = lines.join("\n").replace("@NAME255@", &name_255());
+    s.push('\n');
+    s
+}
+
+/// A private dockerd on a short exec-root in /tmp.
+struct Daemon {
+    run: PathBuf,
+    root: PathBuf,
+    sock: String,
+    log: PathBuf,
+    child: Option<Child>,
+    config: PathBuf,
+}
+
+impl Daemon {
+    fn start(driver: &str, root: &Path, dest: &Path) -> Daemon {
+        let run = short_run_dir();
+        write(&dest.join("run-dir"), run.as_os_str().as_bytes());
+        let log = dest.join("dockerd.log");
+        let logf = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let logf2 = logf.try_clone().expect("dup log fd");
+        let sock = format!("unix://{}/s", run.display());
+        let config = dest.join("docker-config");
+        fs::create_dir_all(&config).expect("mkdir docker-config");
+        let child = Command::new(DOCKERD)
+            .arg("--data-root")
+            .arg(root)
+            .arg("--exec-root")
+            .arg(run.join("x"))
+            .arg("--host")
+            .arg(&sock)
+            .arg("--pidfile")
+            .arg(run.join("pid"))
+            .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
+            .args(["--storage-driver", driver])
+            .stdin(Stdio::null())
+            .stdout(logf)
+            .stderr(logf2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {DOCKERD}: {e}"));
+        let mut d = Daemon {
+            run,
+            root: root.to_path_buf(),
+            sock,
+            log,
+            child: Some(child),
+            config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, _, _) = d.docker_status(["version"], 30);
+            if code == 0 {
+                break;
+            }
+            let exited = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "dockerd did not come up ({}):\n{}",
+                    exited.map_or("timeout".into(), |s| s.to_string()),
+                    d.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if !d.run.join("x/containerd/containerd.pid").exists() {
+            panic!(
+                "dockerd uses a system containerd (/run/containerd/containerd.sock?), \
+                 not its own: refusing to build (its shims could not be told apart)"
+            );
+        }
+        d
+    }
+
+    fn log_tail(&self) -> String {
+        let s = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.env("DOCKER_HOST", &self.sock)
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_CONFIG", &self.config)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH");
+        c
+    }
+
+    fn docker_status<I, S>(&self, args: I, timeout: u64) -> (i32, String, String)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = self.cmd();
+        c.args(args);
+        run_capture(&mut c, timeout, &self.run)
+    }
+
+    fn docker_timeout<I, S>(&self, args: I, timeout: u64) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let (code, out, err) = self.docker_status(&args, timeout);
+        if code != 0 {
+            panic!(
+                "docker {:?} failed ({code}):\n{out}\n{err}\n--- dockerd log ---\n{}",
+                args,
+                self.log_tail()
+            );
+        }
+        out
+    }
+
+    fn docker<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.docker_timeout(args, 120)
+    }
+
+    /// SIGKILL dockerd, its containerd, the container processes and shims,
+    /// then unmount what they left and remove the exec-root.
+    fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let survivors = kill_run(&self.run);
+        let unmounted = unmount_under(&[&self.root, &self.run]);
+        remove_cgroups(&self.root);
+        let _ = fs::remove_dir_all(&self.run);
+        if !std::thread::panicking() {
+            assert!(
+                survivors.is_empty(),
+                "processes {survivors:?} survived SIGKILL"
+            );
+            if let Err(e) = unmounted {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.crash();
+        }
+    }
+}
+
+/// `/tmp/dmr.<pid>.<n>` (unix socket paths must stay under ~108 bytes).
+fn short_run_dir() -> PathBuf {
+    for n in 0..1000 {
+        let p = PathBuf::from(format!("/tmp/dmr.{}.{n}", std::process::id()));
+        if fs::create_dir(&p).is_ok() {
+            return p;
+        }
+    }
+    panic!("cannot create a run dir under /tmp");
+}
+
+/// Runs a command with a timeout, capturing output in files (no pipe
+/// deadlocks). Returns (exit code or -1, stdout, stderr).
+fn run_capture(c: &mut Command, timeout: u64, scratch: &Path) -> (i32, String, String) {
+    let tmp = tempfile::Builder::new()
+        .prefix("cmd")
+        .tempdir_in(scratch)
+        .or_else(|_| tempfile::tempdir())
+        .expect("tempdir for command output");
+    let (o, e) = (tmp.path().join("out"), tmp.path().join("err"));
+    c.stdin(Stdio::null())
+        .stdout(File::create(&o).expect("create stdout file"))
+        .stderr(File::create(&e).expect("create stderr file"));
+    let mut child = c.spawn().unwrap_or_else(|err| panic!("spawn {c:?}: {err}"));
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for command") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = String::from_utf8_lossy(&fs::read(&o).unwrap_or_default()).into_owned();
+    let mut err = String::from_utf8_lossy(&fs::read(&e).unwrap_or_default()).into_owned();
+    let code = match status {
+        Some(s) => s.code().unwrap_or(-1),
+        None => {
+            err.push_str(&format!("\n(timed out after {timeout} s)"));
+            -1
+        }
+    };
+    (code, out, err)
+}
+
+fn run_ok(c: &mut Command, timeout: u64) -> String {
+    let (code, out, err) = run_capture(c, timeout, Path::new("/tmp"));
+    assert_eq!(code, 0, "{c:?} failed:\n{out}\n{err}");
+    out
+}
+
+fn cmdline(pid: i32) -> Vec<Vec<u8>> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the ")" closing the command name.
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let s = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+fn sigkill(pid: i32) {
+    if pid > 1 {
+        // SAFETY: kill(2) has no memory effects; pid is a single positive id.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn read_pid(p: &Path) -> Option<i32> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn mentions(pid: i32, needle: &[u8]) -> bool {
+    cmdline(pid)
+        .iter()
+        .any(|a| a.windows(needle.len()).any(|w| w == needle))
+}
+
+/// SIGKILLs, by pid, the processes of the dockerd whose exec-root is
+/// `<run>/x`: dockerd (pidfile), its containerd (pidfile), the shims whose
+/// `-address` lies under `run` and the containers they started. Each pid is
+/// checked to still name `run` (or be a shim's child) before it is killed.
+fn kill_run(run: &Path) -> Vec<i32> {
+    let needle = run.as_os_str().as_bytes();
+    let mut victims = Vec::new();
+    if let Some(p) = read_pid(&run.join("pid")) {
+        if mentions(p, needle) {
+            victims.push(p);
+        }
+    }
+    if let Some(p) = read_pid(&run.join("x/containerd/containerd.pid")) {
+        if mentions(p, needle) {
+            victims.push(p);
+        }
+    }
+    let mut shims = Vec::new();
+    if let Ok(procs) = fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let args = cmdline(pid);
+            let is_shim = args.first().is_some_and(|a| {
+                a.ends_with(b"containerd-shim-runc-v2") || a.ends_with(b"containerd-shim")
+            });
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == b"-address" && w[1].starts_with(needle));
+            if is_shim && ours {
+                shims.push(pid);
+            }
+        }
+    }
+    // dockerd and containerd first (nothing may record the deaths), then
+    // the container inits (killing a pid namespace's init kills it all),
+    // then the shims.
+    for &p in &victims {
+        sigkill(p);
+    }
+    for &s in &shims {
+        for c in children(s) {
+            sigkill(c);
+            victims.push(c);
+        }
+    }
+    for &s in &shims {
+        sigkill(s);
+        victims.push(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while victims.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    victims.retain(|&p| alive(p));
+    victims
+}
+
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn under(p: &[u8], prefix: &[u8]) -> bool {
+    p == prefix || (p.starts_with(prefix) && p.get(prefix.len()) == Some(&b'/'))
+}
+
+/// Lazily unmounts every mount at or below any of `prefixes`, deepest
+/// (and most recently stacked) first, until none is left.
+pub fn unmount_under(prefixes: &[&Path]) -> Result<(), String> {
+    for _round in 0..20 {
+        let info = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
+        let mut points: Vec<(usize, Vec<u8>)> = info
+            .lines()
+            .enumerate()
+            .filter_map(|(i, l)| l.split(' ').nth(4).map(|m| (i, unescape_mountinfo(m))))
+            .filter(|(_, m)| prefixes.iter().any(|p| under(m, p.as_os_str().as_bytes())))
+            .collect();
+        if points.is_empty() {
+            return Ok(());
+        }
+        points.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(b.0.cmp(&a.0)));
+        for (_, m) in points {
+            let _ = umount2(Path::new(OsStr::from_bytes(&m)), MntFlags::MNT_DETACH);
+        }
+    }
+    Err(format!("mounts under {prefixes:?} survive repeated umount"))
+}
+
+/// Removes the (now empty) cgroups docker made for containers of `root`.
+fn remove_cgroups(root: &Path) {
+    let Ok(ids) = fs::read_dir(root.join("containers")) else {
+        return;
+    };
+    let ids: Vec<_> = ids.flatten().map(|e| e.file_name()).collect();
+    let Ok(hier) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    bases.extend(hier.flatten().map(|e| e.path()));
+    for base in bases {
+        for id in &ids {
+            let p = base.join("docker").join(id);
+            if p.is_dir() {
+                let _ = fs::remove_dir(&p);
+            }
+        }
+    }
+}
+
+/// Stops and unmounts what an interrupted build in `dir` left behind.
+fn cleanup_stale(dir: &Path) {
+    if let Ok(run) = fs::read(dir.join("run-dir")) {
+        let run = PathBuf::from(OsStr::from_bytes(&run));
+        if run.starts_with("/tmp/dmr.") {
+            let survivors = kill_run(&run);
+            assert!(
+                survivors.is_empty(),
+                "stale processes {survivors:?} survived SIGKILL"
+            );
+            unmount_under(&[&run]).unwrap_or_else(|e| panic!("{e}"));
+            let _ = fs::remove_dir_all(&run);
+        }
+    }
+    unmount_under(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_root_is_long() {
+        let p = long_data_root(Path::new("/x"));
+        assert!(p.as_os_str().len() >= DATA_ROOT_MIN_LEN, "{}", p.display());
+        assert!(p.iter().all(|c| c.len() <= 255));
+        assert!(p.ends_with("docker"));
+    }
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(
+            unescape_mountinfo("/a\\040b\\012c\\134"),
+            b"/a b\nc\\".to_vec()
+        );
+        assert!(under(b"/a/b", b"/a"));
+        assert!(!under(b"/ab", b"/a"));
+    }
+
+    #[test]
+    fn name_255_is_255() {
+        assert_eq!(name_255().len(), 255);
+    }
+}

@@ -1,0 +1,191 @@
+//! Tier 2: a root made by a real dockerd (overlay2), crashed with kill -9.
+//! `docker ps -a` / `docker inspect` (taken before the crash) and
+//! `docker export` are the oracles; the root must hash the same after.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use docker_mount_tests::mounts::{assert_read_only_mount, MountPoint};
+use docker_mount_tests::{cli, integrity, manifest, real};
+use serde_json::Value;
+
+fn inspect_of<'a>(root: &'a real::RealRoot, id: &str) -> &'a Value {
+    root.inspect
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["Id"] == id))
+        .unwrap_or_else(|| panic!("no docker inspect record for {id}"))
+}
+
+#[test]
+fn list_matches_docker_ps_and_inspect() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let before = integrity::snapshot(&r.root);
+    let listed = cli::run(&r.root, &["list", "--all", "--json"]).json();
+    let listed = listed.as_array().expect("a JSON array");
+    assert_eq!(
+        listed.len(),
+        r.containers.len(),
+        "list --all shows every container"
+    );
+    for c in &r.containers {
+        let got = listed
+            .iter()
+            .find(|l| l["id"] == c.id.as_str())
+            .unwrap_or_else(|| panic!("{} not listed", c.name));
+        let want = inspect_of(r, &c.id);
+        assert_eq!(
+            got["name"],
+            want["Name"].as_str().unwrap().trim_start_matches('/')
+        );
+        assert_eq!(got["image"], want["Config"]["Image"]);
+        assert_eq!(
+            format!("sha256:{}", got["image_id"].as_str().unwrap()),
+            want["Image"]
+        );
+        assert_eq!(got["state"], want["State"]["Status"], "{}", c.name);
+        assert_eq!(got["running_at_shutdown"], c.running_at_crash, "{}", c.name);
+        assert_eq!(got["created"], want["Created"]);
+        assert_eq!(got["driver"], "overlay2");
+        assert_eq!(got["exit_code"], want["State"]["ExitCode"]);
+        let mut command = vec![want["Path"].as_str().unwrap().to_string()];
+        command.extend(
+            want["Args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+        assert_eq!(got["command"], command.join(" "));
+    }
+    // Without --all, only what was running at the crash, like docker ps.
+    let running = cli::run(&r.root, &["list", "--json"]).json();
+    let want_running = r.containers.iter().filter(|c| c.running_at_crash).count();
+    assert!(want_running > 0);
+    assert_eq!(running.as_array().unwrap().len(), want_running);
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+#[test]
+fn images_match_docker_image_inspect() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let listed = cli::run(&r.root, &["images", "--all", "--json"]).json();
+    let listed = listed.as_array().expect("a JSON array");
+    let want = r.images.as_array().expect("docker image inspect array");
+    assert_eq!(listed.len(), want.len());
+    // Without --all, like `docker images`: build steps hidden, tagged images shown.
+    let shown = cli::run(&r.root, &["images", "--json"]).json();
+    let shown = shown.as_array().unwrap();
+    assert!(shown.len() < listed.len());
+    for img in want
+        .iter()
+        .filter(|i| !i["RepoTags"].as_array().unwrap().is_empty())
+    {
+        let id = img["Id"].as_str().unwrap().trim_start_matches("sha256:");
+        assert!(
+            shown.iter().any(|s| s["id"] == id),
+            "tagged image {id} hidden"
+        );
+    }
+    for img in want {
+        let id = img["Id"].as_str().unwrap().trim_start_matches("sha256:");
+        let got = listed
+            .iter()
+            .find(|l| l["id"] == id)
+            .unwrap_or_else(|| panic!("image {id} not listed"));
+        let mut tags: Vec<&str> = got["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let mut want_tags: Vec<&str> = img["RepoTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        tags.sort();
+        want_tags.sort();
+        assert_eq!(tags, want_tags);
+        assert_eq!(
+            got["layers"],
+            img["RootFS"]["Layers"].as_array().unwrap().len()
+        );
+        assert_eq!(got["created"], img["Created"]);
+    }
+}
+
+#[test]
+fn every_container_mounts_equal_to_docker_export() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let before = integrity::snapshot(&r.root);
+    let mut checked = 0;
+    for c in &r.containers {
+        for api in ["new", "legacy"] {
+            let mnt = MountPoint::new();
+            let dir = mnt.path().to_str().unwrap();
+            cli::run(&r.root, &["mount", &c.id[..12], dir, "--mount-api", api]).ok();
+            assert_read_only_mount(mnt.path());
+            let want = manifest::from_tar(&c.export_tar);
+            let got = manifest::from_dir(mnt.path());
+            let diffs = manifest::compare(&want, &got, &[]);
+            assert!(
+                diffs.is_empty(),
+                "{} ({api} mount API) differs from docker export:\n{}",
+                c.name,
+                diffs.join("\n")
+            );
+            cli::run(&r.root, &["umount", dir]).ok();
+            assert!(
+                docker_mount_tests::mounts::mount_options(mnt.path()).is_none(),
+                "umount left a mount"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2 * 4,
+        "expected several containers, checked {checked}"
+    );
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+#[test]
+fn info_shows_layers_and_host_settings() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    for c in &r.containers {
+        let info = cli::run(&r.root, &["info", &c.name, "--json"]).json();
+        let want = inspect_of(r, &c.id);
+        assert_eq!(info["id"], c.id.as_str());
+        assert!(
+            info["layer_error"].is_null(),
+            "{}: {}",
+            c.name,
+            info["layer_error"]
+        );
+        let layers = info["layers"].as_array().unwrap();
+        assert_eq!(layers[0]["role"], "rw");
+        assert_eq!(layers[0]["path"], want["GraphDriver"]["Data"]["UpperDir"]);
+        assert_eq!(layers[1]["role"], "init");
+        let image_layers = layers.iter().filter(|l| l["role"] == "image").count();
+        let lower = want["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap();
+        assert_eq!(image_layers + 1, lower.split(':').count(), "{}", c.name);
+        assert_eq!(info["host"]["privileged"], want["HostConfig"]["Privileged"]);
+        assert!(
+            info["warnings"].as_array().unwrap().is_empty(),
+            "{}: {}",
+            c.name,
+            info["warnings"]
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Building the binary, the driver plugins and the test plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// Runs cargo in the workspace, failing on a non-zero exit.
+pub fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace())
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Crate directory names under `dir` (each holds a Cargo.toml).
+fn crates_in(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Builds `packages` and copies their `lib<name>.so` into `dest`.
+fn build_plugins(
+    profile_dir: &Path,
+    release: bool,
+    packages: &[String],
+    dest: &Path,
+) -> Result<()> {
+    let mut args = vec!["build", "--quiet"];
+    if release {
+        args.push("--release");
+    }
+    for p in packages {
+        args.extend(["-p", p.as_str()]);
+    }
+    cargo(&args)?;
+    std::fs::create_dir_all(dest)?;
+    for p in packages {
+        let lib = format!("lib{}.so", p.replace('-', "_"));
+        let from = profile_dir.join(&lib);
+        std::fs::copy(&from, dest.join(&lib))
+            .with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    Ok(())
+}
+
+/// Builds the CLI and every driver; returns `target/<profile>`.
+pub fn build_drivers(release: bool) -> Result<PathBuf> {
+    let profile_dir = target_dir().join(if release { "release" } else { "debug" });
+    let mut cli = vec!["build", "--quiet", "-p", "docker-mount"];
+    if release {
+        cli.push("--release");
+    }
+    cargo(&cli)?;
+    let drivers: Vec<String> = crates_in(&workspace().join("drivers"))?
+        .into_iter()
+        .map(|d| format!("docker-mount-driver-{d}"))
+        .collect();
+    let dest = profile_dir.join("drivers");
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)?;
+    }
+    build_plugins(&profile_dir, release, &drivers, &dest)?;
+    eprintln!("xtask: {} driver(s) in {}", drivers.len(), dest.display());
+    Ok(profile_dir)
+}
+
+/// Builds the loader's fixture plugins into `target/<profile>/test-plugins/`.
+pub fn build_test_plugins(profile_dir: &Path) -> Result<()> {
+    let plugins: Vec<String> = crates_in(&workspace().join("tests/plugins"))?
+        .into_iter()
+        .map(|d| format!("docker-mount-test-plugin-{d}"))
+        .collect();
+    build_plugins(
+        profile_dir,
+        false,
+        &plugins,
+        &profile_dir.join("test-plugins"),
+    )
+}

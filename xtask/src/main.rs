@@ -1,0 +1,42 @@
+//! Developer and CI tasks: `cargo xtask <task>`.
+//!
+//! - `build-drivers [--release]`: the CLI plus every `drivers/*` plugin, the
+//!   `.so` files placed in `target/<profile>/drivers/` beside the binary;
+//! - `test-drivers`: installs what the tests need (as root), checks format
+//!   and lints, builds, and runs every test (both tiers);
+//! - `demo`: builds a sample docker root and runs the tool on it.
+
+mod build;
+mod demo;
+mod packages;
+
+use anyhow::{bail, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let release = args.iter().any(|a| a == "--release");
+    match args.first().map(String::as_str) {
+        Some("build-drivers") => build::build_drivers(release).map(drop),
+        Some("test-drivers") => test_drivers(),
+        Some("demo") => demo::run(),
+        _ => bail!("usage: cargo xtask <build-drivers [--release] | test-drivers | demo>"),
+    }
+}
+
+fn test_drivers() -> Result<()> {
+    packages::ensure()?;
+    build::cargo(&["fmt", "--all", "--check"])?;
+    build::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let profile = build::build_drivers(false)?;
+    build::build_test_plugins(&profile)?;
+    build::cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    Ok(())
+}

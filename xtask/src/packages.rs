@@ -1,0 +1,60 @@
+//! Installs the system tools the tests use when they are missing.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+/// (command that must exist, Debian package providing it)
+const NEEDED: &[(&str, &str)] = &[
+    ("dockerd", "docker.io"),
+    ("busybox", "busybox-static"),
+    ("mkfs.btrfs", "btrfs-progs"),
+    ("thin_dump", "thin-provisioning-tools"),
+    ("mkfs.xfs", "xfsprogs"),
+    ("fusermount3", "fuse3"),
+];
+
+fn have(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .chain(["/usr/sbin".into(), "/sbin".into()])
+                .any(|d| d.join(cmd).is_file())
+        })
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn ensure() -> Result<()> {
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(c, _)| !have(c))
+        .map(|(_, p)| *p)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!("xtask: not root, cannot install {}; privileged tests will skip (and fail under CI=true)", missing.join(" "));
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .envs(env)
+        .status()?;
+    let install = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .envs(env)
+        .status()?;
+    if !update.success() || !install.success() {
+        bail!("apt-get could not install {}", missing.join(" "));
+    }
+    Ok(())
+}
