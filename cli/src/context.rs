@@ -1,10 +1,12 @@
 //! What every command starts from: the drivers and the opened root.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use docker_mount_core::loader::Drivers;
 use docker_mount_core::root::DockerRoot;
+use docker_mount_core::stack::{self, Stack};
+use docker_mount_core::view::{self, View};
 
 use crate::Cli;
 
@@ -41,6 +43,54 @@ pub fn open(cli: &Cli) -> Result<Context> {
     let root = DockerRoot::open(&cli.root)
         .with_context(|| format!("cannot open docker root {}", cli.root.display()))?;
     Ok(Context { root, drivers })
+}
+
+/// The layers of a container, or of an image when `image` is set, with
+/// a description of which for messages.
+pub fn resolve_stack(ctx: &Context, target: &str, image: bool) -> Result<(String, Stack)> {
+    if image {
+        let img = ctx.root.find_image(target)?;
+        let stack = stack::image_stack(&ctx.root, &ctx.drivers, &img)
+            .with_context(|| format!("cannot resolve the layers of image {}", img.id))?;
+        return Ok((format!("image {}", img.id), stack));
+    }
+    let c = ctx.root.find_container(target)?;
+    let stack = stack::container_stack(&ctx.root, &ctx.drivers, &c)
+        .with_context(|| format!("cannot resolve the layers of container {}", c.name()))?;
+    Ok((format!("container {} ({})", c.name(), c.id), stack))
+}
+
+/// Opens the userspace view of a container or image, printing its warnings.
+pub fn open_view(ctx: &Context, target: &str, image: bool) -> Result<(String, View)> {
+    let (what, stack) = resolve_stack(ctx, target, image)?;
+    for w in &stack.warnings {
+        eprintln!("warning: {w}");
+    }
+    let view = view::open(&ctx.root, &stack)
+        .with_context(|| format!("cannot open the layers of {what}"))?;
+    for w in &view.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok((what, view))
+}
+
+/// Refuses an output path inside the evidence.
+pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let parent =
+        std::fs::canonicalize(parent).with_context(|| format!("cannot write {}", out.display()))?;
+    let root = std::fs::canonicalize(ctx.root.path())?;
+    if parent.starts_with(&root) {
+        anyhow::bail!(
+            "refusing to write {} inside the evidence root {}",
+            out.display(),
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -76,6 +76,27 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = commands::mount::Api::Auto)]
         mount_api: commands::mount::Api,
     },
+    /// Write a container's (or image's) filesystem as a tar stream; needs no root.
+    #[command(after_help = "Example: docker-mount --root ./docker export web -o web.tar")]
+    Export {
+        /// Container name, full id or unique id prefix (or an image with --image).
+        target: String,
+        /// Output file, `-` for standard output (the default when it is not a terminal).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Export an image (name:tag or id) instead of a container.
+        #[arg(long)]
+        image: bool,
+    },
+    /// What a container changed against its image (A added, C changed, D deleted).
+    #[command(after_help = "Example: docker-mount --root ./docker diff web --layers")]
+    Diff {
+        /// Container name, full id or unique id prefix.
+        container: String,
+        /// Name the layer that held each changed or deleted path before.
+        #[arg(long)]
+        layers: bool,
+    },
     /// Unmount what `docker-mount mount` mounted.
     #[command(after_help = "Example: docker-mount umount /mnt/web")]
     Umount {

@@ -12,13 +12,18 @@
 pub mod abi;
 pub mod beneath;
 pub mod detect;
+pub mod diff;
 pub mod driver;
 pub mod error;
+pub mod export;
 pub mod loader;
 pub mod model;
 pub mod mount;
+pub mod pathfmt;
 pub mod root;
 pub mod stack;
+pub mod union;
+pub mod view;
 
 pub use driver::{
     Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle,

@@ -83,3 +83,21 @@ pub fn require_root() -> bool {
     eprintln!("skipping: needs root");
     false
 }
+
+/// A read-only, noatime bind of `src`, so tests can copy evidence without
+/// updating its atimes.
+pub fn noatime_bind(src: &Path) -> MountPoint {
+    use nix::mount::{mount, MsFlags};
+    let mnt = MountPoint::new();
+    mount(
+        Some(src),
+        mnt.path(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("bind mount");
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOATIME;
+    mount(None::<&str>, mnt.path(), None::<&str>, flags, None::<&str>).expect("remount ro,noatime");
+    mnt
+}

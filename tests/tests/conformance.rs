@@ -9,7 +9,7 @@ use std::path::Path;
 
 use docker_mount_tests::mounts::{assert_read_only_mount, require_root, MountPoint};
 use docker_mount_tests::scene::{self, Scene, DEEP_LAYERS};
-use docker_mount_tests::{cli, integrity};
+use docker_mount_tests::{cli, integrity, manifest};
 use serde_json::Value;
 
 /// A scene in a fresh temp dir, hashed; the hash is checked on drop.
@@ -286,6 +286,86 @@ macro_rules! conformance {
                         cli::run(ev.root(), &["umount", dir]).ok();
                     }
                 }
+            }
+
+            #[test]
+            fn export_equals_the_kernel_mount() {
+                if !require_root() {
+                    return;
+                }
+                let ev = Evidence::new("docker");
+                let out = tempfile::tempdir().unwrap();
+                for name in ["web", "deep", "admin"] {
+                    let tar = out.path().join(format!("{name}.tar"));
+                    cli::run(ev.root(), &["export", name, "-o", tar.to_str().unwrap()]).ok();
+                    let mnt = MountPoint::new();
+                    cli::run(ev.root(), &["mount", name, mnt.path().to_str().unwrap()]).ok();
+                    let diffs = manifest::compare(
+                        &manifest::from_dir(mnt.path()),
+                        &manifest::from_tar(&tar),
+                        &[],
+                    );
+                    assert!(
+                        diffs.is_empty(),
+                        "{name}: userspace export differs from the kernel's view:\n{}",
+                        diffs.join("\n")
+                    );
+                }
+                let image_tar = out.path().join("image.tar");
+                cli::run(
+                    ev.root(),
+                    &[
+                        "export",
+                        "--image",
+                        "small:1",
+                        "-o",
+                        image_tar.to_str().unwrap(),
+                    ],
+                )
+                .ok();
+                let image = manifest::from_tar(&image_tar);
+                assert!(image.get(b"var/d/new").is_some() && image.get(b"etc/passwd").is_none());
+                assert!(
+                    image.get(b".dockerenv").is_none(),
+                    "an image has no init layer"
+                );
+                // Writing the export into the evidence is refused.
+                let inside = ev.root().join("x.tar");
+                let refused = cli::run(
+                    ev.root(),
+                    &["export", "web", "-o", inside.to_str().unwrap()],
+                );
+                assert_ne!(refused.status, 0);
+                assert!(!inside.exists());
+            }
+
+            #[test]
+            fn diff_reports_what_the_container_changed() {
+                let ev = Evidence::new("docker");
+                let web = cli::run(ev.root(), &["diff", "web"]);
+                assert_eq!(
+                    web.ok(),
+                    "C /etc\nD /etc/keep\nA /root\nA /root/added\nC /var/d/new\n"
+                );
+                let json = cli::run(ev.root(), &["diff", "deep", "--json"]).json();
+                let deep_top = ev
+                    .scene
+                    .fixture
+                    .image(ev.scene.deep_image)
+                    .layers
+                    .last()
+                    .copied()
+                    .unwrap();
+                assert_eq!(json[0]["kind"], "C");
+                assert_eq!(json[0]["path"], "/deep");
+                assert_eq!(
+                    json[0]["previous_layer"],
+                    ev.scene.fixture.layer(deep_top).cache_id.as_str()
+                );
+                assert_eq!(json[1]["kind"], "A");
+                assert!(json[1]["previous_layer"].is_null());
+                let created = cli::run(ev.root(), &["diff", "created"]);
+                assert_eq!(created.ok(), "", "an untouched container has no changes");
             }
 
             #[test]

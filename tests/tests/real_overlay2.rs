@@ -189,3 +189,143 @@ fn info_shows_layers_and_host_settings() {
         );
     }
 }
+
+#[test]
+fn every_container_exports_equal_to_docker_export() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let before = integrity::snapshot(&r.root);
+    let out = tempfile::tempdir().unwrap();
+    for c in &r.containers {
+        let tar = out.path().join(format!("{}.tar", c.name));
+        cli::run(&r.root, &["export", &c.name, "-o", tar.to_str().unwrap()]).ok();
+        let diffs = manifest::compare(
+            &manifest::from_tar(&c.export_tar),
+            &manifest::from_tar(&tar),
+            &[],
+        );
+        assert!(
+            diffs.is_empty(),
+            "{}: export differs from docker export:\n{}",
+            c.name,
+            diffs.join("\n")
+        );
+    }
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+/// `docker diff`'s order follows Go map iteration (naive diff), so the
+/// comparison is of the sets of lines; ours are in path order.
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_diff_equals_docker_diff() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let before = integrity::snapshot(&r.root);
+    for c in &r.containers {
+        let ours = cli::run(&r.root, &["diff", &c.name]);
+        assert_eq!(sorted_lines(ours.ok()), sorted_lines(&c.diff), "{}", c.name);
+        let json = cli::run(&r.root, &["diff", &c.name, "--json"]).json();
+        assert_eq!(json.as_array().unwrap().len(), sorted_lines(&c.diff).len());
+    }
+    let exited = cli::run(&r.root, &["diff", "c-exited", "--json"]).json();
+    let deleted: Vec<&str> = exited
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "D")
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert!(deleted.contains(&"/awk/deep"), "{deleted:?}");
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+/// An analyst without root, on a copy of the evidence: no trusted xattrs,
+/// no O_NOATIME on files not theirs, no mounts.
+#[test]
+fn export_and_diff_work_without_root() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let copy = tempfile::tempdir().unwrap();
+    let root = copy.path().join("docker");
+    let source = docker_mount_tests::mounts::noatime_bind(&r.root);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(source.path())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a of the root failed");
+    let out = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    // nobody, with read access to everything (CAP_DAC_READ_SEARCH) and nothing else.
+    let unprivileged = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args([
+                "--inh-caps",
+                "-all,+dac_read_search",
+                "--ambient-caps",
+                "+dac_read_search",
+                "--bounding-set",
+                "-all,+dac_read_search",
+            ])
+            .arg(cli::binary())
+            .arg("--root")
+            .arg(&root)
+            .args(args);
+        let o = cmd.output().expect("setpriv");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    for c in &r.containers {
+        let tar = out.path().join(format!("{}.tar", c.name));
+        let (ok, _, err) = unprivileged(&["export", &c.name, "-o", tar.to_str().unwrap()]);
+        assert!(ok, "{}: {err}", c.name);
+        assert!(
+            err.contains("not root"),
+            "the limits of non-root reading are stated: {err}"
+        );
+        let diffs = manifest::compare(
+            &manifest::from_tar(&c.export_tar),
+            &manifest::from_tar(&tar),
+            &[],
+        );
+        assert!(
+            diffs.is_empty(),
+            "{} (non-root): export differs from docker export:\n{}",
+            c.name,
+            diffs.join("\n")
+        );
+        let (ok, stdout, err) = unprivileged(&["diff", &c.name]);
+        assert!(ok, "{}: {err}", c.name);
+        assert_eq!(
+            sorted_lines(&stdout),
+            sorted_lines(&c.diff),
+            "{} (non-root)",
+            c.name
+        );
+    }
+}

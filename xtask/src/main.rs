@@ -4,8 +4,11 @@
 //!   `.so` files placed in `target/<profile>/drivers/` beside the binary;
 //! - `test-drivers`: installs what the tests need (as root), checks format
 //!   and lints, builds, and runs every test (both tiers);
-//! - `demo`: builds a sample docker root and runs the tool on it.
+//! - `demo`: builds a sample docker root and runs the tool on it;
+//! - `bench [--runs N] [NAME...]`: times the release binary against baseline
+//!   tools side by side and prints ratios (`target/bench/results.json`).
 
+mod bench;
 mod build;
 mod demo;
 mod packages;
@@ -19,7 +22,10 @@ fn main() -> Result<()> {
         Some("build-drivers") => build::build_drivers(release).map(drop),
         Some("test-drivers") => test_drivers(),
         Some("demo") => demo::run(),
-        _ => bail!("usage: cargo xtask <build-drivers [--release] | test-drivers | demo>"),
+        Some("bench") => bench::run(&args[1..]),
+        _ => bail!(
+            "usage: cargo xtask <build-drivers [--release] | test-drivers | demo | bench [--runs N] [NAME...]>"
+        ),
     }
 }
 

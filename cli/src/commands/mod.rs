@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod diff;
 pub mod drivers;
+pub mod export;
 pub mod images;
 pub mod info;
 pub mod list;
@@ -21,6 +23,12 @@ pub fn run(cli: &Cli) -> Result<()> {
             image,
             mount_api,
         } => mount::run(cli, target, dir, *image, *mount_api),
+        Command::Export {
+            target,
+            output,
+            image,
+        } => export::run(cli, target, output.as_deref(), *image),
+        Command::Diff { container, layers } => diff::run(cli, container, *layers),
         Command::Umount { dir, lazy } => mount::unmount(dir, *lazy),
         Command::Drivers => drivers::run(cli),
     }

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use docker_mount_core::mount::{self, MountApi};
-use docker_mount_core::stack;
 
 use crate::context;
 use crate::Cli;
@@ -32,18 +31,7 @@ impl From<Api> for MountApi {
 
 pub fn run(cli: &Cli, target: &str, dir: &Path, image: bool, api: Api) -> Result<()> {
     let ctx = context::open(cli)?;
-    let (what, stack) = if image {
-        let img = ctx.root.find_image(target)?;
-        (
-            format!("image {}", img.id),
-            stack::image_stack(&ctx.root, &ctx.drivers, &img)?,
-        )
-    } else {
-        let c = ctx.root.find_container(target)?;
-        let stack = stack::container_stack(&ctx.root, &ctx.drivers, &c)
-            .with_context(|| format!("cannot resolve the layers of container {}", c.name()))?;
-        (format!("container {} ({})", c.name(), c.id), stack)
-    };
+    let (what, stack) = context::resolve_stack(&ctx, target, image)?;
     for w in &stack.warnings {
         eprintln!("warning: {w}");
     }

@@ -5,4 +5,5 @@ pub mod container;
 pub mod ids;
 pub mod image;
 pub mod layerdb;
+pub mod tarsplit;
 pub mod volume;

@@ -1,0 +1,66 @@
+//! `export`: a container's (or image's) filesystem as a tar stream, with no
+//! root and no mount.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context as _, Result};
+use docker_mount_core::export::{export, ExportStats};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::context;
+use crate::Cli;
+
+fn progress_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").ok()?);
+    Some(bar)
+}
+
+pub fn run(cli: &Cli, target: &str, output: Option<&Path>, image: bool) -> Result<()> {
+    let ctx = context::open(cli)?;
+    let to_stdout = output.is_none_or(|o| o == Path::new("-"));
+    if to_stdout && std::io::stdout().is_terminal() {
+        bail!("refusing to write a tar stream to a terminal; use -o FILE or a pipe");
+    }
+    let (what, view) = context::open_view(&ctx, target, image)?;
+    let bar = progress_bar();
+    let mut tick = |s: &ExportStats| {
+        if let Some(bar) = &bar {
+            if s.entries.is_multiple_of(256) {
+                bar.set_message(format!(
+                    "{} entries, {} files, {} bytes",
+                    s.entries, s.files, s.bytes
+                ));
+                bar.tick();
+            }
+        }
+    };
+    let stats = if to_stdout {
+        let stdout = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
+        let stats = export(&view.union, &mut out, &mut tick)?;
+        out.flush()?;
+        stats
+    } else {
+        let path = output.unwrap_or(Path::new("-"));
+        context::check_output(&ctx, path)?;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let stats = export(&view.union, &mut out, &mut tick)?;
+        out.flush()?;
+        stats
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    eprintln!(
+        "exported {what}: {} entries, {} files, {} bytes",
+        stats.entries, stats.files, stats.bytes
+    );
+    Ok(())
+}
