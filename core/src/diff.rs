@@ -1,18 +1,20 @@
-//! What a container changed against its image, the way `docker diff`
-//! computes it for layered drivers: a walk of the read-write layer in name
-//! order, each entry Added, Changed (it exists in a lower layer) or Deleted
-//! (a whiteout, or an opaque directory that existed below), parents of
-//! additions and deletions reported as changed.
+//! What a container changed against its image, computed the way docker's
+//! naive differ does (what `docker diff` runs on current kernels): the
+//! container's merged view against the merged view of the layers below its
+//! rw layer. An entry is Added, Deleted, or Changed when its mtime, mode,
+//! owner, device number or (for non-directories) size differ; a directory
+//! holding a change is Changed too, and listed before its contents.
+//!
+//! For layered drivers only directories present in the rw layer can differ,
+//! so only those are compared; full-tree drivers compare everything.
 
-use std::collections::HashSet;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::union::{Raw, Stat, Tree, Union};
+use crate::error::Result;
+use crate::union::{Node, Stat, Union};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ChangeKind {
@@ -34,117 +36,106 @@ impl ChangeKind {
     }
 }
 
-/// One change, with the lower layer that held the previous version.
+/// One change, with the layer that held the previous version.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
     pub kind: ChangeKind,
-    /// Absolute inside the container (`/etc/passwd`), raw bytes.
+    /// Absolute inside the container (`/etc/passwd`).
     #[serde(serialize_with = "crate::pathfmt::serialize")]
     pub path: PathBuf,
-    /// Driver id of the topmost lower layer holding the path, if any.
+    /// Driver id of the layer the previous version comes from (C and D).
     pub previous_layer: Option<String>,
-}
-
-struct Walker<'a> {
-    rw: &'a Tree,
-    lowers: &'a [Tree],
-    changed_dirs: HashSet<PathBuf>,
-    out: Vec<Change>,
-}
-
-fn io(tree: &Tree, rel: &Path, cause: std::io::Error) -> Error {
-    Error::Io {
-        path: tree.path().join(rel),
-        cause,
-    }
 }
 
 /// Docker's time comparison: equal, or equal seconds when either side
 /// lacks nanoseconds (some filesystems and tar round them).
-fn same_fs_time(a: &Stat, b: &Stat) -> bool {
-    a.mtime == b.mtime || (a.mtime.sec == b.mtime.sec && (a.mtime.nsec == 0 || b.mtime.nsec == 0))
+fn same_time(a: &Stat, b: &Stat) -> bool {
+    a.mtime.sec == b.mtime.sec
+        && (a.mtime.nsec == b.mtime.nsec || a.mtime.nsec == 0 || b.mtime.nsec == 0)
 }
 
-impl Walker<'_> {
-    /// The topmost lower layer holding `rel` as a real entry (raw, as docker looks).
-    fn in_lower(&self, rel: &Path) -> Result<Option<(usize, Stat)>> {
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        let name = rel.file_name().map_or(&[][..], |n| n.as_bytes());
-        for (i, lower) in self.lowers.iter().enumerate() {
-            if let (Some(Raw::Entry(st)), _) =
-                lower.probe(parent, name).map_err(|e| io(lower, rel, e))?
-            {
-                return Ok(Some((i, st)));
+/// Docker's metadata comparison (size is not a measure of change for directories).
+fn differs(new: &Stat, old: &Stat) -> bool {
+    !same_time(new, old)
+        || new.kind != old.kind
+        || new.mode != old.mode
+        || new.uid != old.uid
+        || new.gid != old.gid
+        || new.rdev != old.rdev
+        || (!new.is_dir() && new.size != old.size)
+}
+
+struct Differ<'a> {
+    union: &'a Union,
+    /// Whether only directories present in the top layer can differ.
+    layered: bool,
+    out: Vec<Change>,
+}
+
+fn change(kind: ChangeKind, node: &Node, previous: Option<&Node>, union: &Union) -> Change {
+    Change {
+        kind,
+        path: std::path::Path::new("/").join(&node.path),
+        previous_layer: previous.map(|p| union.tree(p).id.clone()),
+    }
+}
+
+impl Differ<'_> {
+    /// Every entry below `dir` of the new view is added.
+    fn all_added(&mut self, dir: &Node) -> Result<()> {
+        for child in self.union.children(dir)? {
+            self.out
+                .push(change(ChangeKind::Added, &child, None, self.union));
+            if child.stat.is_dir() {
+                self.all_added(&child)?;
             }
         }
-        Ok(None)
+        Ok(())
     }
 
-    fn record(&mut self, kind: ChangeKind, rel: &Path, is_dir: bool, previous: Option<usize>) {
-        let path = Path::new("/").join(rel);
-        if is_dir {
-            self.changed_dirs.insert(path.clone());
-        }
-        if kind != ChangeKind::Changed {
-            let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-            if parent != Path::new("/") && !self.changed_dirs.contains(&parent) {
-                let previous_layer = self.in_lower_id(&parent);
-                self.out.push(Change {
-                    kind: ChangeKind::Changed,
-                    path: parent.clone(),
-                    previous_layer,
-                });
-                self.changed_dirs.insert(parent);
-            }
-        }
-        self.out.push(Change {
-            kind,
-            path,
-            previous_layer: previous.map(|i| self.lowers[i].id.clone()),
-        });
-    }
-
-    fn in_lower_id(&self, abs: &Path) -> Option<String> {
-        let rel = abs.strip_prefix("/").ok()?;
-        self.in_lower(rel)
-            .ok()
-            .flatten()
-            .map(|(i, _)| self.lowers[i].id.clone())
-    }
-
-    fn walk(&mut self, dir: &Path) -> Result<()> {
-        let listing = self.rw.list(dir).map_err(|e| io(self.rw, dir, e))?;
-        for (name, raw) in listing.entries {
-            let rel = dir.join(OsStr::from_bytes(&name));
-            let lower = self.in_lower(&rel)?;
-            match raw {
-                Raw::Whiteout => {
-                    self.record(ChangeKind::Deleted, &rel, false, lower.map(|(i, _)| i))
-                }
-                Raw::Entry(st) if st.is_dir() => {
-                    let opaque = self.rw.list(&rel).map_err(|e| io(self.rw, &rel, e))?.opaque;
-                    match &lower {
-                        // An opaque directory over an existing one: deleted and recreated.
-                        Some((i, _)) if opaque => {
-                            self.record(ChangeKind::Deleted, &rel, true, Some(*i))
-                        }
-                        Some((i, below)) => {
-                            let same = below.is_dir()
-                                && below.size == st.size
-                                && below.mode == st.mode
-                                && same_fs_time(&st, below);
-                            if !same {
-                                self.record(ChangeKind::Changed, &rel, true, Some(*i));
-                            }
-                        }
-                        None => self.record(ChangeKind::Added, &rel, true, None),
+    /// Compares directory `new` (container view) with `old` (parent view).
+    fn compare(&mut self, new: &Node, old: &Node) -> Result<()> {
+        let new_children = self.union.children(new)?;
+        let old_children = self.union.children(old)?;
+        let names: BTreeSet<&[u8]> = new_children
+            .iter()
+            .chain(&old_children)
+            .map(Node::name)
+            .collect();
+        for name in names {
+            let n = new_children.iter().find(|c| c.name() == name);
+            let o = old_children.iter().find(|c| c.name() == name);
+            match (n, o) {
+                (Some(n), None) => {
+                    self.out
+                        .push(change(ChangeKind::Added, n, None, self.union));
+                    if n.stat.is_dir() {
+                        self.all_added(n)?;
                     }
-                    self.walk(&rel)?;
                 }
-                Raw::Entry(_) => match lower {
-                    Some((i, _)) => self.record(ChangeKind::Changed, &rel, false, Some(i)),
-                    None => self.record(ChangeKind::Added, &rel, false, None),
-                },
+                (None, Some(o)) => {
+                    self.out
+                        .push(change(ChangeKind::Deleted, o, Some(o), self.union))
+                }
+                (Some(n), Some(o)) => {
+                    let at = self.out.len();
+                    let changed = differs(&n.stat, &o.stat);
+                    if changed {
+                        self.out
+                            .push(change(ChangeKind::Changed, n, Some(o), self.union));
+                    }
+                    let in_top = !self.layered || n.layer == 0;
+                    if n.stat.is_dir() && o.stat.is_dir() && in_top {
+                        self.compare(n, o)?;
+                        if !changed && self.out.len() > at {
+                            self.out
+                                .insert(at, change(ChangeKind::Changed, n, Some(o), self.union));
+                        }
+                    } else if n.stat.is_dir() && !o.stat.is_dir() {
+                        self.all_added(n)?;
+                    }
+                }
+                (None, None) => {}
             }
         }
         Ok(())
@@ -153,21 +144,23 @@ impl Walker<'_> {
 
 /// The changes of the top layer of `union` against the layers below it.
 pub fn changes(union: &Union) -> Result<Vec<Change>> {
-    let Some((rw, lowers)) = union.trees.split_first() else {
+    let Some(top) = union.trees.first() else {
         return Ok(Vec::new());
     };
-    if rw.style().is_none() {
-        return Err(Error::Usage(
-            "this container's layers are full trees; diff needs a layered (diff/whiteout) driver"
-                .into(),
-        ));
+    if union.trees.len() < 2 {
+        let mut differ = Differ {
+            union,
+            layered: false,
+            out: Vec::new(),
+        };
+        differ.all_added(&union.root()?)?;
+        return Ok(differ.out);
     }
-    let mut walker = Walker {
-        rw,
-        lowers,
-        changed_dirs: HashSet::new(),
+    let mut differ = Differ {
+        union,
+        layered: top.style().is_some(),
         out: Vec::new(),
     };
-    walker.walk(Path::new(""))?;
-    Ok(walker.out)
+    differ.compare(&union.root()?, &union.root_from(1)?)?;
+    Ok(differ.out)
 }

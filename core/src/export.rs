@@ -108,8 +108,9 @@ pub fn export(
     // (dev, ino) of multiply-linked files → the path written first.
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     union.walk(&mut |node| {
-        if node.path.as_os_str().is_empty() {
-            return Ok(()); // docker export has no entry for the root
+        // docker export has no entry for the root, and tar none for sockets.
+        if node.path.as_os_str().is_empty() || node.stat.kind == FileKind::Socket {
+            return Ok(());
         }
         write_entry(union, &mut builder, node, &mut links, &mut stats)?;
         stats.entries += 1;

@@ -1,14 +1,17 @@
 //! Opens the userspace view of a container or image stack.
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use crate::beneath::Beneath;
 use crate::driver::{LayerSource, WhiteoutStyle};
 use crate::error::{Error, Result};
 use crate::model::tarsplit::TarSplit;
+use crate::pathfmt;
 use crate::root::DockerRoot;
 use crate::stack::{relative_dir, Role, Stack, StackLayer};
-use crate::union::{Tree, Union};
+use crate::union::{Raw, Tree, Union};
 
 /// A stack ready to read: the union, the stack layers behind it (same
 /// order, top first) and what could not be taken into account.
@@ -50,6 +53,8 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
     }
     let mut trees = Vec::new();
     let mut layers = Vec::new();
+    // Container layers (no tar-split) whose opaque markers we cannot read.
+    let mut pending_unknown = Vec::new();
     for layer in &stack.layers {
         let (style, dir) = match &layer.source {
             LayerSource::Diff { dir, whiteouts, .. } => (Some(*whiteouts), dir),
@@ -66,12 +71,12 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
             match (&layer.role, &layer.chain_id) {
                 (Role::Image, Some(chain)) => match tar_split_opaque(root, &stack.driver, chain) {
                     Ok(dirs) => tree.add_opaque_hints(dirs),
-                    Err(e) => warnings.push(format!("layer {}: opaque directories unknown: {e}", layer.driver_id)),
+                    Err(e) => warnings.push(format!(
+                        "layer {}: opaque directories unknown: {e}",
+                        layer.driver_id
+                    )),
                 },
-                _ => warnings.push(format!(
-                    "not root: opaque directories of the {:?} layer {} (trusted.overlay.opaque) cannot be read; deleted directory contents may show through",
-                    layer.role, layer.driver_id
-                )),
+                _ => pending_unknown.push(trees.len()),
             }
         }
         trees.push(tree);
@@ -80,9 +85,57 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
             break;
         }
     }
+    let union = Union::new(trees);
+    for i in pending_unknown {
+        let mut dirs = Vec::new();
+        shadowing_dirs(&union, i, Path::new(""), &mut dirs)?;
+        if !dirs.is_empty() {
+            let shown: Vec<String> = dirs
+                .iter()
+                .take(20)
+                .map(|d| format!("/{}", pathfmt::escape(d)))
+                .collect();
+            warnings.push(format!(
+                "not root: trusted.overlay.opaque cannot be read; {} {} of the {} layer {} also in lower layers and may be opaque (their deleted contents would then show through): {}{}",
+                dirs.len(),
+                if dirs.len() == 1 { "directory is" } else { "directories are" },
+                format!("{:?}", layers[i].role).to_lowercase(),
+                layers[i].driver_id,
+                shown.join(", "),
+                if dirs.len() > shown.len() { ", ..." } else { "" }
+            ));
+        }
+    }
     Ok(View {
-        union: Union::new(trees),
+        union,
         layers,
         warnings,
     })
+}
+
+/// Directories of layer `i` (below `dir`) that also exist as directories
+/// in a lower layer: those an unreadable opaque marker could affect.
+fn shadowing_dirs(union: &Union, i: usize, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let tree = &union.trees[i];
+    let listing = tree.list(dir).map_err(|cause| Error::Io {
+        path: tree.path().join(dir),
+        cause,
+    })?;
+    for (name, raw) in listing.entries {
+        let Raw::Entry(st) = raw else { continue };
+        if !st.is_dir() {
+            continue;
+        }
+        let rel = dir.join(OsStr::from_bytes(&name));
+        let below = if union.trees.len() > i + 1 {
+            union.lookup_from(i + 1, &rel)?
+        } else {
+            None
+        };
+        if below.is_some_and(|n| n.stat.is_dir()) {
+            out.push(rel.clone());
+        }
+        shadowing_dirs(union, i, &rel, out)?;
+    }
+    Ok(())
 }

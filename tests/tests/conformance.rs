@@ -345,7 +345,7 @@ macro_rules! conformance {
                 let web = cli::run(ev.root(), &["diff", "web"]);
                 assert_eq!(
                     web.ok(),
-                    "C /etc\nD /etc/keep\nA /root\nA /root/added\nC /var/d/new\n"
+                    "C /etc\nD /etc/keep\nA /root\nA /root/added\nC /var\nC /var/d\nC /var/d/new\n"
                 );
                 let json = cli::run(ev.root(), &["diff", "deep", "--json"]).json();
                 let deep_top = ev

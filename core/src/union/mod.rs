@@ -45,10 +45,16 @@ impl Union {
 
     /// The root directory of the view.
     pub fn root(&self) -> crate::Result<Node> {
+        self.root_from(0)
+    }
+
+    /// The root directory of the view made of layer `first` and those below
+    /// it: what a path looked like before the layers above `first`.
+    pub fn root_from(&self, first: usize) -> crate::Result<Node> {
         let top = self
             .trees
-            .first()
-            .ok_or_else(|| crate::Error::Usage("a view needs at least one layer".into()))?;
+            .get(first)
+            .ok_or_else(|| crate::Error::Usage(format!("the view has no layer {first}")))?;
         let st = top.list_self_stat().map_err(|cause| crate::Error::Io {
             path: top.path().to_path_buf(),
             cause,
@@ -56,8 +62,8 @@ impl Union {
         Ok(Node {
             path: PathBuf::new(),
             stat: st,
-            layer: 0,
-            stack: (0..self.trees.len()).collect(),
+            layer: first,
+            stack: (first..self.trees.len()).collect(),
         })
     }
 
@@ -104,7 +110,12 @@ impl Union {
     /// The entry at `path` in the view (no symlink on the way is followed:
     /// a symlink where a directory is expected means "not found").
     pub fn lookup(&self, path: &Path) -> crate::Result<Option<Node>> {
-        let mut node = self.root()?;
+        self.lookup_from(0, path)
+    }
+
+    /// [`Union::lookup`] in the view of layer `first` and those below it.
+    pub fn lookup_from(&self, first: usize, path: &Path) -> crate::Result<Option<Node>> {
+        let mut node = self.root_from(first)?;
         for component in path.components() {
             let name = match component {
                 Component::Normal(n) => n.as_bytes(),
