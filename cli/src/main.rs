@@ -62,20 +62,11 @@ pub enum Command {
         /// Container name, full id or unique id prefix.
         container: String,
     },
-    /// Mount a container's (or an image's) filesystem read-only.
-    #[command(after_help = "Example: docker-mount --root ./docker mount web /mnt/web")]
-    Mount {
-        /// Container name, full id or unique id prefix (or an image with --image).
-        target: String,
-        /// Where to mount it (an existing directory outside the evidence).
-        dir: PathBuf,
-        /// Mount an image (name:tag or id) instead of a container.
-        #[arg(long)]
-        image: bool,
-        /// How to ask the kernel for the overlay.
-        #[arg(long, value_enum, default_value_t = commands::mount::Api::Auto)]
-        mount_api: commands::mount::Api,
-    },
+    /// Mount a container's (or an image's) filesystem read-only (kernel or FUSE).
+    #[command(
+        after_help = "Examples:\n  docker-mount --root ./docker mount web /mnt/web\n  docker-mount --root ./docker mount --fuse --background web /mnt/web\n  docker-mount --root ./docker mount --all /mnt/all"
+    )]
+    Mount(commands::mount::MountArgs),
     /// Write a container's (or image's) filesystem as a tar stream; needs no root.
     #[command(after_help = "Example: docker-mount --root ./docker export web -o web.tar")]
     Export {
@@ -97,14 +88,73 @@ pub enum Command {
         #[arg(long)]
         layers: bool,
     },
-    /// Unmount what `docker-mount mount` mounted.
-    #[command(after_help = "Example: docker-mount umount /mnt/web")]
-    Umount {
-        dir: PathBuf,
-        /// Detach now and finish when the mount is no longer busy.
+    /// Every whiteout and opaque directory of a container's (or image's) layers, and what each hid.
+    #[command(
+        after_help = "Each hidden entry names the layer that holds it; recover it with\n`docker-mount cat --layer <layer> <container> <path>`. --json lists every hidden entry.\n\nExample: docker-mount --root ./docker deleted web --json"
+    )]
+    Deleted {
+        /// Container name, full id or unique id prefix (or an image with --image).
+        target: String,
+        /// Read an image (name:tag or id) instead of a container.
         #[arg(long)]
-        lazy: bool,
+        image: bool,
     },
+    /// Write one file's content from the view, or from a single layer (even if deleted above it).
+    #[command(
+        after_help = "Example: docker-mount --root ./docker cat --layer 3f2a9c web /etc/shadow > shadow"
+    )]
+    Cat {
+        /// Container name, full id or unique id prefix (or an image with --image).
+        target: String,
+        /// The file's path inside the container, e.g. /etc/passwd.
+        path: PathBuf,
+        /// Read from this layer only: driver (cache) id, chain id, or a unique prefix of either.
+        #[arg(long, value_name = "ID")]
+        layer: Option<String>,
+        /// Output file instead of standard output (`-` for standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Read an image (name:tag or id) instead of a container.
+        #[arg(long)]
+        image: bool,
+    },
+    /// File times of a container's (or image's) view, marked with their layer, and docker's events.
+    #[command(
+        after_help = "Bodyfile names read `<container>:/path (layer <short id>)`; events `[container web] started`.\n\nExamples:\n  docker-mount --root ./docker timeline web -o web.body && mactime -b web.body -d\n  docker-mount --root ./docker timeline --all --format jsonl -o all.jsonl"
+    )]
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["container", "all", "image"])))]
+    Timeline {
+        /// Container name, full id or unique id prefix.
+        container: Option<String>,
+        /// Every container (broken ones are skipped with a warning) and every image's events.
+        #[arg(long)]
+        all: bool,
+        /// An image's view and events (name:tag or id) instead of a container.
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = commands::timeline::Format::Bodyfile)]
+        format: commands::timeline::Format,
+        /// Output file instead of standard output (`-` for standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Which layers hold a path (or a glob's paths), the images on them, the version each container and image sees, and where it was deleted.
+    #[command(
+        after_help = "Globs: `*` within a name, `**` across names, `?`, `[a-z]`; quote them. Non-UTF-8 bytes as `\\xNN`.\n\nExamples:\n  docker-mount --root ./docker find /etc/passwd\n  docker-mount --root ./docker find '/root/**/*.sh' --json"
+    )]
+    Find {
+        /// An absolute path as containers see it (/etc/passwd) or a glob ('/etc/*.conf').
+        query: std::ffi::OsString,
+        /// Report at most this many paths (a glob may match many).
+        #[arg(long, value_name = "N", default_value_t = docker_mount_core::provenance::DEFAULT_LIMIT)]
+        limit: usize,
+    },
+    /// Unmount what `docker-mount mount` mounted.
+    #[command(
+        after_help = "Examples:\n  docker-mount umount /mnt/web\n  docker-mount umount --all /mnt/all"
+    )]
+    Umount(commands::mount::UmountArgs),
     /// List the driver plugins loaded, and those that failed to load.
     #[command(after_help = "Example: docker-mount drivers --json")]
     Drivers,
@@ -126,6 +176,11 @@ fn init_tracing(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, stop quietly when the reader goes away (`| head`).
+    // SAFETY: setting a signal disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match commands::run(&cli) {

@@ -11,17 +11,22 @@
 
 pub mod abi;
 pub mod beneath;
+pub mod deleted;
 pub mod detect;
 pub mod diff;
 pub mod driver;
+pub mod driver_kit;
 pub mod error;
 pub mod export;
+pub mod fuse;
 pub mod loader;
 pub mod model;
 pub mod mount;
 pub mod pathfmt;
+pub mod provenance;
 pub mod root;
 pub mod stack;
+pub mod timeline;
 pub mod union;
 pub mod view;
 

@@ -11,6 +11,7 @@ use crate::model::container::Container;
 use crate::model::ids;
 use crate::model::image::{Image, References};
 use crate::model::layerdb::LayerDb;
+use crate::model::legacy;
 use crate::model::volume::{self, Volume};
 
 /// An item of the root that could not be read.
@@ -109,6 +110,11 @@ impl DockerRoot {
                 })),
             }
         }
+        out.extend(
+            legacy::images(&self.dir)
+                .into_iter()
+                .map(|r| r.map_err(|(name, error)| ItemError { name, error })),
+        );
         out
     }
 

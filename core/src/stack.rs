@@ -13,6 +13,7 @@ use crate::loader::{Drivers, LoadedDriver};
 use crate::model::container::Container;
 use crate::model::image::Image;
 use crate::model::layerdb::{self, LayerDb};
+use crate::model::legacy;
 use crate::root::DockerRoot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,6 +123,9 @@ pub fn container_stack(root: &DockerRoot, drivers: &Drivers, c: &Container) -> R
         )
     })?;
     let driver = detect::require(drivers, &name)?;
+    if c.legacy {
+        return legacy_container_stack(root, driver, c, name);
+    }
     let mount = layerdb::read_mount(root.dir(), &name, &c.id)?;
     let db = root.layerdb(&name);
     let mut warnings = Vec::new();
@@ -155,9 +159,73 @@ pub fn container_stack(root: &DockerRoot, drivers: &Drivers, c: &Container) -> R
     Ok(stack)
 }
 
+/// Image layers of a docker < 1.10 root: each image is a layer named by its id.
+fn legacy_image_layers(
+    root: &DockerRoot,
+    driver: &LoadedDriver,
+    image_id: &str,
+) -> Result<Vec<StackLayer>> {
+    legacy::chain(root.dir(), image_id)?
+        .into_iter()
+        .map(|id| {
+            Ok(StackLayer {
+                role: Role::Image,
+                source: describe(root, driver, &id)?,
+                driver_id: id,
+                chain_id: None,
+                diff_id: None,
+                size: None,
+            })
+        })
+        .collect()
+}
+
+/// A docker < 1.10 container: layers named `<id>`, `<id>-init`, then its image's.
+fn legacy_container_stack(
+    root: &DockerRoot,
+    driver: &LoadedDriver,
+    c: &Container,
+    name: String,
+) -> Result<Stack> {
+    let mut layers = Vec::new();
+    for (role, id) in [
+        (Role::Rw, c.id.clone()),
+        (Role::Init, format!("{}-init", c.id)),
+    ] {
+        match describe(root, driver, &id) {
+            Ok(source) => layers.push(StackLayer {
+                role,
+                driver_id: id,
+                chain_id: None,
+                diff_id: None,
+                size: None,
+                source,
+            }),
+            // Very old containers have no init layer.
+            Err(_) if role == Role::Init => {}
+            Err(e) => return Err(e),
+        }
+    }
+    layers.extend(legacy_image_layers(root, driver, c.image_id())?);
+    let mut stack = Stack {
+        driver: name,
+        layers,
+        warnings: Vec::new(),
+    };
+    cross_check(&mut stack);
+    Ok(stack)
+}
+
 /// The layers of an image, top first.
 pub fn image_stack(root: &DockerRoot, drivers: &Drivers, image: &Image) -> Result<Stack> {
     let driver = detect::require(drivers, &image.store)?;
+    if image.legacy {
+        return Ok(Stack {
+            driver: image.store.clone(),
+            layers: legacy_image_layers(root, driver, &image.id)?,
+            warnings: Vec::new(),
+        });
+    }
     let db = root.layerdb(&image.store);
     let chain = layerdb::chain_ids(&image.config.rootfs.diff_ids);
     let mut warnings = Vec::new();

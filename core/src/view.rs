@@ -38,7 +38,9 @@ fn tar_split_opaque(root: &DockerRoot, stack_name: &str, chain_id: &str) -> Resu
     Ok(TarSplit::read(root.dir(), &rel)?.opaque_dirs())
 }
 
-/// Opens the layers of `stack` (down to its first full tree) as a [`Union`].
+/// Opens the layers of `stack` as a [`Union`]. Full trees are opaque
+/// everywhere, so the view of a full-tree driver is its top layer, and the
+/// layers below still serve to compare against (diff).
 pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
     // Read through a private noatime mount when we can, the evidence directly otherwise.
     let noatime = root.dir().noatime_clone();
@@ -81,9 +83,6 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
         }
         trees.push(tree);
         layers.push(layer.clone());
-        if style.is_none() {
-            break;
-        }
     }
     let union = Union::new(trees);
     for i in pending_unknown {

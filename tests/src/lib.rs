@@ -2,6 +2,7 @@
 //! made by a real dockerd), oracles, and the evidence integrity harness.
 
 pub mod cli;
+pub mod convert;
 pub mod fixture;
 pub mod integrity;
 pub mod manifest;

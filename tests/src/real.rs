@@ -94,6 +94,12 @@ pub fn overlay2_root() -> &'static RealRoot {
     ROOT.get_or_init(|| cached("overlay2"))
 }
 
+/// The overlay (v1) root, built once per process and cached on disk.
+pub fn overlay_root() -> &'static RealRoot {
+    static ROOT: OnceLock<RealRoot> = OnceLock::new();
+    ROOT.get_or_init(|| cached("overlay"))
+}
+
 /// Whether real roots can be built here: root, dockerd, docker CLI, busybox.
 pub fn privileged_available() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {

@@ -77,7 +77,11 @@ fn bad_plugins_are_reported_and_good_drivers_keep_working() {
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
-    assert_eq!(loaded, ["overlay2", "panicking"]);
+    assert!(
+        loaded.contains(&"overlay2") && loaded.contains(&"panicking"),
+        "{loaded:?}"
+    );
+    assert!(!loaded.contains(&"wrong-abi"), "{loaded:?}");
     let failed = report["failed"].as_array().unwrap();
     let why = |file: &str| -> String {
         failed

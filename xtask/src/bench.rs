@@ -21,7 +21,9 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
 
 use crate::build;
-use docker_mount_tests::fixture::{ContainerOpts, ContainerState, ImageOpts, Node, RootBuilder};
+use docker_mount_tests::fixture::{
+    ContainerOpts, ContainerState, ImageOpts, Node, RootBuilder, DEFAULT_MTIME,
+};
 
 const DEFAULT_RUNS: usize = 5;
 
@@ -47,6 +49,11 @@ pub trait Bench {
     fn name(&self) -> &'static str;
     /// One line for the table.
     fn description(&self) -> &'static str;
+    /// Why the bench cannot run here (e.g. it needs root); it is then
+    /// skipped with this message rather than failed.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
     /// Prepares the input (reusing a cached one when complete).
     fn setup(&mut self, ctx: &Ctx) -> Result<()>;
     /// The command timed as ours. Its stdout goes to /dev/null.
@@ -59,6 +66,7 @@ pub trait Bench {
         Ok(())
     }
     /// Undoes what `setup` did that must not outlive the run (mounts).
+    /// Called after every `setup`, also a failed one.
     fn teardown(&mut self, _ctx: &Ctx) -> Result<()> {
         Ok(())
     }
@@ -69,16 +77,11 @@ type MakeBench = fn() -> Box<dyn Bench>;
 /// Listing benches.
 const LIST_BENCHES: &[MakeBench] = &[|| Box::new(List5000)];
 
-// ---------------------------------------------------------------------------
-// EXPORT BENCHES (a later issue; not implemented yet).
-//
-// To go here, each measured against `tar -C <kernel overlay mount> -cf - .`
-// to /dev/null, the overlay mounted read-only in `setup` from the
-// container's layers and unmounted in `teardown` (needs root):
-// - `export-1gib`: a container with one 1 GiB file;
-// - `export-100k`: a container with 100,000 small files.
-// ---------------------------------------------------------------------------
-const EXPORT_BENCHES: &[MakeBench] = &[];
+/// Export benches: [`EXPORT_1GIB`] and [`EXPORT_100K`].
+const EXPORT_BENCHES: &[MakeBench] = &[
+    || Box::new(Export::new(&EXPORT_1GIB)),
+    || Box::new(Export::new(&EXPORT_100K)),
+];
 
 /// Every bench, in run order.
 fn all() -> Vec<Box<dyn Bench>> {
@@ -138,6 +141,7 @@ impl Bench for List5000 {
                     );
                 }
                 b.finish();
+                Ok(())
             },
         )
     }
@@ -171,8 +175,9 @@ impl Bench for List5000 {
 }
 
 /// Builds a root at `dir/root` with `build` unless `dir/complete` holds
-/// `version`; the marker is written last, so an interrupted build is redone.
-fn cached_root(dir: &Path, version: &str, build: impl FnOnce(&Path)) -> Result<()> {
+/// `version`; the marker is written last, so an interrupted or failed build
+/// is redone.
+fn cached_root(dir: &Path, version: &str, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let marker = dir.join("complete");
     if std::fs::read_to_string(&marker).is_ok_and(|m| m == version) {
         return Ok(());
@@ -183,13 +188,357 @@ fn cached_root(dir: &Path, version: &str, build: impl FnOnce(&Path)) -> Result<(
     std::fs::create_dir_all(dir)?;
     eprintln!("xtask bench: building {}", dir.display());
     let start = Instant::now();
-    build(&dir.join("root"));
+    build(&dir.join("root")).with_context(|| format!("cannot build {}", dir.display()))?;
     eprintln!(
         "xtask bench: built {} in {:.1} s",
         dir.display(),
         start.elapsed().as_secs_f64()
     );
     std::fs::write(&marker, version)?;
+    Ok(())
+}
+
+// ------------------------------------------------------ export-1gib, -100k
+
+/// The one container of each export root.
+const EXPORT_CONTAINER: &str = "bench";
+
+/// What distinguishes the export benches: only their root.
+struct ExportSpec {
+    name: &'static str,
+    description: &'static str,
+    /// Cache marker of the root; change it when `build` changes.
+    version: &'static str,
+    build: fn(&Path) -> Result<()>,
+    /// Checks the kernel mount of the container (that the baseline reads
+    /// the whole of it).
+    check_mount: fn(&Path) -> Result<()>,
+    /// The least number of bytes a complete tar stream of the container has.
+    min_tar_bytes: u64,
+}
+
+/// `export <ctr> -o -` against GNU tar reading the same container through
+/// a read-only kernel overlay mount (made in `setup` by `docker-mount
+/// mount`, removed in `teardown`; needs root). Both streams go through a
+/// pipe into `wc -c`: tar skips reading file contents when its archive is
+/// /dev/null, and the byte count lets `check_ours` see a whole stream. The
+/// page cache is warm for both (the warm-up runs read everything; it is
+/// never dropped).
+struct Export {
+    spec: &'static ExportSpec,
+    /// The mount point while the container is mounted there.
+    mounted: Option<PathBuf>,
+}
+
+impl Export {
+    fn new(spec: &'static ExportSpec) -> Self {
+        Export {
+            spec,
+            mounted: None,
+        }
+    }
+    fn root(&self, ctx: &Ctx) -> PathBuf {
+        ctx.dir.join(self.spec.name).join("root")
+    }
+    /// Beside, not inside, the cached root directory, which a rebuild removes.
+    fn mount_point(&self, ctx: &Ctx) -> PathBuf {
+        ctx.dir.join(format!("{}-mnt", self.spec.name))
+    }
+}
+
+/// `bash -c 'set -o pipefail; <producer> | wc -c' <args>`: the producer
+/// sees `$1`, `$2`, ... and its failure is the command's.
+fn into_wc(producer: &str, args: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("set -o pipefail; {producer} | wc -c"))
+        .arg("xtask-bench")
+        .args(args);
+    cmd
+}
+
+/// Runs `cmd` to completion, failing with its stderr on a non-zero exit.
+fn run_checked(mut cmd: Command) -> Result<()> {
+    let what = describe(&cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Whether `dir` is the root of a mount (on another device than its parent).
+fn is_mount_point(dir: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.dev())
+            .with_context(|| format!("cannot stat {}", p.display()))
+    };
+    Ok(dev(dir)? != dev(&dir.join(".."))?)
+}
+
+impl Bench for Export {
+    fn name(&self) -> &'static str {
+        self.spec.name
+    }
+    fn description(&self) -> &'static str {
+        self.spec.description
+    }
+    fn unavailable(&self) -> Option<String> {
+        // SAFETY: geteuid has no preconditions.
+        (unsafe { libc::geteuid() } != 0).then(|| {
+            "needs root: the baseline tars a kernel overlay mount of the container \
+             (run `cargo xtask bench` as root)"
+                .to_string()
+        })
+    }
+    fn setup(&mut self, ctx: &Ctx) -> Result<()> {
+        let mnt = self.mount_point(ctx);
+        std::fs::create_dir_all(&mnt)
+            .with_context(|| format!("cannot create {}", mnt.display()))?;
+        // Left by an interrupted run: unmount before the root may be rebuilt.
+        if is_mount_point(&mnt)? {
+            eprintln!(
+                "xtask bench: unmounting {} left by an earlier run",
+                mnt.display()
+            );
+            run_checked(self.umount(ctx, &mnt))?;
+        }
+        cached_root(
+            &ctx.dir.join(self.spec.name),
+            self.spec.version,
+            self.spec.build,
+        )?;
+        let mut mount = ctx.ours(&self.root(ctx), &["mount", EXPORT_CONTAINER]);
+        mount.arg(&mnt);
+        run_checked(mount)?;
+        self.mounted = Some(mnt.clone());
+        ensure!(
+            is_mount_point(&mnt)?,
+            "docker-mount mount succeeded but nothing is mounted on {}",
+            mnt.display()
+        );
+        (self.spec.check_mount)(&mnt)
+            .with_context(|| format!("the kernel mount on {} is not as built", mnt.display()))
+    }
+    fn ours(&self, ctx: &Ctx) -> Command {
+        into_wc(
+            r#""$1" --root "$2" export "$3" -o -"#,
+            &[
+                ctx.bin.as_os_str(),
+                self.root(ctx).as_os_str(),
+                EXPORT_CONTAINER.as_ref(),
+            ],
+        )
+    }
+    fn baseline(&self, ctx: &Ctx) -> Command {
+        into_wc(
+            r#"tar -C "$1" -cf - ."#,
+            &[self.mount_point(ctx).as_os_str()],
+        )
+    }
+    fn check_ours(&self, stdout: &[u8]) -> Result<()> {
+        let text = String::from_utf8_lossy(stdout);
+        let bytes: u64 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("wc -c printed {text:?}"))?;
+        ensure!(
+            bytes >= self.spec.min_tar_bytes,
+            "export wrote {bytes} bytes, expected at least {}",
+            self.spec.min_tar_bytes
+        );
+        Ok(())
+    }
+    fn teardown(&mut self, ctx: &Ctx) -> Result<()> {
+        match self.mounted.take() {
+            Some(mnt) => run_checked(self.umount(ctx, &mnt)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Export {
+    fn umount(&self, ctx: &Ctx, mnt: &Path) -> Command {
+        let mut cmd = Command::new(&ctx.bin);
+        cmd.arg("umount").arg(mnt);
+        cmd
+    }
+}
+
+/// A deterministic pseudo-random stream (splitmix64): incompressible-looking
+/// content, never sparse, the same on every build.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let word = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+}
+
+const BIG_SIZE: u64 = 1 << 30;
+/// Layer-relative path of the 1 GiB file.
+const BIG_PATH: &str = "data/big.bin";
+
+static EXPORT_1GIB: ExportSpec = ExportSpec {
+    name: "export-1gib",
+    description: "export -o - | wc -c, 1 GiB file in an image layer, vs tar -cf - of \
+                  its kernel overlay mount | wc -c (warm page cache)",
+    version: "big=1GiB v1",
+    build: build_1gib,
+    check_mount: |mnt| {
+        let len = std::fs::metadata(mnt.join(BIG_PATH))?.len();
+        ensure!(
+            len == BIG_SIZE,
+            "{BIG_PATH} has {len} bytes, not {BIG_SIZE}"
+        );
+        Ok(())
+    },
+    min_tar_bytes: BIG_SIZE,
+};
+
+/// A base layer, a layer with a placeholder for the 1 GiB file, an image
+/// and a container; then the placeholder's content is replaced on disk by
+/// 1 GiB of pseudo-random bytes, streamed (the fixture holds contents in
+/// memory, and would tar them). The layer's layerdb `size` and tar-split
+/// still describe the placeholder: export reads neither.
+fn build_1gib(root: &Path) -> Result<()> {
+    let mut b = RootBuilder::new(root);
+    let base = b.layer(&[
+        Node::file("bin/sh", b"#!fake shell\n").mode(0o755),
+        Node::file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+    ]);
+    let data = b.layer_on(
+        base,
+        &[Node::file(BIG_PATH, b"placeholder for 1 GiB\n").mode(0o600)],
+    );
+    let image = b.image(&["bench-big:1"], data, ImageOpts::default());
+    b.container(
+        EXPORT_CONTAINER,
+        image,
+        ContainerOpts {
+            rw: vec![Node::file("root/note", b"written by the container\n")],
+            ..ContainerOpts::default()
+        },
+    );
+    let fx = b.finish();
+    let path = fx
+        .overlay2()
+        .join(&fx.layer(data).cache_id)
+        .join("diff")
+        .join(BIG_PATH);
+    write_pseudo_random(&path, BIG_SIZE).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Replaces the content of the existing file `path` by `len` pseudo-random
+/// bytes, keeping its mtime at the fixture's.
+fn write_pseudo_random(path: &Path, len: u64) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    let mut rng = SplitMix(0x00b1_6f11_e000_0001);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(DEFAULT_MTIME.unsigned_abs());
+    file.set_modified(mtime)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+const MANY_LAYERS: usize = 2;
+const MANY_DIRS: usize = 1000;
+/// Files each layer puts in each directory.
+const MANY_PER_DIR: usize = 50;
+const MANY_FILES: usize = MANY_LAYERS * MANY_DIRS * MANY_PER_DIR;
+/// File sizes are drawn from 1..=MANY_MAX_SIZE (about 2 KiB on average).
+const MANY_MAX_SIZE: u64 = 4096;
+
+static EXPORT_100K: ExportSpec = ExportSpec {
+    name: "export-100k",
+    description: "export -o - | wc -c, 100,000 files of 1-4096 bytes in 1,000 dirs over \
+                  2 image layers, vs tar -cf - of its kernel overlay mount | wc -c \
+                  (warm page cache)",
+    version: "files=2x1000x50 max=4096 v1",
+    build: build_100k,
+    check_mount: |mnt| {
+        // One directory holds files from both layers.
+        let dir = mnt.join(many_dir(MANY_DIRS - 1));
+        let n = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .count();
+        let want = MANY_LAYERS * MANY_PER_DIR;
+        ensure!(n == want, "{} has {n} entries, not {want}", dir.display());
+        Ok(())
+    },
+    // A header and at least one data block per file.
+    min_tar_bytes: MANY_FILES as u64 * 1024,
+};
+
+fn many_dir(d: usize) -> String {
+    format!("srv/d{d:04}")
+}
+
+/// Layer `layer`'s share of the small files: in every directory, so that
+/// each directory of the container merges both layers.
+fn many_layer(layer: usize) -> Vec<Node> {
+    let mut rng = SplitMix(0x5a11_f11e_0000_0000 + layer as u64);
+    let mut nodes = Vec::with_capacity(MANY_DIRS * MANY_PER_DIR);
+    let mut content = vec![0u8; MANY_MAX_SIZE as usize];
+    for d in 0..MANY_DIRS {
+        for f in 0..MANY_PER_DIR {
+            let len = 1 + (rng.next_u64() % MANY_MAX_SIZE) as usize;
+            rng.fill(&mut content[..len]);
+            let i = layer * MANY_PER_DIR + f;
+            nodes.push(Node::file(
+                format!("{}/f{i:03}", many_dir(d)),
+                &content[..len],
+            ));
+        }
+    }
+    nodes
+}
+
+fn build_100k(root: &Path) -> Result<()> {
+    let mut b = RootBuilder::new(root);
+    let mut top = b.layer(&many_layer(0));
+    for layer in 1..MANY_LAYERS {
+        top = b.layer_on(top, &many_layer(layer));
+    }
+    let image = b.image(&["bench-many:1"], top, ImageOpts::default());
+    b.container(
+        EXPORT_CONTAINER,
+        image,
+        ContainerOpts {
+            rw: vec![Node::file("root/note", b"written by the container\n")],
+            ..ContainerOpts::default()
+        },
+    );
+    b.finish();
     Ok(())
 }
 
@@ -236,8 +585,7 @@ struct Measured {
 }
 
 fn measure(bench: &mut dyn Bench, ctx: &Ctx, runs: usize) -> Result<Measured> {
-    bench.setup(ctx)?;
-    let result = (|| {
+    let result = bench.setup(ctx).and_then(|()| {
         // Warm-up: fills the page cache, and checks that ours works.
         let mut warm = bench.ours(ctx);
         let what = describe(&warm);
@@ -262,11 +610,19 @@ fn measure(bench: &mut dyn Bench, ctx: &Ctx, runs: usize) -> Result<Measured> {
             m.baseline.push(time_once(bench.baseline(ctx))?);
         }
         Ok(m)
-    })();
+    });
     let down = bench.teardown(ctx);
-    let m = result?;
-    down?;
-    Ok(m)
+    match (result, down) {
+        (Ok(m), Ok(())) => Ok(m),
+        (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
+        (Err(e), Err(down)) => {
+            eprintln!(
+                "xtask bench: {}: teardown failed too: {down:#}",
+                bench.name()
+            );
+            Err(e)
+        }
+    }
 }
 
 fn parse_args(args: &[String]) -> Result<(usize, Vec<String>)> {
@@ -318,8 +674,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     let mut failed = Vec::new();
+    let mut skipped = Vec::new();
     for bench in &mut benches {
         let name = bench.name();
+        if let Some(why) = bench.unavailable() {
+            eprintln!("xtask bench: {name} skipped: {why}");
+            skipped.push(json!({ "name": name, "reason": why }));
+            continue;
+        }
         eprintln!("xtask bench: {name} ({runs} runs after 1 warm-up)");
         match measure(bench.as_mut(), &ctx, runs) {
             Ok(m) => {
@@ -359,6 +721,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "statistic": "median",
         "ratio": "baseline / ours (higher: we are faster)",
         "benches": json_rows,
+        "skipped": skipped,
     });
     let path = ctx.dir.join("results.json");
     let mut text = serde_json::to_string_pretty(&results)?;

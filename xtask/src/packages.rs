@@ -12,6 +12,7 @@ const NEEDED: &[(&str, &str)] = &[
     ("thin_dump", "thin-provisioning-tools"),
     ("mkfs.xfs", "xfsprogs"),
     ("fusermount3", "fuse3"),
+    ("mactime", "sleuthkit"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use docker_mount_core::model::ids;
 use docker_mount_core::model::layerdb::chain_ids;
+use docker_mount_core::model::legacy;
 use serde::Serialize;
 
 use crate::context::{self, Context};
@@ -28,6 +29,18 @@ pub struct ImageSummary {
 }
 
 fn summarize(ctx: &Context, image: &docker_mount_core::model::image::Image) -> ImageSummary {
+    if image.legacy {
+        let (layers, warnings) = match legacy::chain(ctx.root.dir(), &image.id) {
+            Ok(chain) => (chain.len(), Vec::new()),
+            Err(e) => (0, vec![e.to_string()]),
+        };
+        return ImageSummary {
+            size: None,
+            layers,
+            warnings,
+            ..summary_fields(image)
+        };
+    }
     let db = ctx.root.layerdb(&image.store);
     let chain = chain_ids(&image.config.rootfs.diff_ids);
     let size = chain
@@ -40,17 +53,27 @@ fn summarize(ctx: &Context, image: &docker_mount_core::model::image::Image) -> I
         None => Vec::new(),
     };
     ImageSummary {
+        size,
+        layers: chain.len(),
+        warnings,
+        ..summary_fields(image)
+    }
+}
+
+/// The fields every image has, whatever its layout.
+fn summary_fields(image: &docker_mount_core::model::image::Image) -> ImageSummary {
+    ImageSummary {
         id: image.id.clone(),
         tags: image.tags.clone(),
         digests: image.digests.clone(),
         created: image.config.created.clone(),
-        size,
-        layers: chain.len(),
+        size: None,
+        layers: 0,
         driver: image.store.clone(),
         parent: image.parent.clone(),
         intermediate: false,
         config_path: image.config_path.display().to_string(),
-        warnings,
+        warnings: Vec::new(),
     }
 }
 

@@ -157,6 +157,9 @@ pub struct Container {
     /// `None` when hostconfig.json is missing; its problems are in `warnings`.
     pub host: Option<HostConfig>,
     pub config_path: PathBuf,
+    /// Written by docker < 1.10 (`config.json`, no layerdb): its layers are
+    /// named by container and image id.
+    pub legacy: bool,
     /// Non-fatal problems met while reading (a bad hostconfig.json, say).
     pub warnings: Vec<String>,
 }
@@ -179,7 +182,10 @@ impl Container {
                 "container directory name is not a 64-hex container id",
             ));
         }
-        let config_rel = base.join("config.v2.json");
+        // Docker < 1.10 wrote config.json, with the same fields that matter here.
+        let v2 = base.join("config.v2.json");
+        let legacy = !root.exists(&v2) && root.exists(&base.join("config.json"));
+        let config_rel = if legacy { base.join("config.json") } else { v2 };
         let config: ContainerConfigFile = root.read_json(
             &config_rel,
             CONFIG_LIMIT,
@@ -209,6 +215,7 @@ impl Container {
             config,
             host,
             config_path: root.path().join(config_rel),
+            legacy,
             warnings,
         })
     }
@@ -268,6 +275,7 @@ mod tests {
             },
             host: None,
             config_path: PathBuf::new(),
+            legacy: false,
             warnings: vec![],
         }
     }

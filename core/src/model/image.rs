@@ -55,6 +55,8 @@ pub struct Image {
     /// The image it was built from (`imagedb/metadata/.../parent`), if recorded.
     pub parent: Option<String>,
     pub config_path: PathBuf,
+    /// A docker < 1.10 image (`graph/<id>/json`): one layer, named by its id.
+    pub legacy: bool,
 }
 
 /// `repositories.json`: reference → image id, per image id.
@@ -142,6 +144,7 @@ impl Image {
             digests,
             parent,
             config_path: root.path().join(rel),
+            legacy: false,
         })
     }
 

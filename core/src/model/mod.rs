@@ -5,5 +5,6 @@ pub mod container;
 pub mod ids;
 pub mod image;
 pub mod layerdb;
+pub mod legacy;
 pub mod tarsplit;
 pub mod volume;

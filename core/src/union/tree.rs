@@ -217,7 +217,8 @@ impl Tree {
     }
 
     fn is_opaque_fd(&self, fd: libc::c_int, rel: &Path) -> std::io::Result<bool> {
-        if self.opaque_hint.contains(rel.as_os_str().as_bytes()) {
+        // A full tree is complete: nothing below it shows through anywhere.
+        if self.style.is_none() || self.opaque_hint.contains(rel.as_os_str().as_bytes()) {
             return Ok(true);
         }
         if self.style != Some(WhiteoutStyle::Overlay) {

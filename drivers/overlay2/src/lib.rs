@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use docker_mount_core::beneath::{is_safe_component, Beneath};
+use docker_mount_core::driver_kit::{self, io_err};
 use docker_mount_core::{
     Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle,
     ABI_VERSION,
@@ -19,15 +20,8 @@ const MAX_LOWER: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Overlay2;
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> DriverError {
-    DriverError::new(ErrorKind::Io, format!("cannot read: {e}"), Some(path))
-}
-
 fn open_store(root: &Path) -> Result<Beneath, DriverError> {
-    let root_dir = Beneath::open(root).map_err(|e| io_err(root, e))?;
-    root_dir
-        .subdir(Path::new("overlay2"))
-        .map_err(|e| io_err(&root.join("overlay2"), e))
+    driver_kit::open_store(root, "overlay2")
 }
 
 /// Short link name → cache id.
@@ -75,13 +69,9 @@ fn resolve_link(
 }
 
 fn layer_ids(store: &Beneath) -> Result<Vec<String>, DriverError> {
-    let names = store
-        .list(Path::new(""))
-        .map_err(|e| io_err(store.path(), e))?;
-    Ok(names
+    Ok(driver_kit::list_layers(store, Path::new(""), &["l"])?
         .into_iter()
-        .filter_map(|n| n.into_string().ok())
-        .filter(|n| n != "l" && is_safe_component(n))
+        .map(|l| l.id)
         .collect())
 }
 
@@ -128,7 +118,7 @@ impl Driver for Overlay2 {
             return Confidence::NONE;
         };
         let has_links = store.exists(Path::new("l"));
-        let has_images = Beneath::open(root).is_ok_and(|r| r.exists(Path::new("image/overlay2")));
+        let has_images = driver_kit::has_image_store(root, "overlay2");
         match (has_links, has_images) {
             (true, true) => Confidence::CERTAIN,
             (true, false) | (false, true) => Confidence(70),
@@ -137,38 +127,28 @@ impl Driver for Overlay2 {
     }
 
     fn layer(&self, root: &Path, id: &str) -> Result<LayerSource, DriverError> {
-        if !is_safe_component(id) || id == "l" {
+        driver_kit::check_id(id, "overlay2")?;
+        if id == "l" {
             return Err(DriverError::new(
                 ErrorKind::Invalid,
-                format!("{id:?} is not a valid overlay2 layer id"),
+                "\"l\" holds links, not a layer",
                 None,
             ));
         }
         let store = open_store(root)?;
-        let diff = Path::new(id).join("diff");
-        if !store.is_dir(&diff) {
-            return Err(DriverError::new(
-                ErrorKind::NotFound,
-                "layer diff directory is missing (or not a directory)",
-                Some(&store.path().join(&diff)),
-            ));
-        }
         Ok(LayerSource::Diff {
-            dir: store.path().join(diff),
+            dir: driver_kit::require_dir(
+                &store,
+                &Path::new(id).join("diff"),
+                "layer diff directory",
+            )?,
             whiteouts: WhiteoutStyle::Overlay,
             parent_ids: parent_ids(&store, id)?,
         })
     }
 
     fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError> {
-        let store = open_store(root)?;
-        Ok(layer_ids(&store)?
-            .into_iter()
-            .map(|id| LayerEntry {
-                path: store.path().join(&id),
-                id,
-            })
-            .collect())
+        driver_kit::list_layers(&open_store(root)?, Path::new(""), &["l"])
     }
 }
 

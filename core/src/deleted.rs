@@ -1,0 +1,410 @@
+//! What the layers of a stack deleted, and how to get it back: every
+//! whiteout and opaque directory of every layer (the container's rw and
+//! init layers and the image's), each with the entries it hid in the view
+//! of the layers below it; and the reading of one file from the view or
+//! from a single layer, even where a higher layer deleted it.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::pathfmt;
+use crate::stack::Role;
+use crate::union::{FileKind, Node, Raw, Time, Tree, Union};
+use crate::view::View;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionKind {
+    /// A whiteout: the name is deleted in the layers below.
+    Whiteout,
+    /// An opaque directory: everything the layers below held in it is deleted.
+    Opaque,
+}
+
+impl DeletionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionKind::Whiteout => "whiteout",
+            DeletionKind::Opaque => "opaque",
+        }
+    }
+}
+
+/// One whiteout or opaque directory of one layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deletion {
+    /// Absolute inside the container (`/etc/passwd`), raw bytes escaped.
+    #[serde(serialize_with = "crate::pathfmt::serialize")]
+    pub path: PathBuf,
+    pub kind: DeletionKind,
+    /// Driver id of the layer holding the whiteout or opaque directory.
+    pub layer: String,
+    pub layer_role: Role,
+    /// Chain id of that layer (image layers only).
+    pub chain_id: Option<String>,
+    /// What it hid in the view of the layers below, parents first. For a
+    /// whiteout: the entry and, for a directory, everything beneath it
+    /// (empty when it hid nothing). For an opaque directory: every entry
+    /// the lower view held beneath it (or, when that was not a directory,
+    /// the entry it replaced).
+    pub hidden: Vec<Hidden>,
+}
+
+/// An entry of a lower layer that a deletion hid.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hidden {
+    /// Absolute inside the container.
+    #[serde(serialize_with = "crate::pathfmt::serialize")]
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// Content size (regular files only, else 0).
+    pub size: u64,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// RFC 3339, UTC, with nanoseconds.
+    pub mtime: String,
+    /// Seconds since the epoch.
+    pub mtime_unix: i64,
+    /// Hex sha256 of the content (regular files).
+    pub sha256: Option<String>,
+    /// Target of a symlink, escaped like paths.
+    pub link_target: Option<String>,
+    /// Driver id of the layer the entry comes from: where to recover it.
+    pub layer: String,
+    /// Why the content or target could not be read, if so.
+    pub error: Option<String>,
+}
+
+/// RFC 3339 in UTC with nanoseconds: `2024-05-06T07:08:09.123456789Z`.
+pub fn rfc3339_utc(t: Time) -> String {
+    let nsec = t.nsec.clamp(0, 999_999_999);
+    let days = t.sec.div_euclid(86_400);
+    let secs = t.sec.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nsec:09}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn io(tree: &Tree, rel: &Path, cause: std::io::Error) -> Error {
+    Error::Io {
+        path: tree.path().join(rel),
+        cause,
+    }
+}
+
+fn absolute(rel: &Path) -> PathBuf {
+    Path::new("/").join(rel)
+}
+
+/// The hex sha256 of a regular file of `tree`, streamed.
+fn hash_file(tree: &Tree, rel: &Path) -> std::io::Result<String> {
+    let mut file = tree.open_file(rel)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn hidden(union: &Union, node: &Node) -> Hidden {
+    let tree = union.tree(node);
+    let st = &node.stat;
+    let mut error = None;
+    let sha256 = match st.kind {
+        FileKind::File => match hash_file(tree, &node.path) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                error = Some(io(tree, &node.path, e).to_string());
+                None
+            }
+        },
+        _ => None,
+    };
+    let link_target = match st.kind {
+        FileKind::Symlink => match tree.readlink(&node.path) {
+            Ok(t) => Some(pathfmt::escape(Path::new(OsStr::from_bytes(&t)))),
+            Err(e) => {
+                error = Some(io(tree, &node.path, e).to_string());
+                None
+            }
+        },
+        _ => None,
+    };
+    Hidden {
+        path: absolute(&node.path),
+        kind: st.kind,
+        size: if st.kind == FileKind::File {
+            st.size
+        } else {
+            0
+        },
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        mtime: rfc3339_utc(st.mtime),
+        mtime_unix: st.mtime.sec,
+        sha256,
+        link_target,
+        layer: tree.id.clone(),
+        error,
+    }
+}
+
+/// Everything beneath a directory of the view, parents first, names sorted
+/// (symlinks are entries, never followed).
+fn below(union: &Union, dir: &Node, out: &mut Vec<Hidden>) -> Result<()> {
+    for child in union.children(dir)? {
+        out.push(hidden(union, &child));
+        if child.stat.is_dir() {
+            below(union, &child, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The entry at `rel` in the view of the layers below `layer`.
+fn lower_lookup(union: &Union, layer: usize, rel: &Path) -> Result<Option<Node>> {
+    if layer + 1 >= union.trees.len() {
+        return Ok(None);
+    }
+    union.lookup_from(layer + 1, rel)
+}
+
+struct Walker<'a> {
+    view: &'a View,
+    out: Vec<Deletion>,
+}
+
+impl Walker<'_> {
+    fn record(&mut self, layer: usize, kind: DeletionKind, rel: &Path, hidden: Vec<Hidden>) {
+        let l = &self.view.layers[layer];
+        self.out.push(Deletion {
+            path: absolute(rel),
+            kind,
+            layer: l.driver_id.clone(),
+            layer_role: l.role,
+            chain_id: l.chain_id.clone(),
+            hidden,
+        });
+    }
+
+    fn walk(&mut self, layer: usize, dir: &Path) -> Result<()> {
+        let union = &self.view.union;
+        let tree = &union.trees[layer];
+        let listing = tree.list(dir).map_err(|e| io(tree, dir, e))?;
+        if listing.opaque {
+            let mut hid = Vec::new();
+            match lower_lookup(union, layer, dir)? {
+                Some(node) if node.stat.is_dir() => below(union, &node, &mut hid)?,
+                // An opaque directory over a non-directory replaced it.
+                Some(node) => hid.push(hidden(union, &node)),
+                None => {}
+            }
+            self.record(layer, DeletionKind::Opaque, dir, hid);
+        }
+        for (name, raw) in listing.entries {
+            let rel = dir.join(OsStr::from_bytes(&name));
+            match raw {
+                Raw::Whiteout => {
+                    let mut hid = Vec::new();
+                    if let Some(node) = lower_lookup(union, layer, &rel)? {
+                        hid.push(hidden(union, &node));
+                        if node.stat.is_dir() {
+                            below(union, &node, &mut hid)?;
+                        }
+                    }
+                    self.record(layer, DeletionKind::Whiteout, &rel, hid);
+                }
+                Raw::Entry(st) if st.is_dir() => self.walk(layer, &rel)?,
+                Raw::Entry(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every whiteout and opaque directory of every layer of `view`, top layer
+/// first, in path order within a layer, with what each hid.
+pub fn deletions(view: &View) -> Result<Vec<Deletion>> {
+    let mut walker = Walker {
+        view,
+        out: Vec::new(),
+    };
+    for layer in 0..view.union.trees.len().min(view.layers.len()) {
+        walker.walk(layer, Path::new(""))?;
+    }
+    Ok(walker.out)
+}
+
+/// The index of the layer of `view` named by `id`: a driver id, a chain id
+/// (with or without `sha256:`), or a unique prefix of either. A prefix of
+/// both `X` and `X-init` (docker's init layer) names `X`: its shortest
+/// completion, of which every other match is an extension.
+pub fn find_layer(view: &View, id: &str) -> Result<usize> {
+    let want = id.strip_prefix("sha256:").unwrap_or(id);
+    if want.is_empty() {
+        return Err(Error::Usage("an empty layer id".into()));
+    }
+    let ids = |i: usize| {
+        let l = &view.layers[i];
+        std::iter::once(l.driver_id.as_str()).chain(l.chain_id.as_deref())
+    };
+    let n = view.layers.len().min(view.union.trees.len());
+    if let Some(i) = (0..n).find(|&i| ids(i).any(|x| x == want)) {
+        return Ok(i);
+    }
+    let matches: Vec<usize> = (0..n)
+        .filter(|&i| ids(i).any(|x| x.starts_with(want)))
+        .collect();
+    let shortest = matches.iter().copied().find(|&a| {
+        let a_id = view.layers[a].driver_id.as_str();
+        matches
+            .iter()
+            .all(|&b| view.layers[b].driver_id.starts_with(a_id))
+    });
+    if let Some(i) = shortest {
+        return Ok(i);
+    }
+    match matches.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(Error::Usage(format!(
+            "no layer of this stack matches {id} (see `docker-mount info` for its layers)"
+        ))),
+        _ => Err(Error::Usage(format!(
+            "{id} matches {} layers; give more of the id",
+            matches.len()
+        ))),
+    }
+}
+
+/// The text of a kind for messages: "a directory", "a symlink", ...
+fn kind_text(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::File => "a regular file",
+        FileKind::Dir => "a directory",
+        FileKind::Symlink => "a symlink",
+        FileKind::Fifo => "a fifo",
+        FileKind::CharDev => "a character device",
+        FileKind::BlockDev => "a block device",
+        FileKind::Socket => "a socket",
+    }
+}
+
+/// Opens the regular file at `path` (absolute or relative to the view's
+/// root): in the merged view, or with `layer` in that single layer only,
+/// even where a higher layer deleted it. Symlinks are never followed.
+pub fn open_file(view: &View, path: &Path, layer: Option<usize>) -> Result<(Node, File)> {
+    let union = &view.union;
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::RootDir))
+        .collect();
+    let shown = format!("/{}", pathfmt::escape(&rel));
+    let node = match layer {
+        None => union
+            .lookup(&rel)?
+            .ok_or_else(|| Error::Usage(format!("{shown}: no such file in the view")))?,
+        Some(i) => {
+            let id = |i: usize| {
+                view.layers
+                    .get(i)
+                    .map_or_else(|| union.trees[i].id.clone(), |l| l.driver_id.clone())
+            };
+            if i >= union.trees.len() {
+                return Err(Error::Usage(format!("the view has no layer {i}")));
+            }
+            match union.lookup_from(i, &rel)? {
+                Some(node) if node.layer == i => node,
+                Some(node) => {
+                    return Err(Error::Usage(format!(
+                        "layer {} does not hold {shown} (the layer {} below it does)",
+                        id(i),
+                        id(node.layer)
+                    )))
+                }
+                None => {
+                    return Err(Error::Usage(format!(
+                        "layer {} does not hold {shown}",
+                        id(i)
+                    )))
+                }
+            }
+        }
+    };
+    if node.stat.kind != FileKind::File {
+        return Err(Error::Usage(format!(
+            "{shown} is {}, not a regular file",
+            kind_text(node.stat.kind)
+        )));
+    }
+    let tree = union.tree(&node);
+    let file = tree
+        .open_file(&node.path)
+        .map_err(|e| io(tree, &node.path, e))?;
+    Ok((node, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(
+            rfc3339_utc(Time { sec: 0, nsec: 0 }),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            rfc3339_utc(Time {
+                sec: 1_709_251_199,
+                nsec: 5
+            }),
+            "2024-02-29T23:59:59.000000005Z"
+        );
+        assert_eq!(
+            rfc3339_utc(Time { sec: -1, nsec: 0 }),
+            "1969-12-31T23:59:59.000000000Z"
+        );
+        assert_eq!(
+            rfc3339_utc(Time {
+                sec: 951_782_400,
+                nsec: 0
+            }),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+    }
+}
