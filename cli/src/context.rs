@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+use docker_mount_core::discover::{self, FoundRoot};
+use docker_mount_core::host::HostFs;
 use docker_mount_core::loader::Drivers;
 use docker_mount_core::root::DockerRoot;
 use docker_mount_core::stack::{self, Stack};
+use docker_mount_core::userns::{self, IdMap};
 use docker_mount_core::view::{self, View};
 
 use crate::Cli;
@@ -36,13 +39,66 @@ pub fn load_drivers(cli: &Cli) -> Drivers {
 pub struct Context {
     pub root: DockerRoot,
     pub drivers: Drivers,
+    /// How the root was found, when `--root` was a host tree or held
+    /// userns-remap sub-roots rather than being the root itself.
+    pub found: Option<FoundRoot>,
+    /// The host filesystem tree (given, or guessed from the root's path).
+    pub host: Option<PathBuf>,
+    /// What no output may be written into: the host tree when `--root`
+    /// was one, else the docker root.
+    pub evidence: PathBuf,
+}
+
+/// The docker root `--root` designates, and how it was found.
+pub struct Selection {
+    pub root: PathBuf,
+    pub found: Option<FoundRoot>,
+    pub host: Option<PathBuf>,
+    /// `--root` was the host tree itself (not guessed from a root's path).
+    pub host_given: bool,
+}
+
+/// The docker root `--root` designates: itself when it is a plain docker
+/// root, else the single root that discovery finds in it (an error lists
+/// them when there are several).
+pub fn select_root(given: &Path) -> Result<Selection> {
+    if discover::is_plain_root(given) {
+        return Ok(Selection {
+            root: given.to_path_buf(),
+            found: Some(discover::classify_given(given)),
+            host: discover::guess_host(given),
+            host_given: false,
+        });
+    }
+    let found = discover::discover(given)
+        .with_context(|| format!("cannot open docker root {}", given.display()))?;
+    let one = found.single()?;
+    tracing::info!("using the docker root {}", one.path.display());
+    Ok(Selection {
+        root: one.path.clone(),
+        found: Some(one.clone()),
+        host_given: found.host.is_some() && !found.host_guessed,
+        host: found.host.clone(),
+    })
 }
 
 pub fn open(cli: &Cli) -> Result<Context> {
     let drivers = load_drivers(cli);
-    let root = DockerRoot::open(&cli.root)
-        .with_context(|| format!("cannot open docker root {}", cli.root.display()))?;
-    Ok(Context { root, drivers })
+    let sel = select_root(&cli.root)?;
+    let root = DockerRoot::open(&sel.root)
+        .with_context(|| format!("cannot open docker root {}", sel.root.display()))?;
+    let evidence = if sel.host_given {
+        cli.root.clone()
+    } else {
+        sel.root
+    };
+    Ok(Context {
+        root,
+        drivers,
+        found: sel.found,
+        host: sel.host,
+        evidence,
+    })
 }
 
 /// The layers of a container, or of an image when `image` is set, with
@@ -82,7 +138,7 @@ pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
         .unwrap_or(Path::new("."));
     let parent =
         std::fs::canonicalize(parent).with_context(|| format!("cannot write {}", out.display()))?;
-    let root = std::fs::canonicalize(ctx.root.path())?;
+    let root = std::fs::canonicalize(&ctx.evidence)?;
     if parent.starts_with(&root) {
         anyhow::bail!(
             "refusing to write {} inside the evidence root {}",
@@ -91,6 +147,18 @@ pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The id maps of the root (userns-remap or rootless, or `--uid-map` /
+/// `--gid-map`): how ids on disk relate to the container's.
+pub fn id_map(cli: &Cli, ctx: &Context) -> Result<Option<IdMap>> {
+    let host = ctx.host.as_deref().and_then(|h| HostFs::open(h).ok());
+    Ok(userns::resolve(
+        host.as_ref(),
+        ctx.found.as_ref(),
+        cli.uid_map.as_deref(),
+        cli.gid_map.as_deref(),
+    )?)
 }
 
 /// Prints a value as pretty JSON on stdout.

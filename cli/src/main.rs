@@ -4,6 +4,7 @@
 
 mod commands;
 mod context;
+mod driver_opts;
 mod table;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
 )]
 #[command(after_help = "Example: docker-mount --root /mnt/evidence/var/lib/docker list --all")]
 pub struct Cli {
-    /// The docker data root to examine.
+    /// The docker data root to examine, or the mount point of a host filesystem holding it.
     #[arg(
         long,
         global = true,
@@ -30,9 +31,28 @@ pub struct Cli {
     /// Another directory of driver plugins (besides <exe-dir>/drivers).
     #[arg(long = "driver-dir", global = true, value_name = "DIR")]
     pub driver_dirs: Vec<PathBuf>,
+    /// A storage driver option KEY=VALUE (repeatable), passed to the plugins.
+    #[arg(long = "driver-opt", global = true, value_name = "KEY=VALUE")]
+    pub driver_opts: Vec<String>,
+    /// devicemapper direct-lvm: the thin pool's data device or image (driver option dm.pool_data).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub dm_pool_data: Option<PathBuf>,
+    /// devicemapper direct-lvm: the thin pool's metadata device or image (dm.pool_metadata).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub dm_pool_metadata: Option<PathBuf>,
+    /// Read on past bad metadata checksums (thin-pool metadata), warning about each.
+    #[arg(long, global = true)]
+    pub ignore_checksums: bool,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// User ids as the containers saw them: CONTAINER:HOST:COUNT[,...] (default: from the
+    /// userns-remap or rootless root and the host's etc/subuid).
+    #[arg(long = "uid-map", global = true, value_name = "MAP")]
+    pub uid_map: Option<String>,
+    /// Group ids likewise (default: etc/subgid, else the uid map).
+    #[arg(long = "gid-map", global = true, value_name = "MAP")]
+    pub gid_map: Option<String>,
     /// More logging (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -78,6 +98,10 @@ pub enum Command {
         /// Export an image (name:tag or id) instead of a container.
         #[arg(long)]
         image: bool,
+        /// Keep owners as stored on disk; by default a userns-remapped or rootless
+        /// root's ids are written as the container saw them, like `docker export`.
+        #[arg(long)]
+        disk_ids: bool,
     },
     /// What a container changed against its image (A added, C changed, D deleted).
     #[command(after_help = "Example: docker-mount --root ./docker diff web --layers")]
@@ -155,6 +179,75 @@ pub enum Command {
         after_help = "Examples:\n  docker-mount umount /mnt/web\n  docker-mount umount --all /mnt/all"
     )]
     Umount(commands::mount::UmountArgs),
+    /// A container's logs from docker's files: json-file (rotated, .gz), local, the dual-logging cache.
+    #[command(
+        after_help = "Default output: TIME STREAM LINE, control characters escaped. --raw prints what\n`docker logs` would (stderr records on stderr), -t adds docker's timestamps.\n\nExamples:\n  docker-mount --root /mnt/host logs web --since 2024-01-02T03:00:00Z\n  docker-mount --root ./docker logs web --raw -t > web.log 2>&1"
+    )]
+    Logs {
+        /// Container name, full id or unique id prefix.
+        container: String,
+        /// Only records at or after this time (RFC 3339, a date, or unix seconds).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only records at or before this time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// The bytes `docker logs` would print (stdout and stderr records on stdout and stderr).
+        #[arg(long)]
+        raw: bool,
+        /// With --raw: prefix each record with its time, as `docker logs -t`.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// List the log files found instead of reading them.
+        #[arg(long)]
+        files: bool,
+    },
+    /// An image's build history (created by, created, empty layers) joined with its layers on disk.
+    #[command(after_help = "Example: docker-mount --root ./docker history small:1 --disk-usage")]
+    History {
+        /// Image name:tag, id or unique id prefix.
+        image: String,
+        /// Do not shorten commands and layer ids.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Also measure each layer directory (files and bytes on disk).
+        #[arg(long)]
+        disk_usage: bool,
+    },
+    /// Every layer directory on disk with the images and containers using it; orphans too.
+    #[command(
+        after_help = "Orphans are layer directories no image or container records: remnants of\nremoved containers and images, or of interrupted pulls and builds. They are\nlisted with their size, times and what they sat on.\n\nExample: docker-mount --root ./docker layers --orphans --json"
+    )]
+    Layers {
+        /// Only the orphans.
+        #[arg(long)]
+        orphans: bool,
+        /// Measure every layer, not only orphans.
+        #[arg(long)]
+        sizes: bool,
+        /// Write one layer directory (an orphan, say) as a tar stream, raw:
+        /// whiteouts and opaque markers as they are on disk.
+        #[arg(long, value_name = "ID")]
+        export: Option<String>,
+        /// With --export: output file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Daemon exposure and risky containers: tcp without TLS, privileged, host namespaces, sensitive binds, capabilities, unconfined, root, userns-remap.
+    #[command(
+        after_help = "Reads the daemon's configuration from the host tree (etc/docker/daemon.json,\netc/default/docker, systemd units and drop-ins) and every container of every root found.\nEach finding has a severity and the file it comes from.\n\nExample: docker-mount --root /mnt/host audit --json"
+    )]
+    Audit,
+    /// Every docker root in --root: the root itself, its userns-remap sub-roots, or all the roots of a host filesystem.
+    #[command(
+        after_help = "--root may be the mount point of a whole host filesystem: roots come from\n/var/lib/docker, data-root in etc/docker/daemon.json, DOCKER_OPTS in etc/default/docker,\n-g/--data-root in systemd units and drop-ins, userns-remap sub-roots <root>/<uid>.<gid>,\nand rootless roots in home/*/.local/share/docker. Other commands use the single root\nfound, or list the choices.\n\nExample: docker-mount --root /mnt/host roots"
+    )]
+    Roots,
+    /// Write a layer's block device (a devicemapper thin device) as a sparse raw image, with its sha256.
+    #[command(
+        after_help = "Examples:\n  docker-mount --root ./docker extract web -o web.img\n  docker-mount --root ./docker extract --device 12 -o dev12.img\n  docker-mount --root /mnt/e --dm-pool-data pool_tdata.img --dm-pool-metadata pool_tmeta.img extract web -o web.img"
+    )]
+    Extract(commands::extract::ExtractArgs),
     /// List the driver plugins loaded, and those that failed to load.
     #[command(after_help = "Example: docker-mount drivers --json")]
     Drivers,
@@ -183,6 +276,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    if let Err(e) = driver_opts::apply(&cli) {
+        eprintln!("docker-mount: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match commands::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

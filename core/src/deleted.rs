@@ -26,6 +26,9 @@ pub enum DeletionKind {
     Whiteout,
     /// An opaque directory: everything the layers below held in it is deleted.
     Opaque,
+    /// A full-tree layer (vfs, btrfs) lacks what its parent had: found by
+    /// comparison, since such layers hold no whiteouts.
+    Missing,
 }
 
 impl DeletionKind {
@@ -33,6 +36,7 @@ impl DeletionKind {
         match self {
             DeletionKind::Whiteout => "whiteout",
             DeletionKind::Opaque => "opaque",
+            DeletionKind::Missing => "missing",
         }
     }
 }
@@ -222,9 +226,39 @@ impl Walker<'_> {
         });
     }
 
+    /// A full tree against the layer below it: what the parent had that this
+    /// layer lacks, directory by directory.
+    fn compare_full(&mut self, layer: usize, dir: &Path) -> Result<()> {
+        let union = &self.view.union;
+        let tree = &union.trees[layer];
+        let Some(parent) = lower_lookup(union, layer, dir)?.filter(|n| n.stat.is_dir()) else {
+            return Ok(()); // nothing below this directory: nothing can be missing
+        };
+        let listing = tree.list(dir).map_err(|e| io(tree, dir, e))?;
+        for child in union.children(&parent)? {
+            match listing.entries.get(child.name()) {
+                None => {
+                    let mut hid = vec![hidden(union, &child)];
+                    if child.stat.is_dir() {
+                        below(union, &child, &mut hid)?;
+                    }
+                    self.record(layer, DeletionKind::Missing, &child.path, hid);
+                }
+                Some(Raw::Entry(st)) if st.is_dir() && child.stat.is_dir() => {
+                    self.compare_full(layer, &child.path)?
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     fn walk(&mut self, layer: usize, dir: &Path) -> Result<()> {
         let union = &self.view.union;
         let tree = &union.trees[layer];
+        if tree.style().is_none() {
+            return self.compare_full(layer, dir);
+        }
         let listing = tree.list(dir).map_err(|e| io(tree, dir, e))?;
         if listing.opaque {
             let mut hid = Vec::new();

@@ -54,15 +54,15 @@ fn same_time(a: &Stat, b: &Stat) -> bool {
         && (a.mtime.nsec == b.mtime.nsec || a.mtime.nsec == 0 || b.mtime.nsec == 0)
 }
 
-/// Docker's metadata comparison (size is not a measure of change for directories).
+/// Docker's metadata comparison (`statDifferent`): neither size nor mtime
+/// measures a change of a directory.
 fn differs(new: &Stat, old: &Stat) -> bool {
-    !same_time(new, old)
-        || new.kind != old.kind
+    new.kind != old.kind
         || new.mode != old.mode
         || new.uid != old.uid
         || new.gid != old.gid
         || new.rdev != old.rdev
-        || (!new.is_dir() && new.size != old.size)
+        || (!new.is_dir() && (!same_time(new, old) || new.size != old.size))
 }
 
 struct Differ<'a> {

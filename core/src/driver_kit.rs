@@ -107,3 +107,29 @@ impl FullTreeStore {
         list_layers(&open_store(root, self.store)?, Path::new(""), &[])
     }
 }
+
+/// The environment variable carrying driver option `key` to plugins:
+/// `DOCKER_MOUNT_OPT_<KEY>`, upper case, `.` and `-` as `_`. Options
+/// (`--driver-opt key=value` and the CLI's named flags) travel this way
+/// because the plugin boundary is data only and versioned; a child
+/// process (a FUSE server) inherits them.
+pub fn option_var(key: &str) -> String {
+    let key: String = key
+        .chars()
+        .map(|c| match c {
+            '.' | '-' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    format!("DOCKER_MOUNT_OPT_{key}")
+}
+
+/// The value of driver option `key`, if set and not empty.
+pub fn option(key: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(option_var(key)).filter(|v| !v.is_empty())
+}
+
+/// Whether boolean driver option `key` is set (to anything but `0` or `false`).
+pub fn flag(key: &str) -> bool {
+    option(key).is_some_and(|v| v != "0" && v != "false")
+}

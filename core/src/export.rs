@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -12,7 +13,12 @@ use serde::Serialize;
 use tar::{EntryType, Header};
 
 use crate::error::{Error, Result};
+use crate::union::tree::fd_xattrs;
 use crate::union::{FileKind, Node, Union};
+
+/// Read size for file contents: few system calls, yet small enough to stay
+/// in the CPU cache between the read and the write.
+const COPY_BUFFER: usize = 64 << 10;
 
 /// The largest id an octal ustar field holds; larger ones also get PAX records.
 const MAX_OCTAL_ID: u32 = 0o7777777;
@@ -26,26 +32,16 @@ pub struct ExportStats {
     pub bytes: u64,
 }
 
-/// Wraps a reader so the bytes read are counted as they stream.
-struct Counting<'a, R> {
-    inner: R,
-    stats: &'a mut ExportStats,
-}
-
-impl<R: Read> Read for Counting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.stats.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 fn pax_records(node: &Node, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
     let st = &node.stat;
-    let mut records = vec![(
-        "mtime".to_string(),
-        format!("{}.{:09}", st.mtime.sec, st.mtime.nsec).into_bytes(),
-    )];
+    let mut records = Vec::new();
+    // The ustar header holds whole seconds; PAX carries the rest when there is any.
+    if st.mtime.nsec != 0 {
+        records.push((
+            "mtime".to_string(),
+            format!("{}.{:09}", st.mtime.sec, st.mtime.nsec).into_bytes(),
+        ));
+    }
     if st.uid > MAX_OCTAL_ID {
         records.push(("uid".into(), st.uid.to_string().into_bytes()));
     }
@@ -103,6 +99,20 @@ pub fn export(
     out: impl Write,
     progress: &mut dyn FnMut(&ExportStats),
 ) -> Result<ExportStats> {
+    export_with_ids(union, out, progress, None)
+}
+
+/// Maps an entry's `(uid, gid)` as stored on disk to those written.
+pub type IdMapper<'a> = &'a dyn Fn(u32, u32) -> (u32, u32);
+
+/// Like [`export`], with owners rewritten by `ids` (a userns-remapped
+/// root's host ids back to the container's, as `docker export` does).
+pub fn export_with_ids(
+    union: &Union,
+    out: impl Write,
+    progress: &mut dyn FnMut(&ExportStats),
+    ids: Option<IdMapper<'_>>,
+) -> Result<ExportStats> {
     let mut builder = tar::Builder::new(out);
     let mut stats = ExportStats::default();
     // (dev, ino) of multiply-linked files → the path written first.
@@ -112,6 +122,16 @@ pub fn export(
         if node.path.as_os_str().is_empty() || node.stat.kind == FileKind::Socket {
             return Ok(());
         }
+        let mapped;
+        let node = match ids {
+            Some(map) => {
+                let mut n = node.clone();
+                (n.stat.uid, n.stat.gid) = map(n.stat.uid, n.stat.gid);
+                mapped = n;
+                &mapped
+            }
+            None => node,
+        };
         write_entry(union, &mut builder, node, &mut links, &mut stats)?;
         stats.entries += 1;
         progress(&stats);
@@ -153,36 +173,67 @@ fn write_entry<W: Write>(
         }
         links.insert((st.dev, st.ino), node.path.clone());
     }
-    let xattrs = tree.xattrs(&node.path, st.kind).map_err(io)?;
-    builder
-        .append_pax_extensions(
-            pax_records(node, &xattrs)
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice())),
-        )
-        .map_err(out)?;
-    match st.kind {
-        FileKind::Symlink => {
+    // A regular file is opened once, for its xattrs and its content.
+    let file = match st.kind {
+        FileKind::File => Some(tree.open_file(&node.path).map_err(io)?),
+        _ => None,
+    };
+    let xattrs = match &file {
+        Some(f) => fd_xattrs(f.as_raw_fd()).map_err(io)?,
+        None => tree.xattrs(&node.path, st.kind).map_err(io)?,
+    };
+    let records = pax_records(node, &xattrs);
+    if !records.is_empty() {
+        builder
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(out)?;
+    }
+    match (st.kind, file) {
+        (FileKind::Symlink, _) => {
             let target = tree.readlink(&node.path).map_err(io)?;
             builder
                 .append_link(&mut header, &node.path, OsStr::from_bytes(&target))
                 .map_err(out)
         }
-        FileKind::File => {
-            let file = tree.open_file(&node.path).map_err(io)?;
+        (FileKind::File, Some(file)) => {
             header.set_size(st.size);
             stats.files += 1;
-            // A file that changed size under us would corrupt the stream: read exactly `size`.
-            let mut reader = Counting {
-                inner: file.take(st.size),
-                stats,
-            };
+            // The header first (with the size), then the content streamed
+            // straight to the output in large reads, then the padding.
             builder
-                .append_data(&mut header, &node.path, &mut reader)
-                .map_err(io)
+                .append_data(&mut header, &node.path, std::io::empty())
+                .map_err(out)?;
+            copy_content(file, st.size, builder.get_mut(), stats).map_err(io)
         }
         _ => builder
             .append_data(&mut header, &node.path, std::io::empty())
             .map_err(out),
     }
+}
+
+/// Copies exactly `size` bytes of `file` and the tar padding after them. A
+/// file that shrank since it was listed is an error (the stream would lie).
+fn copy_content(
+    mut file: std::fs::File,
+    size: u64,
+    out: &mut impl Write,
+    stats: &mut ExportStats,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; COPY_BUFFER.min(size.max(1) as usize)];
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("file shrank while being read: {left} of {size} bytes missing"),
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        stats.bytes += n as u64;
+        left -= n as u64;
+    }
+    let pad = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])
 }

@@ -10,25 +10,37 @@
 //! Core never names a storage driver: drivers are plugins.
 
 pub mod abi;
+pub mod audit;
 pub mod beneath;
+pub mod blockimage;
+pub mod blockmount;
+pub mod daemon_config;
 pub mod deleted;
 pub mod detect;
 pub mod diff;
+pub mod discover;
 pub mod driver;
 pub mod driver_kit;
 pub mod error;
 pub mod export;
 pub mod fuse;
+pub mod history;
+pub mod host;
 pub mod loader;
+pub mod logs;
 pub mod model;
 pub mod mount;
+pub mod orphans;
 pub mod pathfmt;
 pub mod provenance;
 pub mod root;
 pub mod stack;
 pub mod timeline;
 pub mod union;
+pub mod usage;
+pub mod userns;
 pub mod view;
+pub mod volumes;
 
 pub use driver::{
     Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle,

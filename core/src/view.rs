@@ -5,6 +5,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::beneath::Beneath;
+use crate::blockimage::BlockImage;
+use crate::blockmount::{self, BlockMounts};
 use crate::driver::{LayerSource, WhiteoutStyle};
 use crate::error::{Error, Result};
 use crate::model::tarsplit::TarSplit;
@@ -20,6 +22,9 @@ pub struct View {
     pub union: Union,
     pub layers: Vec<StackLayer>,
     pub warnings: Vec<String>,
+    /// The mounted filesystems of block image layers, if any: kept until
+    /// the view goes (declared last, so the trees go first).
+    pub block_mounts: Option<BlockMounts>,
 }
 
 /// Whether this process can read `trusted.*` xattrs (overlay's opaque marker).
@@ -57,15 +62,30 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
     let mut layers = Vec::new();
     // Container layers (no tar-split) whose opaque markers we cannot read.
     let mut pending_unknown = Vec::new();
+    let block_mounts = open_block_images(root, base, stack, &mut warnings)?;
+    let mut block_roots = block_mounts.iter().flat_map(|m| m.roots.iter());
     for layer in &stack.layers {
         let (style, dir) = match &layer.source {
             LayerSource::Diff { dir, whiteouts, .. } => (Some(*whiteouts), dir),
             LayerSource::Full { dir } => (None, dir),
-            _ => {
-                return Err(Error::Usage(format!(
-                    "layer {} is a block image, which this version cannot read in userspace",
-                    layer.driver_id
-                )))
+            LayerSource::BlockImage { .. } => {
+                let fs_root = block_roots.next().ok_or_else(|| {
+                    Error::Usage(format!(
+                        "layer {}: its block image was not mounted",
+                        layer.driver_id
+                    ))
+                })?;
+                // The device holds /rootfs (the layer's view), /id and lost+found.
+                let tree = Tree::open(fs_root, Path::new(BLOCK_ROOTFS), None, &layer.driver_id)
+                    .map_err(|e| {
+                        Error::invalid(
+                            fs_root.path(),
+                            format!("layer {}: the device's filesystem has no /{BLOCK_ROOTFS} directory: {e}", layer.driver_id),
+                        )
+                    })?;
+                trees.push(tree);
+                layers.push(layer.clone());
+                continue;
             }
         };
         let mut tree = Tree::open(base, relative_dir(root, dir)?, style, &layer.driver_id)?;
@@ -109,7 +129,32 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
         union,
         layers,
         warnings,
+        block_mounts,
     })
+}
+
+/// The directory of a block image layer's filesystem that holds its view.
+pub const BLOCK_ROOTFS: &str = "rootfs";
+
+/// Opens and mounts the block image layers of `stack` (top first), if any.
+fn open_block_images(
+    root: &DockerRoot,
+    base: &Beneath,
+    stack: &Stack,
+    warnings: &mut Vec<String>,
+) -> Result<Option<BlockMounts>> {
+    let mut images = Vec::new();
+    for layer in &stack.layers {
+        if let LayerSource::BlockImage { .. } = &layer.source {
+            let image = BlockImage::open(root, base, &layer.driver_id, &layer.source)?;
+            warnings.extend(image.warnings.iter().cloned());
+            images.push(std::sync::Arc::new(image));
+        }
+    }
+    if images.is_empty() {
+        return Ok(None);
+    }
+    blockmount::mount_images(images).map(Some)
 }
 
 /// Directories of layer `i` (below `dir`) that also exist as directories

@@ -30,9 +30,9 @@ pub fn aufs_root() -> &'static RealRoot {
         let mut h = Sha256::new();
         h.update(include_str!("convert.rs"));
         h.update(source.dir.as_os_str().as_bytes());
-        let dir = real::target_dir()
-            .join("real-roots")
-            .join(format!("aufs-{}", &hex::encode(h.finalize())[..16]));
+        let key = format!("aufs-{}", &hex::encode(h.finalize())[..16]);
+        let base = real::target_dir().join("real-roots");
+        let dir = base.join(&key);
         let lock_path = dir.with_extension("lock");
         let lock =
             File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
@@ -40,6 +40,7 @@ pub fn aufs_root() -> &'static RealRoot {
             .unwrap_or_else(|(_, e)| panic!("flock: {e}"));
         let root = dir.join("docker");
         if !dir.join("complete").exists() {
+            real::prune_stale(&base, "aufs", &key);
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
             overlay2_to_aufs(&source.root, &root);

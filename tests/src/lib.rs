@@ -3,9 +3,12 @@
 
 pub mod cli;
 pub mod convert;
+pub mod convert_dm;
 pub mod fixture;
+pub mod host;
 pub mod integrity;
 pub mod manifest;
 pub mod mounts;
 pub mod real;
+pub mod real_triage;
 pub mod scene;

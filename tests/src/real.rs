@@ -4,6 +4,15 @@
 //! killed with SIGKILL, leaving a crashed root (running containers keep
 //! `State.Running: true`). Roots are cached under
 //! `<target>/real-roots/<driver>-<hash of this file>/` across processes.
+//!
+//! The btrfs root lives in a loop-mounted btrfs image (`btrfs.img` in the
+//! cache dir): the image file is the cached artifact. Each test process
+//! mounts it read-only (read-only loop device, `ro`, no log-tree replay) at
+//! its own long path `ro-<pid>/.../docker` and unmounts it at exit; mounts
+//! left by killed processes are swept by the next one. Take the evidence
+//! state with [`RealRoot::evidence`]: it hashes every btrfs subvolume
+//! (which `integrity::snapshot` alone would stop at: each has its own
+//! `st_dev`) and the image file itself.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -32,6 +41,28 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const DATA_ROOT_MIN_LEN: usize = 240;
 /// Total layers of `dm-deep:1` (dockerd's layer store refuses more than 125).
 pub const DEEP_LAYERS: usize = 125;
+/// Total layers of `dm-deep:1` for full-tree drivers (vfs copies every layer
+/// whole; btrfs makes a subvolume of each).
+pub const FULL_TREE_DEEP_LAYERS: usize = 20;
+/// Size of the sparse btrfs image holding the btrfs root.
+pub const BTRFS_IMAGE_BYTES: u64 = 2 << 30;
+
+/// btrfs-progs' `mkfs.btrfs`, from `PATH`, `/usr/sbin` or `/sbin`.
+pub fn mkfs_btrfs() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join("mkfs.btrfs"))
+        .find(|p| p.is_file())
+}
+
+/// Total layers of `dm-deep:1` made with storage driver `driver`.
+pub fn deep_layers(driver: &str) -> usize {
+    match driver {
+        "vfs" | "btrfs" => FULL_TREE_DEEP_LAYERS,
+        _ => DEEP_LAYERS,
+    }
+}
 
 /// A crashed docker root made by a real dockerd, with its oracles.
 #[derive(Debug, Clone)]
@@ -51,6 +82,13 @@ pub struct RealRoot {
     pub images: Value,
     /// Seconds the cold build took.
     pub build_seconds: f64,
+    /// Total layers of `dm-deep:1` ([`deep_layers`]).
+    pub deep_layers: usize,
+    /// The filesystem image holding `root` (btrfs), mounted read-only at
+    /// `root` by [`btrfs_root`].
+    pub image: Option<PathBuf>,
+    /// Hex sha256 of `image` when the build finished.
+    pub image_sha256: Option<String>,
 }
 
 /// One container of a [`RealRoot`].
@@ -100,6 +138,31 @@ pub fn overlay_root() -> &'static RealRoot {
     ROOT.get_or_init(|| cached("overlay"))
 }
 
+/// The vfs root (every layer a full copy), built once per process and
+/// cached on disk.
+pub fn vfs_root() -> &'static RealRoot {
+    static ROOT: OnceLock<RealRoot> = OnceLock::new();
+    ROOT.get_or_init(|| cached("vfs"))
+}
+
+/// The btrfs root (every layer a subvolume), built once per process and
+/// cached on disk as a btrfs image, which this process mounts read-only at
+/// `root` (see the module documentation) until it exits.
+pub fn btrfs_root() -> &'static RealRoot {
+    static ROOT: OnceLock<RealRoot> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let mut r = cached("btrfs");
+        let image = r.image.clone().expect("the btrfs root has an image");
+        sweep_stale_mounts(&r.dir);
+        let top = r.dir.join(format!("ro-{}", std::process::id()));
+        let point = long_data_root(&top);
+        unmount_at_exit(top);
+        mount_image_ro(&image, &point);
+        r.root = point;
+        r
+    })
+}
+
 /// Whether real roots can be built here: root, dockerd, docker CLI, busybox.
 pub fn privileged_available() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
@@ -113,11 +176,47 @@ pub fn privileged_available() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a real root of `driver` can be built here: what
+/// [`privileged_available`] checks, and for btrfs also mkfs.btrfs, the
+/// kernel's btrfs and loop devices.
+pub fn driver_available(driver: &str) -> Result<(), String> {
+    privileged_available()?;
+    if driver == "btrfs" {
+        if mkfs_btrfs().is_none() {
+            return Err("mkfs.btrfs is missing (apt-get install btrfs-progs)".into());
+        }
+        if !Path::new("/dev/loop-control").exists() {
+            return Err("/dev/loop-control is missing (no loop devices)".into());
+        }
+        let known = |fs: &str| {
+            fs::read_to_string("/proc/filesystems")
+                .is_ok_and(|s| s.lines().any(|l| l.split_whitespace().last() == Some(fs)))
+        };
+        if !known("btrfs") {
+            // Loading the module is what mount(8) would do anyway.
+            let _ = Command::new("modprobe").arg("btrfs").status();
+            if !known("btrfs") {
+                return Err("the kernel has no btrfs".into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// True if privileged tests can run. Otherwise panics when `CI=true`
 /// (privileged tests must fail in CI), else prints `skipping: <why>` to
 /// stderr and returns false.
 pub fn require_privileged() -> bool {
-    match privileged_available() {
+    require(privileged_available())
+}
+
+/// [`require_privileged`] for a root of `driver` ([`driver_available`]).
+pub fn require_driver(driver: &str) -> bool {
+    require(driver_available(driver))
+}
+
+fn require(available: Result<(), String>) -> bool {
+    match available {
         Ok(()) => true,
         Err(why) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -151,7 +250,7 @@ fn cache_key(driver: &str) -> String {
 /// Loads the cached root of `driver`, building it first if needed (under an
 /// exclusive flock, so parallel test processes build it once).
 fn cached(driver: &str) -> RealRoot {
-    if let Err(why) = privileged_available() {
+    if let Err(why) = driver_available(driver) {
         panic!("cannot build a real {driver} root: {why}");
     }
     let base = target_dir().join("real-roots");
@@ -178,7 +277,7 @@ fn cached(driver: &str) -> RealRoot {
 
 /// Removes roots of `driver` built by other versions of this file, unless
 /// some process holds their lock.
-fn prune_stale(base: &Path, driver: &str, key: &str) {
+pub(crate) fn prune_stale(base: &Path, driver: &str, key: &str) {
     let Ok(entries) = fs::read_dir(base) else {
         return;
     };
@@ -211,9 +310,15 @@ struct Meta {
     ps: Vec<Value>,
     images: Value,
     build_seconds: f64,
+    deep_layers: usize,
+    /// The btrfs image, relative to the cache dir.
+    image: Option<PathBuf>,
+    image_sha256: Option<String>,
 }
 
-/// Loads a built root from its cache dir (no docker needed).
+/// Loads a built root from its cache dir (no docker needed). A root kept
+/// in an image (btrfs) is not mounted: `root` is then an empty mount point;
+/// use [`btrfs_root`].
 pub fn load(dir: &Path) -> RealRoot {
     let meta: Meta = serde_json::from_value(read_json(&dir.join("meta.json")))
         .unwrap_or_else(|e| panic!("{}/meta.json: {e}", dir.display()));
@@ -233,6 +338,9 @@ pub fn load(dir: &Path) -> RealRoot {
         ps: meta.ps,
         images: meta.images,
         build_seconds: meta.build_seconds,
+        deep_layers: meta.deep_layers,
+        image: meta.image.map(|i| dir.join(i)),
+        image_sha256: meta.image_sha256,
     }
 }
 
@@ -273,6 +381,23 @@ pub fn build(driver: &str, dest: &Path) {
     let t0 = Instant::now();
     let root = long_data_root(dest);
     fs::create_dir_all(&root).unwrap_or_else(|e| panic!("mkdir {}: {e}", root.display()));
+    // btrfs: the data root is a fresh btrfs filesystem in a sparse image.
+    let image = (driver == "btrfs").then(|| {
+        let image = dest.join("btrfs.img");
+        File::create(&image)
+            .and_then(|f| f.set_len(BTRFS_IMAGE_BYTES))
+            .unwrap_or_else(|e| panic!("create {}: {e}", image.display()));
+        let mkfs = mkfs_btrfs().expect("mkfs.btrfs");
+        run_ok(Command::new(mkfs).args(["-q", "-f"]).arg(&image), 120);
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "btrfs", "-o", "loop"])
+                .arg(&image)
+                .arg(&root),
+            60,
+        );
+        image
+    });
     let mut d = Daemon::start(driver, &root, dest);
     let b = dest.join("build");
 
@@ -316,7 +441,8 @@ pub fn build(driver: &str, dest: &Path) {
     // dm-deep:1 — COPY steps need no running container, ~0.15 s each.
     let deep = b.join("deep");
     let mut df = String::from("FROM dm-base:latest\n");
-    for i in 1..DEEP_LAYERS {
+    let deep_layers = deep_layers(driver);
+    for i in 1..deep_layers {
         write(&deep.join("f").join(i.to_string()), format!("{i}\n"));
         let _ = writeln!(df, "COPY f/{i} /deep/{i}");
     }
@@ -493,10 +619,24 @@ pub fn build(driver: &str, dest: &Path) {
         });
     }
 
-    // The crash.
+    // The crash. It unmounts everything at and under the data root: for
+    // btrfs, the filesystem itself, which is then checked read-only.
     d.crash();
+    let check = image.as_ref().map(|image| {
+        wait_detached(image);
+        let top = dest.join("check");
+        let point = top.join("docker");
+        mount_image_ro(image, &point);
+        (top, point)
+    });
+    let check_root = check.as_ref().map_or(&root, |(_, p)| p);
     for c in &containers {
-        let cfg = read_json(&root.join("containers").join(&c.id).join("config.v2.json"));
+        let cfg = read_json(
+            &check_root
+                .join("containers")
+                .join(&c.id)
+                .join("config.v2.json"),
+        );
         let on_disk = cfg["State"]["Running"].as_bool().unwrap_or(false);
         assert_eq!(
             on_disk, c.running_at_crash,
@@ -508,6 +648,13 @@ pub fn build(driver: &str, dest: &Path) {
         containers.iter().filter(|c| c.running_at_crash).count() >= 3,
         "expected c-running, c-deep and c-mounts running at the crash"
     );
+    let mut image_sha256 = None;
+    if let (Some(image), Some((top, _))) = (&image, &check) {
+        unmount_under(&[top]).unwrap_or_else(|e| panic!("{e}"));
+        wait_detached(image);
+        fs::remove_dir_all(top).unwrap_or_else(|e| panic!("rm -rf {}: {e}", top.display()));
+        image_sha256 = Some(sha256_file(image));
+    }
     let root_rel = root
         .strip_prefix(dest)
         .expect("data root under dest")
@@ -521,6 +668,13 @@ pub fn build(driver: &str, dest: &Path) {
         ps,
         images,
         build_seconds,
+        deep_layers,
+        image: image.map(|i| {
+            i.strip_prefix(dest)
+                .expect("image under dest")
+                .to_path_buf()
+        }),
+        image_sha256,
     };
     let json = serde_json::to_vec_pretty(&meta).expect("serialize meta");
     write(&dest.join("meta.json.tmp"), json);
@@ -757,8 +911,10 @@ impl Daemon {
             let _ = c.wait();
         }
         let survivors = kill_run(&self.run);
+        // Read before unmounting: the data root may be a mounted filesystem.
+        let ids = container_ids(&self.root);
         let unmounted = unmount_under(&[&self.root, &self.run]);
-        remove_cgroups(&self.root);
+        remove_cgroups(&ids);
         let _ = fs::remove_dir_all(&self.run);
         if !std::thread::panicking() {
             assert!(
@@ -987,19 +1143,22 @@ pub fn unmount_under(prefixes: &[&Path]) -> Result<(), String> {
     Err(format!("mounts under {prefixes:?} survive repeated umount"))
 }
 
-/// Removes the (now empty) cgroups docker made for containers of `root`.
-fn remove_cgroups(root: &Path) {
-    let Ok(ids) = fs::read_dir(root.join("containers")) else {
-        return;
-    };
-    let ids: Vec<_> = ids.flatten().map(|e| e.file_name()).collect();
+/// The container ids of a data root.
+fn container_ids(root: &Path) -> Vec<std::ffi::OsString> {
+    fs::read_dir(root.join("containers"))
+        .map(|ids| ids.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// Removes the (now empty) cgroups docker made for containers `ids`.
+fn remove_cgroups(ids: &[std::ffi::OsString]) {
     let Ok(hier) = fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
     let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
     bases.extend(hier.flatten().map(|e| e.path()));
     for base in bases {
-        for id in &ids {
+        for id in ids {
             let p = base.join("docker").join(id);
             if p.is_dir() {
                 let _ = fs::remove_dir(&p);
@@ -1023,6 +1182,369 @@ fn cleanup_stale(dir: &Path) {
         }
     }
     unmount_under(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// One line of `/proc/self/mountinfo`.
+struct Mount {
+    point: Vec<u8>,
+    fs_type: String,
+    source: String,
+    /// Per-mount options.
+    mount_opts: Vec<String>,
+    /// Per-superblock options.
+    super_opts: Vec<String>,
+}
+
+fn mounts() -> Vec<Mount> {
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            let opts = |s: Option<&&str>| -> Vec<String> {
+                s.map(|s| s.split(',').map(String::from).collect())
+                    .unwrap_or_default()
+            };
+            Some(Mount {
+                point: unescape_mountinfo(left.get(4)?),
+                fs_type: right.first()?.to_string(),
+                source: String::from_utf8_lossy(&unescape_mountinfo(right.get(1)?)).into_owned(),
+                mount_opts: opts(left.get(5)),
+                super_opts: opts(right.get(2)),
+            })
+        })
+        .collect()
+}
+
+/// Mounts the btrfs `image` on `point` read-only: `mount -o ro,loop` makes
+/// a read-only loop device, and `rescue=nologreplay` (`nologreplay` before
+/// Linux 5.9) stops btrfs replaying a log tree, which it does even for a
+/// read-only mount. [`check_ro_image_mount`] then checks all of it.
+/// A second mount of the same image reuses its loop device and superblock.
+fn mount_image_ro(image: &Path, point: &Path) {
+    fs::create_dir_all(point).unwrap_or_else(|e| panic!("mkdir {}: {e}", point.display()));
+    let mut errors = String::new();
+    for no_replay in ["rescue=nologreplay", "nologreplay"] {
+        let opts = format!("ro,nosuid,nodev,noexec,loop,{no_replay}");
+        let (code, out, err) = run_capture(
+            Command::new("mount")
+                .args(["-t", "btrfs", "-o", &opts])
+                .arg(image)
+                .arg(point),
+            60,
+            Path::new("/tmp"),
+        );
+        if code == 0 {
+            check_ro_image_mount(point);
+            return;
+        }
+        let _ = writeln!(errors, "mount -o {opts}: {}{}", out.trim(), err.trim());
+    }
+    panic!(
+        "cannot mount {} read-only on {}:\n{errors}",
+        image.display(),
+        point.display()
+    );
+}
+
+/// Panics unless the topmost mount on `point` is btrfs, read-only per
+/// mount and per superblock, replays no log tree, and reads a read-only
+/// loop device.
+pub fn check_ro_image_mount(point: &Path) {
+    let all = mounts();
+    let m = all
+        .iter()
+        .rev()
+        .find(|m| m.point == point.as_os_str().as_bytes())
+        .unwrap_or_else(|| panic!("nothing is mounted on {}", point.display()));
+    let at = point.display();
+    assert_eq!(m.fs_type, "btrfs", "{at}: not btrfs");
+    assert!(
+        m.mount_opts.iter().any(|o| o == "ro"),
+        "{at}: mount not ro: {:?}",
+        m.mount_opts
+    );
+    assert!(
+        m.super_opts.iter().any(|o| o == "ro"),
+        "{at}: superblock not ro: {:?}",
+        m.super_opts
+    );
+    assert!(
+        m.super_opts.iter().any(|o| o.ends_with("nologreplay")),
+        "{at}: log replay not disabled: {:?}",
+        m.super_opts
+    );
+    let dev = m
+        .source
+        .strip_prefix("/dev/")
+        .filter(|d| d.starts_with("loop"))
+        .unwrap_or_else(|| panic!("{at}: source {} is not a loop device", m.source));
+    let ro = fs::read_to_string(format!("/sys/block/{dev}/ro")).unwrap_or_default();
+    assert_eq!(ro.trim(), "1", "{at}: loop device {dev} is not read-only");
+}
+
+/// Waits until no loop device is backed by `image` (mount's autoclear
+/// detaches it once the last mount of its filesystem is really gone).
+fn wait_detached(image: &Path) {
+    let image = fs::canonicalize(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+    let want = image.as_os_str().as_bytes();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut users = Vec::new();
+        for e in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+            let backing = fs::read(e.path().join("loop/backing_file")).unwrap_or_default();
+            let backing = backing.strip_suffix(b"\n").unwrap_or(&backing);
+            let backing = backing.strip_suffix(b" (deleted)").unwrap_or(backing);
+            if backing == want {
+                users.push(e.file_name());
+            }
+        }
+        if users.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "loop devices {users:?} still hold {}",
+            image.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Unmounts and removes the `ro-<pid>` mounts of `dir` whose process is gone.
+fn sweep_stale_mounts(dir: &Path) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ro-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 || alive(pid) {
+            continue;
+        }
+        if unmount_under(&[&e.path()]).is_ok() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+static AT_EXIT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn unmount_registered() {
+    let dirs = AT_EXIT
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    for d in dirs {
+        let _ = std::panic::catch_unwind(|| {
+            if unmount_under(&[&d]).is_ok() {
+                let _ = fs::remove_dir_all(&d);
+            }
+        });
+    }
+}
+
+/// Unmounts everything under `dir` and removes it when this process exits.
+fn unmount_at_exit(dir: PathBuf) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    AT_EXIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(dir);
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a plain extern "C" fn that catches its panics.
+        let r = unsafe { libc::atexit(unmount_registered) };
+        assert_eq!(r, 0, "atexit failed");
+    });
+}
+
+/// Hex sha256 of a file, streamed, without moving its atime.
+fn sha256_file(p: &Path) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read {}: {e}", p.display()),
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// Directories below `root` on another device than their parent (btrfs
+/// subvolumes, or mounts), relative to `root`, parents first. Symlinks are
+/// not followed, directories are opened with `O_NOATIME`.
+fn other_device_dirs(root: &Path) -> Vec<PathBuf> {
+    use nix::dir::Dir;
+    use nix::fcntl::{AtFlags, OFlag};
+    use nix::sys::stat::{fstatat, Mode};
+    use std::os::fd::AsRawFd;
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_DIRECTORY
+        | OFlag::O_NOATIME
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_CLOEXEC;
+    fn walk(mut dir: Dir, rel: &Path, dev: u64, flags: OFlag, root: &Path, out: &mut Vec<PathBuf>) {
+        let fd = dir.as_raw_fd();
+        let names: Vec<Vec<u8>> = dir
+            .iter()
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("readdir {}: {e}", root.join(rel).display()))
+                    .file_name()
+                    .to_bytes()
+                    .to_vec()
+            })
+            .filter(|n| n != b"." && n != b"..")
+            .collect();
+        for name in names {
+            let name = OsStr::from_bytes(&name);
+            let child = rel.join(name);
+            let st = fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .unwrap_or_else(|e| panic!("lstat {}: {e}", root.join(&child).display()));
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                continue;
+            }
+            if st.st_dev != dev {
+                out.push(child.clone());
+            }
+            let sub = Dir::openat(Some(fd), name, flags, Mode::empty())
+                .unwrap_or_else(|e| panic!("opendir {}: {e}", root.join(&child).display()));
+            walk(sub, &child, st.st_dev, flags, root, out);
+        }
+    }
+    let dir = Dir::open(root, flags, Mode::empty())
+        .unwrap_or_else(|e| panic!("opendir {}: {e}", root.display()));
+    let st = fstatat(Some(dir.as_raw_fd()), ".", AtFlags::AT_SYMLINK_NOFOLLOW)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", root.display()));
+    let mut out = Vec::new();
+    walk(dir, Path::new(""), st.st_dev, flags, root, &mut out);
+    out
+}
+
+/// The state of a real root's evidence ([`RealRoot::evidence`]).
+#[derive(Debug)]
+pub struct Evidence {
+    /// The data root (`""`) and every directory below it on another device,
+    /// each snapshotted on its own: `integrity::snapshot` does not cross
+    /// devices, and every btrfs subvolume has its own `st_dev`.
+    trees: Vec<(PathBuf, crate::integrity::Snapshot)>,
+    /// The image file holding the root (btrfs).
+    image: Option<ImageState>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct ImageState {
+    sha256: String,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl RealRoot {
+    /// Snapshots the evidence: every file of the data root, subvolumes
+    /// included, and the image file holding it (whose sha256 must still be
+    /// the one recorded when it was built, and which must be mounted
+    /// read-only, without log replay, from a read-only loop device).
+    pub fn evidence(&self) -> Evidence {
+        use std::os::unix::fs::MetadataExt;
+        let image = self.image.as_ref().map(|img| {
+            check_ro_image_mount(&self.root);
+            let md = fs::metadata(img).unwrap_or_else(|e| panic!("{}: {e}", img.display()));
+            let state = ImageState {
+                sha256: sha256_file(img),
+                len: md.len(),
+                mtime: (md.mtime(), md.mtime_nsec()),
+            };
+            assert_eq!(
+                Some(&state.sha256),
+                self.image_sha256.as_ref(),
+                "{} changed since it was built",
+                img.display()
+            );
+            state
+        });
+        let mut trees = vec![(PathBuf::new(), crate::integrity::snapshot(&self.root))];
+        for rel in other_device_dirs(&self.root) {
+            let snap = crate::integrity::snapshot(&self.root.join(&rel));
+            trees.push((rel, snap));
+        }
+        Evidence { trees, image }
+    }
+}
+
+impl Evidence {
+    /// Snapshotted trees (the data root and each subvolume below it).
+    pub fn trees(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// Entries over all trees.
+    pub fn entries(&self) -> usize {
+        self.trees.iter().map(|(_, s)| s.entries()).sum()
+    }
+
+    /// Whether an image file was hashed too.
+    pub fn has_image(&self) -> bool {
+        self.image.is_some()
+    }
+
+    /// Human-readable differences from `self` to `after`; empty = identical.
+    pub fn diff(&self, after: &Evidence) -> Vec<String> {
+        let mut out = Vec::new();
+        let paths = |e: &Evidence| e.trees.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        if paths(self) != paths(after) {
+            out.push(format!(
+                "subvolumes (directories on other devices) differ: {:?} before, {:?} after",
+                paths(self),
+                paths(after)
+            ));
+        }
+        for (p, a) in &self.trees {
+            if let Some((_, b)) = after.trees.iter().find(|(q, _)| q == p) {
+                let shown = Path::new("/").join(p);
+                out.extend(
+                    a.diff(b)
+                        .into_iter()
+                        .map(|d| format!("{}: {d}", shown.display())),
+                );
+            }
+        }
+        if self.image != after.image {
+            out.push(format!(
+                "the image file changed: {:?} before, {:?} after",
+                self.image, after.image
+            ));
+        }
+        out
+    }
+
+    /// Panics, listing up to 50 differences, if anything differs from `after`.
+    pub fn assert_unchanged(&self, after: &Evidence) {
+        let diff = self.diff(after);
+        if diff.is_empty() {
+            return;
+        }
+        let mut msg = format!("evidence was modified: {} difference(s)\n", diff.len());
+        for line in diff.iter().take(50) {
+            let _ = writeln!(msg, "  {line}");
+        }
+        if diff.len() > 50 {
+            let _ = writeln!(msg, "  ... and {} more", diff.len() - 50);
+        }
+        panic!("{msg}");
+    }
 }
 
 #[cfg(test)]

@@ -495,8 +495,12 @@ fn mount_without_root_uses_fuse() {
     // it world read-writable (0666); some sandboxes keep it 0600.
     let dev_fuse = std::fs::metadata("/dev/fuse").map(|m| m.mode() & 0o006);
     if dev_fuse.ok() != Some(0o006) {
-        eprintln!("skipping: /dev/fuse is not open to other users here");
-        return;
+        if std::env::var("CI").as_deref() != Ok("true") {
+            eprintln!("skipping: /dev/fuse is not open to other users here");
+            return;
+        }
+        // CI's own machine: give /dev/fuse Debian's default mode rather than skip.
+        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
     }
     let ev = Evidence::new();
     let mnt = MountPoint::new();

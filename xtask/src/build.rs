@@ -64,8 +64,10 @@ fn build_plugins(
     for p in packages {
         let lib = format!("lib{}.so", p.replace('-', "_"));
         let from = profile_dir.join(&lib);
-        std::fs::copy(&from, dest.join(&lib))
-            .with_context(|| format!("cannot copy {}", from.display()))?;
+        // Copy then rename: a running docker-mount may have the old file mapped.
+        let tmp = dest.join(format!(".{lib}.tmp"));
+        std::fs::copy(&from, &tmp).with_context(|| format!("cannot copy {}", from.display()))?;
+        std::fs::rename(&tmp, dest.join(&lib))?;
     }
     Ok(())
 }
@@ -83,8 +85,17 @@ pub fn build_drivers(release: bool) -> Result<PathBuf> {
         .map(|d| format!("docker-mount-driver-{d}"))
         .collect();
     let dest = profile_dir.join("drivers");
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest)?;
+    // Plugins of drivers that no longer exist must not linger.
+    if let Ok(entries) = std::fs::read_dir(&dest) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !drivers
+                .iter()
+                .any(|d| name == format!("lib{}.so", d.replace('-', "_")))
+            {
+                std::fs::remove_file(e.path())?;
+            }
+        }
     }
     build_plugins(&profile_dir, release, &drivers, &dest)?;
     eprintln!("xtask: {} driver(s) in {}", drivers.len(), dest.display());

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
-use docker_mount_core::export::{export, ExportStats};
+use docker_mount_core::export::{export_with_ids, ExportStats, IdMapper};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::context;
@@ -20,8 +20,31 @@ fn progress_bar() -> Option<ProgressBar> {
     Some(bar)
 }
 
-pub fn run(cli: &Cli, target: &str, output: Option<&Path>, image: bool) -> Result<()> {
+pub fn run(
+    cli: &Cli,
+    target: &str,
+    output: Option<&Path>,
+    image: bool,
+    disk_ids: bool,
+) -> Result<()> {
     let ctx = context::open(cli)?;
+    // A userns-remapped (or rootless) root stores host ids: write the container's.
+    let id_map = if disk_ids {
+        None
+    } else {
+        context::id_map(cli, &ctx)?
+    };
+    if let Some(m) = &id_map {
+        eprintln!(
+            "owners written as the container saw them ({}); --disk-ids keeps the ids on disk",
+            m.source
+        );
+    }
+    let mapper = |uid: u32, gid: u32| match &id_map {
+        Some(m) => m.to_container(uid, gid),
+        None => (uid, gid),
+    };
+    let ids: Option<IdMapper<'_>> = id_map.as_ref().map(|_| &mapper as IdMapper<'_>);
     let to_stdout = output.is_none_or(|o| o == Path::new("-"));
     if to_stdout && std::io::stdout().is_terminal() {
         bail!("refusing to write a tar stream to a terminal; use -o FILE or a pipe");
@@ -42,7 +65,7 @@ pub fn run(cli: &Cli, target: &str, output: Option<&Path>, image: bool) -> Resul
     let stats = if to_stdout {
         let stdout = std::io::stdout().lock();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
-        let stats = export(&view.union, &mut out, &mut tick)?;
+        let stats = export_with_ids(&view.union, &mut out, &mut tick, ids)?;
         out.flush()?;
         stats
     } else {
@@ -51,7 +74,7 @@ pub fn run(cli: &Cli, target: &str, output: Option<&Path>, image: bool) -> Resul
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let stats = export(&view.union, &mut out, &mut tick)?;
+        let stats = export_with_ids(&view.union, &mut out, &mut tick, ids)?;
         out.flush()?;
         stats
     };

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use docker_mount_core::host::HostFs;
 use docker_mount_core::stack::{self, Role};
+use docker_mount_core::userns::IdMap;
+use docker_mount_core::volumes;
 use serde::Serialize;
 
 use crate::commands::list::{summarize, ContainerSummary};
@@ -31,6 +34,10 @@ struct Info {
     /// Layers top first: rw, init, then the image's.
     layers: Vec<LayerFact>,
     layer_error: Option<String>,
+    /// How ids on disk map to the container's (userns-remap, rootless, --uid-map).
+    id_map: Option<IdMap>,
+    /// `User` as the container saw it, and as stored on disk.
+    user_on_disk: Option<String>,
     warnings: Vec<String>,
 }
 
@@ -60,6 +67,10 @@ struct MountFact {
     name: String,
     driver: String,
     rw: bool,
+    /// Where the data is on the analyst's system (a volume's `_data`, a
+    /// bind's source in the host tree), when it is in the evidence.
+    local_path: Option<String>,
+    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -100,7 +111,19 @@ fn host_facts(h: &docker_mount_core::model::container::HostConfig) -> HostFacts 
     }
 }
 
-fn gather(ctx: &Context, query: &str) -> Result<Info> {
+/// The user of `user` (`uid[:gid]`, numeric only) as stored on disk.
+fn user_on_disk(user: &str, map: &IdMap) -> Option<String> {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid: u32 = if u.is_empty() { 0 } else { u.parse().ok()? };
+    let host_uid = map.uid.to_host(uid)?;
+    if g.is_empty() {
+        return Some(host_uid.to_string());
+    }
+    let host_gid = map.gid.to_host(g.parse().ok()?)?;
+    Some(format!("{host_uid}:{host_gid}"))
+}
+
+fn gather(ctx: &Context, id_map: Option<IdMap>, query: &str) -> Result<Info> {
     let c = ctx.root.find_container(query)?;
     let (layers, layer_error, mut warnings) =
         match stack::container_stack(&ctx.root, &ctx.drivers, &c) {
@@ -123,17 +146,18 @@ fn gather(ctx: &Context, query: &str) -> Result<Info> {
         };
     warnings.extend(c.warnings.iter().cloned());
     let cfg = &c.config.config;
-    let mounts = c
-        .config
-        .mount_points
-        .values()
+    let host = ctx.host.as_deref().and_then(|h| HostFs::open(h).ok());
+    let mounts = volumes::mounts(&ctx.root, host.as_ref(), &c)
+        .into_iter()
         .map(|m| MountFact {
-            destination: m.destination.clone(),
-            kind: m.kind.clone(),
-            source: m.source.clone(),
-            name: m.name.clone(),
-            driver: m.driver.clone(),
+            destination: m.destination,
+            kind: m.kind,
+            source: m.source,
+            name: m.name,
+            driver: m.driver,
             rw: m.rw,
+            local_path: m.local_path.map(|p| p.display().to_string()),
+            note: m.note,
         })
         .collect();
     Ok(Info {
@@ -154,6 +178,8 @@ fn gather(ctx: &Context, query: &str) -> Result<Info> {
         mounts,
         layers,
         layer_error,
+        user_on_disk: id_map.as_ref().and_then(|m| user_on_disk(&cfg.user, m)),
+        id_map,
         warnings,
     })
 }
@@ -177,7 +203,8 @@ fn list(label: &str, values: &[String]) {
 
 pub fn run(cli: &Cli, query: &str) -> Result<()> {
     let ctx = context::open(cli)?;
-    let info = gather(&ctx, query)?;
+    let id_map = context::id_map(cli, &ctx)?;
+    let info = gather(&ctx, id_map, query)?;
     if cli.json {
         return context::print_json(&info);
     }
@@ -217,6 +244,26 @@ pub fn run(cli: &Cli, query: &str) -> Result<()> {
             &info.user
         },
     );
+    if let Some(m) = &info.id_map {
+        let ranges = |r: &[docker_mount_core::userns::IdRange]| {
+            r.iter()
+                .map(|r| format!("{}:{}:{}", r.container, r.host, r.count))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        field(
+            "Id map",
+            format!(
+                "uid {} gid {} (container:disk:count; {})",
+                ranges(&m.uid.0),
+                ranges(&m.gid.0),
+                m.source
+            ),
+        );
+        if let Some(u) = &info.user_on_disk {
+            field("User on disk", u);
+        }
+    }
     list("Env", &info.env);
     let h = &info.host;
     field("Privileged", h.privileged);
@@ -231,10 +278,15 @@ pub fn run(cli: &Cli, query: &str) -> Result<()> {
     list("Binds", &h.binds);
     for m in &info.mounts {
         let rw = if m.rw { "rw" } else { "ro" };
+        let at = match (&m.local_path, &m.note) {
+            (Some(p), _) => format!(", data at {p}"),
+            (None, Some(n)) => format!(", {n}"),
+            (None, None) => String::new(),
+        };
         field(
             "Mount",
             format!(
-                "{} <- {} {} ({rw})",
+                "{} <- {} {} ({rw}){at}",
                 m.destination,
                 m.kind,
                 if m.name.is_empty() {

@@ -1,15 +1,21 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod cat;
 pub mod deleted;
 pub mod diff;
 pub mod drivers;
 pub mod export;
+pub mod extract;
 pub mod find;
+pub mod history;
 pub mod images;
 pub mod info;
+pub mod layers;
 pub mod list;
+pub mod logs;
 pub mod mount;
+pub mod roots;
 pub mod timeline;
 
 use anyhow::Result;
@@ -26,7 +32,8 @@ pub fn run(cli: &Cli) -> Result<()> {
             target,
             output,
             image,
-        } => export::run(cli, target, output.as_deref(), *image),
+            disk_ids,
+        } => export::run(cli, target, output.as_deref(), *image, *disk_ids),
         Command::Diff { container, layers } => diff::run(cli, container, *layers),
         Command::Deleted { target, image } => deleted::run(cli, target, *image),
         Command::Cat {
@@ -55,6 +62,44 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Find { query, limit } => find::run(cli, query, *limit),
         Command::Umount(args) => mount::unmount(args),
+        Command::Logs {
+            container,
+            since,
+            until,
+            raw,
+            timestamps,
+            files,
+        } => logs::run(
+            cli,
+            &logs::LogsArgs {
+                container,
+                since: since.as_deref(),
+                until: until.as_deref(),
+                raw: *raw,
+                timestamps: *timestamps,
+                files: *files,
+            },
+        ),
+        Command::History {
+            image,
+            no_trunc,
+            disk_usage,
+        } => history::run(cli, image, *no_trunc, *disk_usage),
+        Command::Layers {
+            orphans,
+            sizes,
+            export: Some(id),
+            output,
+        } => {
+            if *orphans || *sizes {
+                anyhow::bail!("--export takes no --orphans or --sizes");
+            }
+            layers::export(cli, id, output.as_deref())
+        }
+        Command::Layers { orphans, sizes, .. } => layers::run(cli, *orphans, *sizes),
+        Command::Audit => audit::run(cli),
+        Command::Roots => roots::run(cli),
+        Command::Extract(args) => extract::run(cli, args),
         Command::Drivers => drivers::run(cli),
     }
 }

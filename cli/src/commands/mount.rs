@@ -103,8 +103,14 @@ fn kernel_cannot(stack: &Stack) -> Option<&'static str> {
             }
         )
     });
+    let block = stack
+        .layers
+        .iter()
+        .any(|l| matches!(l.source, LayerSource::BlockImage { .. }));
     if aufs {
         Some("the kernel has no aufs")
+    } else if block {
+        Some("block image layers (devicemapper) are loop-mounted by a serving process")
     } else if !fuse::is_root() {
         Some("kernel mounts need root")
     } else {

@@ -109,6 +109,23 @@ fn flistxattr(fd: libc::c_int) -> std::io::Result<Vec<Vec<u8>>> {
     }
 }
 
+/// The extended attributes of an open file or directory, without overlay's own.
+pub fn fd_xattrs(fd: libc::c_int) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for name in flistxattr(fd)? {
+        if is_overlay_xattr(&name) {
+            continue;
+        }
+        let Ok(key) = std::str::from_utf8(&name) else {
+            continue;
+        };
+        if let Some(value) = fgetxattr(fd, key)? {
+            out.push((name, value));
+        }
+    }
+    Ok(out)
+}
+
 /// Whether an xattr is overlay's own bookkeeping, never part of a view.
 pub fn is_overlay_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
@@ -288,19 +305,7 @@ impl Tree {
             FileKind::Dir => self.open_dir(rel)?,
             _ => return Ok(Vec::new()),
         };
-        let mut out = Vec::new();
-        for name in flistxattr(fd.as_raw_fd())? {
-            if is_overlay_xattr(&name) {
-                continue;
-            }
-            let Ok(key) = std::str::from_utf8(&name) else {
-                continue;
-            };
-            if let Some(value) = fgetxattr(fd.as_raw_fd(), key)? {
-                out.push((name, value));
-            }
-        }
-        Ok(out)
+        fd_xattrs(fd.as_raw_fd())
     }
 
     /// The path of `name` inside `dir`, for messages.

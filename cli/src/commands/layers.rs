@@ -1,0 +1,117 @@
+//! `layers`: every layer directory of every loaded driver, with the images
+//! and containers using it; `--orphans` for those nobody uses.
+
+use anyhow::Result;
+use docker_mount_core::model::ids;
+use docker_mount_core::orphans::{self, LayerRole};
+
+use crate::commands::history::human;
+use crate::context;
+use crate::{table, Cli};
+
+pub fn run(cli: &Cli, only_orphans: bool, sizes: bool) -> Result<()> {
+    let ctx = context::open(cli)?;
+    let mut inv = orphans::inventory(&ctx.root, &ctx.drivers, sizes);
+    if only_orphans {
+        inv.layers.retain(|l| l.role == LayerRole::Orphan);
+    }
+    if cli.json {
+        return context::print_json(&inv);
+    }
+    let rows: Vec<Vec<String>> = inv
+        .layers
+        .iter()
+        .map(|l| {
+            let role = match l.role {
+                LayerRole::Image => "image",
+                LayerRole::ContainerRw => "rw",
+                LayerRole::ContainerInit => "init",
+                LayerRole::Orphan => "ORPHAN",
+            };
+            let size = match (&l.usage, l.layerdb_size) {
+                (Some(u), _) => format!("{} ({} files)", human(u.bytes), u.files),
+                (None, Some(s)) => human(s),
+                (None, None) => "-".into(),
+            };
+            let users: Vec<String> = l
+                .images
+                .iter()
+                .cloned()
+                .chain(l.containers.iter().map(|c| format!("container {c}")))
+                .collect();
+            let mut rest = if users.is_empty() {
+                l.hint.clone().unwrap_or_default()
+            } else {
+                users.join(", ")
+            };
+            if let Some(t) = l.usage.as_ref().and_then(|u| u.newest_mtime.as_ref()) {
+                if l.role == LayerRole::Orphan {
+                    rest = format!("newest mtime {t}; {rest}");
+                }
+            }
+            vec![
+                l.driver.clone(),
+                table::cell(&l.id),
+                role.to_string(),
+                l.chain_id
+                    .as_deref()
+                    .map(|c| ids::short(c).to_string())
+                    .unwrap_or_else(|| "-".into()),
+                size,
+                table::cell(&rest),
+            ]
+        })
+        .collect();
+    table::print(
+        &["DRIVER", "LAYER", "ROLE", "CHAIN", "SIZE", "USED BY / NOTE"],
+        &rows,
+    );
+    let orphans = inv
+        .layers
+        .iter()
+        .filter(|l| l.role == LayerRole::Orphan)
+        .count();
+    println!("{} layers, {orphans} orphans", inv.layers.len());
+    for m in &inv.missing {
+        eprintln!(
+            "warning: {} layer {} is missing from disk (named by {})",
+            m.driver, m.id, m.named_by
+        );
+    }
+    for p in &inv.problems {
+        eprintln!("warning: {p}");
+    }
+    Ok(())
+}
+
+/// `layers --export ID`: one layer directory as a raw tar stream.
+pub fn export(cli: &Cli, id: &str, output: Option<&std::path::Path>) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let ctx = context::open(cli)?;
+    let (driver, dir, union) = orphans::raw_layer(&ctx.root, &ctx.drivers, id)?;
+    let to_stdout = output.is_none_or(|o| o == std::path::Path::new("-"));
+    if to_stdout && std::io::stdout().is_terminal() {
+        anyhow::bail!("refusing to write a tar stream to a terminal; use -o FILE or a pipe");
+    }
+    let mut none = |_: &docker_mount_core::export::ExportStats| {};
+    let stats = if to_stdout {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        let s = docker_mount_core::export::export(&union, &mut out, &mut none)?;
+        out.flush()?;
+        s
+    } else {
+        let path = output.unwrap_or(std::path::Path::new("-"));
+        context::check_output(&ctx, path)?;
+        let file = std::fs::File::create(path)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let s = docker_mount_core::export::export(&union, &mut out, &mut none)?;
+        out.flush()?;
+        s
+    };
+    eprintln!(
+        "exported {driver} layer {dir} raw: {} entries, {} files, {} bytes",
+        stats.entries, stats.files, stats.bytes
+    );
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! `logs`: a container's logs from docker's files (json-file, local, the
+//! dual-logging cache), with stream and timestamp.
+
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use docker_mount_core::logs::{self, Filter, LogRecord};
+
+use crate::context;
+use crate::Cli;
+
+/// What `logs` was asked.
+pub struct LogsArgs<'a> {
+    pub container: &'a str,
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+    pub raw: bool,
+    pub timestamps: bool,
+    pub files: bool,
+}
+
+fn time_arg(flag: &str, v: Option<&str>) -> Result<Option<docker_mount_core::union::Time>> {
+    match v {
+        None => Ok(None),
+        Some(s) => match logs::parse_time_arg(s) {
+            Some(t) => Ok(Some(t)),
+            None => bail!(
+                "{flag} {s:?}: give an RFC 3339 time (2024-01-02T03:04:05Z), a date (2024-01-02) or unix seconds"
+            ),
+        },
+    }
+}
+
+/// A line made safe for a terminal: control characters and invalid UTF-8
+/// as escapes, the final newline dropped.
+fn printable(line: &[u8]) -> String {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut out = String::with_capacity(body.len());
+    for chunk in body.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push('\t'),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+fn json_record(r: &LogRecord) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "time": r.time,
+        "stream": r.stream,
+        "line": r.text(),
+        "partial": r.partial,
+        "attrs": r.attrs,
+        "file": r.file.display().to_string(),
+    });
+    if std::str::from_utf8(&r.line).is_err() {
+        v["line_hex"] = serde_json::Value::String(hex_string(&r.line));
+    }
+    v
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
+    let filter = Filter {
+        since: time_arg("--since", args.since)?,
+        until: time_arg("--until", args.until)?,
+    };
+    let ctx = context::open(cli)?;
+    let c = ctx.root.find_container(args.container)?;
+    let files = logs::log_files(&ctx.root, &c)?;
+    if args.files {
+        if cli.json {
+            return context::print_json(&files);
+        }
+        for f in &files {
+            println!(
+                "{}\t{:?}\t{} bytes{}",
+                f.path.display(),
+                f.family,
+                f.size,
+                if f.compressed { "\tgzip" } else { "" }
+            );
+        }
+        return Ok(());
+    }
+    if files.is_empty() {
+        eprintln!(
+            "docker-mount: no log files for container {} in {}: its log driver kept none on disk (journald, syslog, ... without dual logging), or they were removed",
+            c.name(),
+            ctx.root.join("containers").join(&c.id).display()
+        );
+        if cli.json {
+            println!("[]");
+        }
+        return Ok(());
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let stderr = std::io::stderr();
+    let mut first = true;
+    if cli.json {
+        out.write_all(b"[")?;
+    }
+    let mut sink = |r: LogRecord| -> std::io::Result<()> {
+        if cli.json {
+            if !first {
+                out.write_all(b",")?;
+            }
+            first = false;
+            out.write_all(b"\n")?;
+            serde_json::to_writer(&mut out, &json_record(&r))?;
+        } else if args.raw {
+            let prefix = if args.timestamps {
+                format!("{} ", r.time)
+            } else {
+                String::new()
+            };
+            if r.stream == "stderr" {
+                out.flush()?;
+                let mut e = stderr.lock();
+                e.write_all(prefix.as_bytes())?;
+                e.write_all(&r.line)?;
+            } else {
+                out.write_all(prefix.as_bytes())?;
+                out.write_all(&r.line)?;
+            }
+        } else {
+            let stream = if r.partial {
+                format!("{} (partial)", r.stream)
+            } else {
+                r.stream.clone()
+            };
+            writeln!(out, "{} {stream} {}", r.time, printable(&r.line))?;
+        }
+        Ok(())
+    };
+    let warnings = logs::read(&ctx.root, &files, &filter, &mut sink)?;
+    if cli.json {
+        out.write_all(b"\n]\n")?;
+    }
+    out.flush()?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes() {
+        assert_eq!(printable(b"a\tb\x1b[31m\n"), "a\tb\\u{1b}[31m");
+        assert_eq!(printable(b"\xff\\"), "\\xff\\\\");
+    }
+}

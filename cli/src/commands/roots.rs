@@ -1,0 +1,181 @@
+//! `roots`: every docker root in `--root` (a root, a root with userns-remap
+//! sub-roots, or a whole host filesystem), and how each was found.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use docker_mount_core::daemon_config::SourceKind;
+use docker_mount_core::discover::{self, FoundRoot};
+use docker_mount_core::host::HostFs;
+use docker_mount_core::model::image::Image;
+use docker_mount_core::root::DockerRoot;
+use docker_mount_core::userns::{self, IdMap};
+use serde::Serialize;
+
+use crate::context;
+use crate::{table, Cli};
+
+#[derive(Serialize)]
+struct RootRow {
+    #[serde(flatten)]
+    root: FoundRoot,
+    /// Container directories (`containers/*`).
+    containers: Option<usize>,
+    /// Image configs of every image store.
+    images: Option<usize>,
+    /// Image stores (`image/<driver>`): the storage drivers it has used.
+    drivers: Vec<String>,
+    /// The `--root` value that selects this root.
+    select_with: String,
+    /// How its ids on disk map to the containers' (userns-remap, rootless).
+    id_map: Option<IdMap>,
+}
+
+#[derive(Serialize)]
+struct ConfigFile {
+    kind: SourceKind,
+    host_path: String,
+    file: String,
+    user: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Roots {
+    given: String,
+    host: Option<String>,
+    host_guessed: bool,
+    roots: Vec<RootRow>,
+    /// The daemon configuration files read on the host tree.
+    config_files: Vec<ConfigFile>,
+    problems: Vec<String>,
+}
+
+fn count(path: &Path) -> (Option<usize>, Option<usize>, Vec<String>) {
+    let Ok(root) = DockerRoot::open(path) else {
+        return (None, None, Vec::new());
+    };
+    let containers = root
+        .dir()
+        .list(Path::new("containers"))
+        .map(|l| l.len())
+        .unwrap_or(0);
+    let stores = root.stores();
+    let images = stores
+        .iter()
+        .map(|s| Image::list_ids(root.dir(), s).map_or(0, |l| l.len()))
+        .sum();
+    (Some(containers), Some(images), stores)
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let found = discover::discover(&cli.root)
+        .with_context(|| format!("cannot examine {}", cli.root.display()))?;
+    let host = found.host.as_deref().and_then(|h| HostFs::open(h).ok());
+    let rows: Vec<RootRow> = found
+        .roots
+        .iter()
+        .map(|r| {
+            let (containers, images, drivers) = if r.present {
+                count(&r.path)
+            } else {
+                (None, None, Vec::new())
+            };
+            RootRow {
+                root: r.clone(),
+                containers,
+                images,
+                drivers,
+                select_with: r.path.display().to_string(),
+                id_map: userns::for_root(host.as_ref(), r),
+            }
+        })
+        .collect();
+    let out = Roots {
+        given: found.given.display().to_string(),
+        host: found.host.as_ref().map(|h| h.display().to_string()),
+        host_guessed: found.host_guessed,
+        roots: rows,
+        config_files: found
+            .configs
+            .iter()
+            .map(|c| ConfigFile {
+                kind: c.kind,
+                host_path: c.host_path.clone(),
+                file: c.file.display().to_string(),
+                user: c.user.clone(),
+            })
+            .collect(),
+        problems: found.problems.clone(),
+    };
+    if cli.json {
+        return context::print_json(&out);
+    }
+    if let Some(h) = &out.host {
+        let how = if out.host_guessed {
+            " (guessed from the root's path)"
+        } else {
+            ""
+        };
+        println!("host tree: {h}{how}");
+    }
+    let rows: Vec<Vec<String>> = out
+        .roots
+        .iter()
+        .map(|r| {
+            let f = &r.root;
+            let mut kind = discover::kind_name(f.kind).to_string();
+            if let Some(u) = &f.user {
+                kind.push_str(&format!(" ({u})"));
+            }
+            if let Some(m) = f.remap {
+                kind.push_str(&format!(" {}:{}", m.uid, m.gid));
+            }
+            let n = |v: Option<usize>| v.map_or("-".to_string(), |n| n.to_string());
+            let status = if f.present {
+                "ok".to_string()
+            } else {
+                f.problem.clone().unwrap_or_else(|| "absent".into())
+            };
+            vec![
+                table::cell(f.host_path.as_deref().unwrap_or("-")),
+                kind,
+                n(r.containers),
+                n(r.images),
+                r.drivers.join(","),
+                status,
+                table::cell(&f.sources.join("; ")),
+                table::cell(&r.select_with),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "HOST PATH",
+            "KIND",
+            "CONTAINERS",
+            "IMAGES",
+            "DRIVERS",
+            "STATUS",
+            "FOUND VIA",
+            "--root",
+        ],
+        &rows,
+    );
+    for c in &out.config_files {
+        println!("config: {} ({})", c.host_path, c.file);
+    }
+    for p in &out.problems {
+        eprintln!("warning: {p}");
+    }
+    if !out.roots.iter().any(|r| r.root.present) {
+        anyhow::bail!(
+            "{}",
+            found
+                .single()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
