@@ -335,7 +335,7 @@ pub fn daemon_findings(configs: &[ConfigSource], roots: &[FoundRoot]) -> Vec<Fin
                     Severity::Info,
                     "rootless-root",
                     format!(
-                        "rootless docker root of {}: its containers ran with that user's privileges",
+                        "rootless docker root of {}: its containers ran with the privileges of that user",
                         r.user.as_deref().unwrap_or("a user")
                     ),
                     r.path.clone(),

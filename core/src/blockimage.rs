@@ -270,21 +270,30 @@ impl BlockImage {
         }
         let n = (buf.len() as u64).min(self.size - offset) as usize;
         let buf = &mut buf[..n];
-        buf.fill(0);
         let end = offset + n as u64;
+        // Bytes before `done` (relative to `offset`) are filled.
+        let mut done = 0usize;
         let first = self.pieces.partition_point(|p| p.offset + p.len <= offset);
         for p in &self.pieces[first..] {
             if p.offset >= end {
                 break;
             }
             let from = p.offset.max(offset);
-            let to = (p.offset + p.available).min(end);
-            if to <= from {
-                continue;
-            }
-            let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
-            read_full(&p.file, dst, p.file_offset + (from - p.offset))?;
+            let to = (p.offset + p.len).min(end);
+            let (from_rel, to_rel) = ((from - offset) as usize, (to - offset) as usize);
+            buf[done..from_rel].fill(0);
+            // What the backing file holds of it; the rest reads as zeros.
+            let have = (p.offset + p.available).min(end).max(from);
+            let have_rel = (have - offset) as usize;
+            read_full(
+                &p.file,
+                &mut buf[from_rel..have_rel],
+                p.file_offset + (from - p.offset),
+            )?;
+            buf[have_rel..to_rel].fill(0);
+            done = to_rel;
         }
+        buf[done..].fill(0);
         Ok(n)
     }
 
@@ -322,7 +331,7 @@ impl BlockImage {
             Data(Vec<u8>),
             Zeros(u64),
         }
-        let (to_hasher, from_copier) = mpsc::sync_channel::<Msg>(4);
+        let (to_hasher, from_copier) = mpsc::sync_channel::<Msg>(8);
         let (recycle, reuse) = mpsc::channel::<Vec<u8>>();
         let hasher = std::thread::spawn(move || {
             let mut h = Sha256::new();

@@ -288,8 +288,10 @@ impl Builder<'_> {
                 }
             }
             Err(e) => (
-                self.fs.path().join(host_path.trim_start_matches('/')),
-                host_path.to_string(),
+                self.fs
+                    .path()
+                    .join(crate::host::normalize(host_path).trim_start_matches('/')),
+                crate::host::normalize(host_path),
                 false,
                 Some(match e {
                     Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
@@ -316,11 +318,11 @@ impl Builder<'_> {
             problem,
         });
         if let Ok(r) = resolved {
-            self.add_subroots(&r, kind, user);
+            self.add_subroots(&r, user);
         }
     }
 
-    fn add_subroots(&mut self, r: &Resolved, kind: RootKind, user: Option<&str>) {
+    fn add_subroots(&mut self, r: &Resolved, user: Option<&str>) {
         let Ok(dir) = self.fs.dir().subdir(&r.rel) else {
             return;
         };
@@ -331,11 +333,7 @@ impl Builder<'_> {
                 kind: RootKind::UsernsRemap,
                 user: user.map(str::to_string),
                 remap: Some(ids),
-                sources: vec![format!(
-                    "userns-remap sub-root of the {} root {}",
-                    kind_name(kind),
-                    r.host_path
-                )],
+                sources: vec![format!("userns-remap sub-root of {}", r.host_path)],
                 present: true,
                 problem: None,
             });

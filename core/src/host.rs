@@ -196,6 +196,22 @@ impl HostFs {
     }
 }
 
+/// An absolute host path made plain without looking at the tree: `.` and
+/// empty components dropped, `..` stopping at `/`.
+pub fn normalize(host_path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in host_path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
 /// The normal components of a path (`/` and `.` dropped, `..` kept).
 fn components(p: &Path) -> VecDeque<OsString> {
     p.components()
@@ -238,5 +254,7 @@ mod tests {
         assert!(fs.resolve("/loop").is_err());
         let (_, bytes) = fs.read("/var/up/x", 100, "t").unwrap().unwrap();
         assert_eq!(bytes, b"inside");
+        assert_eq!(normalize("/../../outside//x/./y/.."), "/outside/x");
+        assert_eq!(normalize(".."), "/");
     }
 }

@@ -5,6 +5,7 @@
 //! - [`model`] and [`root`]: what docker wrote about containers, images, layers;
 //! - [`detect`] and [`stack`]: which driver holds a container, and its layers;
 //! - [`mount`]: read-only kernel mounts of a stack;
+//! - [`capabilities`]: what this machine can do (root, overlay, FUSE, loop);
 //! - [`beneath`]: the only way evidence files are opened.
 //!
 //! Core never names a storage driver: drivers are plugins.
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod beneath;
 pub mod blockimage;
 pub mod blockmount;
+pub mod capabilities;
 pub mod daemon_config;
 pub mod deleted;
 pub mod detect;

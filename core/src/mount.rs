@@ -317,14 +317,33 @@ fn fsconfig(
     sys(&what, rc).map(drop)
 }
 
-fn overlay_new(fds: &[OwnedFd], target: &Path) -> std::io::Result<MountReport> {
+/// A new overlay filesystem context (`fsopen`); nothing exists until
+/// `FSCONFIG_CMD_CREATE`, and closing it creates nothing.
+fn fsopen_overlay() -> std::io::Result<OwnedFd> {
     let name = cstr("overlay")?;
     // SAFETY: valid C string.
     let fs = sys("fsopen overlay", unsafe {
         libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC)
     })?;
     // SAFETY: fsopen returned a new fd we own.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) })
+}
+
+/// Whether the kernel's overlay takes `lowerdir+` (the new mount API,
+/// Linux >= 6.8): opens an overlay context, hands it `dir` (a directory of
+/// the caller's own, never evidence) and closes it without creating a
+/// filesystem or a mount. Needs CAP_SYS_ADMIN; `EINVAL` from `fsconfig`
+/// means the option is unknown.
+pub fn probe_lowerdir_plus(dir: &Path) -> std::io::Result<()> {
+    let fs = fsopen_overlay()?;
+    let dir = dir
+        .to_str()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    fsconfig(&fs, FSCONFIG_SET_STRING, Some("lowerdir+"), Some(dir))
+}
+
+fn overlay_new(fds: &[OwnedFd], target: &Path) -> std::io::Result<MountReport> {
+    let fs = fsopen_overlay()?;
     fsconfig(&fs, FSCONFIG_SET_STRING, Some("source"), Some(MOUNT_SOURCE))?;
     for fd in fds {
         fsconfig(

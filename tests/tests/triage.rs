@@ -106,6 +106,16 @@ fn roots_finds_every_root_of_a_host() {
         assert!(p.starts_with(h.host()), "{} escapes the host", p.display());
     }
     assert!(!out.to_string().contains(&t.outside.display().to_string()));
+    // mallory's data-root climbs out with `..`: it stays a host path.
+    for r in out["roots"].as_array().unwrap() {
+        let p = r["path"].as_str().unwrap();
+        assert!(!p.contains("/.."), "{p}");
+    }
+    assert!(out["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["host_path"] == "/outside" && r["present"] == false));
     // The table names each.
     let table = cli::run(h.host(), &["roots"]);
     for p in [

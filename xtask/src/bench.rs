@@ -652,12 +652,6 @@ impl Bench for DmExtract {
             let blocks = DM_EXTRACT_SIZE / DM_BLOCK;
             let runs = blocks / DM_RUN;
             let data = store.join("devicemapper/data");
-            let file = std::fs::File::create(&data)?;
-            drop(file);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&data)?
-                .set_len(0)?;
             // The data, pseudo-random, with one run of slack.
             write_pseudo_random_new(&data, DM_EXTRACT_SIZE + DM_RUN * DM_BLOCK)?;
             // Run i of the device lives at data run order[i].

@@ -19,10 +19,9 @@ pub fn human(n: u64) -> String {
     if u == 0 {
         format!("{n}B")
     } else {
-        format!("{v:.3}{}", units[u])
-            .replace(".000", "")
-            .trim_end_matches('0')
-            .to_string()
+        let num = format!("{v:.3}");
+        let num = num.trim_end_matches('0').trim_end_matches('.');
+        format!("{num}{}", units[u])
     }
 }
 
