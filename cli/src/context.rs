@@ -62,6 +62,12 @@ pub struct Selection {
 /// root, else the single root that discovery finds in it (an error lists
 /// them when there are several).
 pub fn select_root(given: &Path) -> Result<Selection> {
+    if matches!(given.try_exists(), Ok(false)) {
+        anyhow::bail!(
+            "{} does not exist; pass the docker data root (a copy of /var/lib/docker) or the mount point of the host's filesystem with --root",
+            given.display()
+        );
+    }
     if discover::is_plain_root(given) {
         return Ok(Selection {
             root: given.to_path_buf(),
@@ -141,7 +147,7 @@ pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
     let root = std::fs::canonicalize(&ctx.evidence)?;
     if parent.starts_with(&root) {
         anyhow::bail!(
-            "refusing to write {} inside the evidence root {}",
+            "refusing to write {} inside the evidence root {}; write it outside the evidence",
             out.display(),
             root.display()
         );

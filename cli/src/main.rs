@@ -102,6 +102,10 @@ pub enum Command {
         /// root's ids are written as the container saw them, like `docker export`.
         #[arg(long)]
         disk_ids: bool,
+        /// Include the contents of named volumes at their mount points
+        /// (docker export leaves them out).
+        #[arg(long)]
+        with_volumes: bool,
     },
     /// What a container changed against its image (A added, C changed, D deleted).
     #[command(after_help = "Example: docker-mount --root ./docker diff web --layers")]
@@ -251,6 +255,22 @@ pub enum Command {
     /// List the driver plugins loaded, and those that failed to load.
     #[command(after_help = "Example: docker-mount drivers --json")]
     Drivers,
+    /// What this machine can do (root, overlay, FUSE, loop, lowerdir+), the drivers loaded, and what each command will use.
+    #[command(
+        after_help = "Reads no evidence: run it first on a new workstation.\n\nExample: docker-mount doctor --json"
+    )]
+    Doctor,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  docker-mount completions bash > /etc/bash_completion.d/docker-mount\n  docker-mount completions zsh > ~/.zfunc/_docker-mount\n  docker-mount completions fish > ~/.config/fish/completions/docker-mount.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, docker-mount(1), in roff.
+    #[command(after_help = "Example: docker-mount man > docker-mount.1 && man -l docker-mount.1")]
+    Man,
 }
 
 fn init_tracing(verbose: u8) {

@@ -30,7 +30,14 @@ fn open_raw(
 ) -> std::io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let base = flags | libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer that never
+    // comes. It is cleared again once open (reads then behave as asked).
+    let nonblock = if flags & libc::O_PATH == 0 {
+        libc::O_NONBLOCK
+    } else {
+        0
+    };
+    let base = flags | nonblock | libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
     // O_PATH takes no other access flags (openat2 refuses them).
     let first = if flags & libc::O_PATH != 0 {
         0
@@ -59,7 +66,19 @@ fn open_raw(
         };
         if fd >= 0 {
             // SAFETY: fd was just returned to us and is owned by nobody else.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if nonblock != 0 && flags & libc::O_NONBLOCK == 0 {
+                // SAFETY: plain fcntl on a valid fd.
+                let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+                // SAFETY: plain fcntl on a valid fd.
+                if fl < 0
+                    || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK) }
+                        < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            return Ok(fd);
         }
         let err = std::io::Error::last_os_error();
         // O_NOATIME needs ownership or CAP_FOWNER; retry without it.
@@ -218,6 +237,44 @@ impl Beneath {
         dir.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
     }
 
+    /// Opens the regular file `rel` for reading. Anything else is refused
+    /// without being opened: a FIFO would wait for a writer, and opening a
+    /// device can act on the analyst's machine (a watchdog, a tape).
+    pub fn open_regular(&self, rel: &Path) -> std::io::Result<OwnedFd> {
+        let fstat = |fd: &OwnedFd| {
+            // SAFETY: zeroed stat is a valid buffer for fstat to fill.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: valid fd and buffer.
+            if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0 {
+                Ok(st)
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        let probe = fstat(&self.open_fd(rel, libc::O_PATH)?)?;
+        let kind = match probe.st_mode & libc::S_IFMT {
+            libc::S_IFREG => None,
+            libc::S_IFDIR => Some("a directory"),
+            libc::S_IFIFO => Some("a FIFO"),
+            libc::S_IFCHR => Some("a character device"),
+            libc::S_IFBLK => Some("a block device"),
+            libc::S_IFSOCK => Some("a socket"),
+            _ => Some("of an unknown type"),
+        };
+        if let Some(kind) = kind {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("is {kind}, not a regular file"),
+            ));
+        }
+        let fd = self.open_fd(rel, 0)?;
+        let st = fstat(&fd)?;
+        if (st.st_dev, st.st_ino) != (probe.st_dev, probe.st_ino) {
+            return Err(std::io::Error::other("changed while being opened"));
+        }
+        Ok(fd)
+    }
+
     /// Opens a subdirectory as a new trusted base.
     pub fn subdir(&self, rel: &Path) -> Result<Beneath> {
         let fd = self
@@ -239,7 +296,7 @@ impl Beneath {
     /// Reads a whole regular file of at most `limit` bytes.
     pub fn read(&self, rel: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
         let fd = self
-            .open_fd(rel, 0)
+            .open_regular(rel)
             .map_err(|source| self.io_error(rel, source))?;
         let mut file = std::fs::File::from(fd);
         let meta = file
@@ -414,6 +471,56 @@ mod tests {
         assert_eq!(b.list(Path::new("d")).unwrap(), vec!["abs", "f", "rel"]);
         assert!(b.list(Path::new("link")).is_err());
         assert!(b.lstat(Path::new("link")).is_ok());
+    }
+
+    /// Issue 9: a FIFO where a file is expected made every command hang.
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &t.path().join("config.v2.json"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        let b = Beneath::open(t.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = t.path().to_path_buf();
+        std::thread::spawn(move || {
+            let b = Beneath::open(&dir).unwrap();
+            let read = b.read(Path::new("config.v2.json"), 100, "test");
+            let fd = b.open_fd(Path::new("config.v2.json"), 0);
+            let _ = tx.send((read.map_err(|e| e.to_string()), fd.is_ok()));
+        });
+        let (read, opened) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO blocked");
+        let err = read.unwrap_err();
+        assert!(
+            err.contains("config.v2.json") && err.contains("FIFO"),
+            "{err}"
+        );
+        // A raw open does not wait for a writer either.
+        assert!(opened);
+        assert_eq!(b.read(Path::new("f"), 10, "test").unwrap(), b"x");
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        let err = b.open_regular(Path::new("d")).unwrap_err().to_string();
+        assert!(err.contains("directory"), "{err}");
+        if nix::unistd::geteuid().is_root() {
+            // /dev/null's numbers: a device is never opened, only refused.
+            nix::sys::stat::mknod(
+                &t.path().join("dev"),
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                nix::sys::stat::makedev(1, 3),
+            )
+            .unwrap();
+            let err = b
+                .read(Path::new("dev"), 10, "test")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("character device"), "{err}");
+        }
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn lowerdir_plus(dir: &Path, cap_sys_admin: bool) -> Check {
     }
     match crate::mount::probe_lowerdir_plus(dir) {
         Ok(()) => Check::yes(
-            "overlay takes lowerdir+: mounts of any depth (docker-mount mount --mount-api new)",
+            "overlay takes lowerdir+: mounts of any depth, through the new mount API",
         ),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Check::no(
             "overlay has no lowerdir+ (Linux < 6.8): mount(2) is used, whose one-page option string bounds the depth to hundreds of layers",

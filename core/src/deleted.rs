@@ -371,7 +371,7 @@ pub fn open_file(view: &View, path: &Path, layer: Option<usize>) -> Result<(Node
     let node = match layer {
         None => union
             .lookup(&rel)?
-            .ok_or_else(|| Error::Usage(format!("{shown}: no such file in the view")))?,
+            .ok_or_else(|| Error::Usage(format!("{shown}: no such file in the view; `docker-mount find {shown}` names the layers that hold or held it")))?,
         Some(i) => {
             let id = |i: usize| {
                 view.layers
@@ -392,7 +392,7 @@ pub fn open_file(view: &View, path: &Path, layer: Option<usize>) -> Result<(Node
                 }
                 None => {
                     return Err(Error::Usage(format!(
-                        "layer {} does not hold {shown}",
+                        "layer {} does not hold {shown}; `docker-mount find {shown}` names the layers that do",
                         id(i)
                     )))
                 }

@@ -59,7 +59,7 @@ pub fn container_driver_name(
 pub fn require<'a>(drivers: &'a Drivers, name: &str) -> Result<&'a LoadedDriver> {
     drivers.by_name(name).ok_or_else(|| {
         Error::Usage(format!(
-            "this root uses the {name} storage driver; install the {name} driver plugin (`docker-mount drivers` lists the loaded ones)"
+            "this root uses the {name} storage driver; install the {name} driver plugin (libdocker_mount_driver_{name}.so) in the drivers/ directory next to docker-mount, or pass --driver-dir (`docker-mount drivers` lists the loaded ones)"
         ))
     })
 }

@@ -6,7 +6,7 @@ use crate::driver::DriverError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {cause}")]
+    #[error("cannot read {path}: {cause}{}", permission_hint(.cause))]
     Io {
         path: PathBuf,
         cause: std::io::Error,
@@ -37,6 +37,15 @@ impl Error {
             path: path.into(),
             problem: problem.into(),
         }
+    }
+}
+
+/// What to do about a permission error, when not root.
+fn permission_hint(cause: &std::io::Error) -> &'static str {
+    if cause.kind() == std::io::ErrorKind::PermissionDenied && !nix::unistd::geteuid().is_root() {
+        "; run docker-mount as root, or on a copy of the evidence you can read"
+    } else {
+        ""
     }
 }
 

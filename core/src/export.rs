@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tar::{EntryType, Header};
@@ -113,30 +113,76 @@ pub fn export_with_ids(
     progress: &mut dyn FnMut(&ExportStats),
     ids: Option<IdMapper<'_>>,
 ) -> Result<ExportStats> {
+    export_sources(
+        &[Source {
+            union,
+            at: PathBuf::new(),
+        }],
+        out,
+        progress,
+        ids,
+    )
+}
+
+/// One tree to export and where it goes in the stream: the container's view
+/// at the top, a volume's `_data` at its mount point.
+#[derive(Debug)]
+pub struct Source<'a> {
+    pub union: &'a Union,
+    /// Where its root goes, relative (`""` for the top).
+    pub at: PathBuf,
+}
+
+/// Exports several trees as one stream. What a later source mounts over
+/// (its `at` directory's contents in earlier sources) is left out, as a
+/// mount would hide it.
+pub fn export_sources(
+    sources: &[Source<'_>],
+    out: impl Write,
+    progress: &mut dyn FnMut(&ExportStats),
+    ids: Option<IdMapper<'_>>,
+) -> Result<ExportStats> {
     let mut builder = tar::Builder::new(out);
     let mut stats = ExportStats::default();
-    // (dev, ino) of multiply-linked files → the path written first.
+    // (dev, ino) of multiply-linked files → the name written first.
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    union.walk(&mut |node| {
-        // docker export has no entry for the root, and tar none for sockets.
-        if node.path.as_os_str().is_empty() || node.stat.kind == FileKind::Socket {
-            return Ok(());
-        }
-        let mapped;
-        let node = match ids {
-            Some(map) => {
-                let mut n = node.clone();
-                (n.stat.uid, n.stat.gid) = map(n.stat.uid, n.stat.gid);
-                mapped = n;
-                &mapped
-            }
-            None => node,
+    for (i, source) in sources.iter().enumerate() {
+        let covered = |name: &Path| {
+            sources[i + 1..]
+                .iter()
+                .any(|later| name != later.at && name.starts_with(&later.at))
         };
-        write_entry(union, &mut builder, node, &mut links, &mut stats)?;
-        stats.entries += 1;
-        progress(&stats);
-        Ok(())
-    })?;
+        // A mount point the view already has keeps the view's entry.
+        let mut skip_root = i == 0;
+        for earlier in &sources[..i] {
+            if let Ok(rel) = source.at.strip_prefix(&earlier.at) {
+                skip_root |= earlier.union.lookup(rel)?.is_some();
+            }
+        }
+        source.union.walk(&mut |node| {
+            let name = source.at.join(&node.path);
+            // docker export has no entry for the root, and tar none for sockets.
+            let is_root = node.path.as_os_str().is_empty();
+            if (is_root && skip_root) || node.stat.kind == FileKind::Socket || covered(&name) {
+                return Ok(());
+            }
+            let mut node = node.clone();
+            if let Some(map) = ids {
+                (node.stat.uid, node.stat.gid) = map(node.stat.uid, node.stat.gid);
+            }
+            write_entry(
+                source.union,
+                &mut builder,
+                &node,
+                &name,
+                &mut links,
+                &mut stats,
+            )?;
+            stats.entries += 1;
+            progress(&stats);
+            Ok(())
+        })?;
+    }
     builder.into_inner().map_err(output_error)?;
     Ok(stats)
 }
@@ -148,10 +194,12 @@ fn output_error(cause: std::io::Error) -> Error {
     }
 }
 
+/// Writes `node` (read from its layer) under `name` in the stream.
 fn write_entry<W: Write>(
     union: &Union,
     builder: &mut tar::Builder<W>,
     node: &Node,
+    name: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
     stats: &mut ExportStats,
 ) -> Result<()> {
@@ -167,11 +215,9 @@ fn write_entry<W: Write>(
     if st.kind == FileKind::File && st.nlink > 1 {
         if let Some(first) = links.get(&(st.dev, st.ino)) {
             header.set_entry_type(EntryType::Link);
-            return builder
-                .append_link(&mut header, &node.path, first)
-                .map_err(out);
+            return builder.append_link(&mut header, name, first).map_err(out);
         }
-        links.insert((st.dev, st.ino), node.path.clone());
+        links.insert((st.dev, st.ino), name.to_path_buf());
     }
     // A regular file is opened once, for its xattrs and its content.
     let file = match st.kind {
@@ -192,7 +238,7 @@ fn write_entry<W: Write>(
         (FileKind::Symlink, _) => {
             let target = tree.readlink(&node.path).map_err(io)?;
             builder
-                .append_link(&mut header, &node.path, OsStr::from_bytes(&target))
+                .append_link(&mut header, name, OsStr::from_bytes(&target))
                 .map_err(out)
         }
         (FileKind::File, Some(file)) => {
@@ -201,12 +247,12 @@ fn write_entry<W: Write>(
             // The header first (with the size), then the content streamed
             // straight to the output in large reads, then the padding.
             builder
-                .append_data(&mut header, &node.path, std::io::empty())
+                .append_data(&mut header, name, std::io::empty())
                 .map_err(out)?;
             copy_content(file, st.size, builder.get_mut(), stats).map_err(io)
         }
         _ => builder
-            .append_data(&mut header, &node.path, std::io::empty())
+            .append_data(&mut header, name, std::io::empty())
             .map_err(out),
     }
 }

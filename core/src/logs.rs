@@ -220,7 +220,7 @@ pub fn read(
     for f in files {
         let fd = root
             .dir()
-            .open_fd(&f.rel, 0)
+            .open_regular(&f.rel)
             .map_err(|cause| root.dir().io_error(&f.rel, cause))?;
         let file = std::fs::File::from(fd);
         let reader: Box<dyn Read> = if f.compressed {

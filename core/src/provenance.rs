@@ -269,7 +269,7 @@ impl Query {
         for part in query.split(|b| *b == b'/') {
             match part {
                 b"" | b"." => continue,
-                b".." => return Err(Error::Usage("a query may not contain `..`".into())),
+                b".." => return Err(Error::Usage("a query may not contain `..`: give the path as the container sees it, e.g. /etc/passwd".into())),
                 b"**" => segs.push(Seg::Any),
                 _ => segs.push(Seg::Name(parse_name(part))),
             }

@@ -183,3 +183,18 @@ fn shadowing_dirs(union: &Union, i: usize, dir: &Path, out: &mut Vec<PathBuf>) -
     }
     Ok(())
 }
+
+/// A named volume's data (`volumes/<name>/_data`) as a one-tree union, for
+/// `--with-volumes`.
+pub fn open_volume(root: &DockerRoot, name: &str) -> Result<Union> {
+    if !crate::beneath::is_safe_component(name) {
+        return Err(Error::invalid(
+            root.join("volumes"),
+            format!("{name:?} is not a valid volume name"),
+        ));
+    }
+    let noatime = root.dir().noatime_clone();
+    let base: &Beneath = noatime.as_ref().unwrap_or(root.dir());
+    let rel = Path::new("volumes").join(name).join("_data");
+    Ok(Union::new(vec![Tree::open(base, &rel, None, name)?]))
+}

@@ -484,3 +484,67 @@ fn devicemapper_hostile_metadata_gives_clear_errors() {
     run.ok();
     assert!(run.stderr.contains("read as zeros"), "{}", run.stderr);
 }
+
+#[test]
+fn devicemapper_direct_lvm_pool_given_on_the_command_line() {
+    if !require() {
+        return;
+    }
+    let r = convert_dm::devicemapper_root();
+    let c = r.real.container("c-running");
+    let scratch = tempfile::tempdir().unwrap();
+    // direct-lvm: the pool is not under the root; its data and metadata
+    // devices (here images of them) are named on the command line.
+    let root = convert_dm::scratch_copy(&r.real.root, scratch.path());
+    let pool = scratch.path().join("pool");
+    std::fs::rename(root.join("devicemapper/devicemapper"), &pool).unwrap();
+    let tar = scratch.path().join("c.tar");
+    let run = cli::run(&root, &["export", &c.name, "-o", tar.to_str().unwrap()]);
+    assert_ne!(run.status, 0);
+    assert!(run.stderr.contains("--dm-pool-metadata"), "{}", run.stderr);
+    let (data, meta) = (pool.join("data"), pool.join("metadata"));
+    let before = integrity::snapshot(&pool);
+    cli::run(
+        &root,
+        &[
+            "--dm-pool-data",
+            data.to_str().unwrap(),
+            "--dm-pool-metadata",
+            meta.to_str().unwrap(),
+            "export",
+            &c.name,
+            "-o",
+            tar.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let diffs = manifest::compare(
+        &manifest::from_tar(&c.export_tar),
+        &manifest::from_tar(&tar),
+        &[],
+    );
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // The same through --driver-opt, and mounted.
+    let mnt = MountPoint::new();
+    cli::run(
+        &root,
+        &[
+            "--driver-opt",
+            &format!("dm.pool_data={}", data.display()),
+            "--driver-opt",
+            &format!("dm.pool_metadata={}", meta.display()),
+            "mount",
+            &c.name,
+            mnt.path().to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let diffs = manifest::compare(
+        &manifest::from_tar(&c.export_tar),
+        &manifest::from_dir(mnt.path()),
+        &[],
+    );
+    cli::run(&root, &["umount", mnt.path().to_str().unwrap()]).ok();
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    before.assert_unchanged(&integrity::snapshot(&pool));
+}

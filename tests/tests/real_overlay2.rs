@@ -329,3 +329,86 @@ fn export_and_diff_work_without_root() {
         );
     }
 }
+
+/// docker export leaves volumes out; `--with-volumes` puts a named volume's
+/// data at its mount point, over what the image had there.
+#[test]
+fn export_with_volumes_includes_named_volume_data() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let before = integrity::snapshot(&r.root);
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("with-volumes.tar");
+    let run = cli::run(
+        &r.root,
+        &[
+            "export",
+            "c-mounts",
+            "--with-volumes",
+            "-o",
+            tar.to_str().unwrap(),
+        ],
+    );
+    run.ok();
+    assert!(
+        run.stderr.contains("including volume dm-vol at /data"),
+        "{}",
+        run.stderr
+    );
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let mut content = None;
+    for entry in archive.entries().unwrap() {
+        let mut e = entry.unwrap();
+        if e.path().unwrap().as_os_str() == "data/in-volume" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            content = Some(s);
+        }
+    }
+    assert_eq!(content.as_deref(), Some("vol\n"));
+    // Without the flag, exactly docker export.
+    let c = r.container("c-mounts");
+    let plain = out.path().join("plain.tar");
+    cli::run(
+        &r.root,
+        &["export", "c-mounts", "-o", plain.to_str().unwrap()],
+    )
+    .ok();
+    assert!(manifest::compare(
+        &manifest::from_tar(&c.export_tar),
+        &manifest::from_tar(&plain),
+        &[]
+    )
+    .is_empty());
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+#[test]
+fn mount_with_volumes_binds_named_volumes_read_only() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    let before = integrity::snapshot(&r.root);
+    let mnt = MountPoint::new();
+    let dir = mnt.path().to_str().unwrap();
+    let run = cli::run(&r.root, &["mount", "c-mounts", dir, "--with-volumes"]);
+    run.ok();
+    assert!(
+        run.stderr.contains("mounted volume dm-vol at /data"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(mnt.path().join("data/in-volume")).unwrap(),
+        "vol\n"
+    );
+    assert_read_only_mount(&mnt.path().join("data"));
+    assert!(std::fs::write(mnt.path().join("data/new"), b"x").is_err());
+    cli::run(&r.root, &["umount", dir]).ok();
+    assert!(docker_mount_tests::mounts::mount_options(mnt.path()).is_none());
+    assert!(docker_mount_tests::mounts::mount_options(&mnt.path().join("data")).is_none());
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}

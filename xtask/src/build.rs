@@ -34,7 +34,7 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 }
 
 /// Crate directory names under `dir` (each holds a Cargo.toml).
-fn crates_in(dir: &Path) -> Result<Vec<String>> {
+pub fn crates_in(dir: &Path) -> Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok())

@@ -4,13 +4,19 @@
 //!   `.so` files placed in `target/<profile>/drivers/` beside the binary;
 //! - `test-drivers`: installs what the tests need (as root), checks format
 //!   and lints, builds, and runs every test (both tiers);
+//! - `dist [--drivers NAME,...] [--target-dir DIR] [--out DIR] [--debug]`:
+//!   a release tarball with the binary, the chosen driver plugins, the man
+//!   page, completions, README, guide and SHA256SUMS (`target/dist/`);
 //! - `demo`: builds a sample docker root and runs the tool on it;
 //! - `bench [--runs N] [NAME...]`: times the release binary against baseline
-//!   tools side by side and prints ratios (`target/bench/results.json`).
+//!   tools side by side and prints ratios (`target/bench/results.json`);
+//! - `fuzz [--time N] [TARGET...]`: every cargo fuzz target N seconds (fuzz.rs).
 
 mod bench;
 mod build;
 mod demo;
+mod dist;
+mod fuzz;
 mod packages;
 
 use anyhow::{bail, Result};
@@ -22,9 +28,11 @@ fn main() -> Result<()> {
         Some("build-drivers") => build::build_drivers(release).map(drop),
         Some("test-drivers") => test_drivers(),
         Some("demo") => demo::run(),
+        Some("dist") => dist::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask <build-drivers [--release] | test-drivers | demo | bench [--runs N] [NAME...]>"
+            "usage: cargo xtask <build-drivers [--release] | test-drivers | demo | dist [--drivers NAME,...] [--target-dir DIR] [--out DIR] [--debug] | bench [--runs N] [NAME...] | fuzz [--time N] [TARGET...]>"
         ),
     }
 }

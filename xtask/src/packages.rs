@@ -13,6 +13,7 @@ const NEEDED: &[(&str, &str)] = &[
     ("mkfs.xfs", "xfsprogs"),
     ("fusermount3", "fuse3"),
     ("mactime", "sleuthkit"),
+    ("groff", "groff-base"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -2,10 +2,12 @@
 //! root and no mount.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use docker_mount_core::export::{export_with_ids, ExportStats, IdMapper};
+use docker_mount_core::export::{export_sources, ExportStats, IdMapper, Source};
+use docker_mount_core::union::Union;
+use docker_mount_core::view;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::context;
@@ -26,6 +28,7 @@ pub fn run(
     output: Option<&Path>,
     image: bool,
     disk_ids: bool,
+    with_volumes: bool,
 ) -> Result<()> {
     let ctx = context::open(cli)?;
     // A userns-remapped (or rootless) root stores host ids: write the container's.
@@ -50,6 +53,19 @@ pub fn run(
         bail!("refusing to write a tar stream to a terminal; use -o FILE or a pipe");
     }
     let (what, view) = context::open_view(&ctx, target, image)?;
+    let volumes = if with_volumes && !image {
+        volume_unions(&ctx, target)?
+    } else {
+        Vec::new()
+    };
+    let mut sources = vec![Source {
+        union: &view.union,
+        at: PathBuf::new(),
+    }];
+    sources.extend(volumes.iter().map(|(at, union)| Source {
+        union,
+        at: at.clone(),
+    }));
     let bar = progress_bar();
     let mut tick = |s: &ExportStats| {
         if let Some(bar) = &bar {
@@ -65,7 +81,7 @@ pub fn run(
     let stats = if to_stdout {
         let stdout = std::io::stdout().lock();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
-        let stats = export_with_ids(&view.union, &mut out, &mut tick, ids)?;
+        let stats = export_sources(&sources, &mut out, &mut tick, ids)?;
         out.flush()?;
         stats
     } else {
@@ -74,7 +90,7 @@ pub fn run(
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let stats = export_with_ids(&view.union, &mut out, &mut tick, ids)?;
+        let stats = export_sources(&sources, &mut out, &mut tick, ids)?;
         out.flush()?;
         stats
     };
@@ -86,4 +102,28 @@ pub fn run(
         stats.entries, stats.files, stats.bytes
     );
     Ok(())
+}
+
+/// The named volumes of a container, each with its mount point (relative).
+/// Bind mounts point outside the docker root and are only named.
+fn volume_unions(ctx: &context::Context, target: &str) -> Result<Vec<(PathBuf, Union)>> {
+    let c = ctx.root.find_container(target)?;
+    let mut out = Vec::new();
+    for m in c.config.mount_points.values() {
+        let at = PathBuf::from(m.destination.trim_start_matches('/'));
+        if m.kind == "volume" && !m.name.is_empty() {
+            let union = view::open_volume(&ctx.root, &m.name)
+                .with_context(|| format!("volume {} (mounted at {})", m.name, m.destination))?;
+            eprintln!("including volume {} at {}", m.name, m.destination);
+            out.push((at, union));
+        } else {
+            eprintln!(
+                "not included: {} mount of {} at {} (outside the docker root)",
+                m.kind, m.source, m.destination
+            );
+        }
+    }
+    // Outer mount points first, so inner ones cover them.
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }

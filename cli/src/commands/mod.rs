@@ -2,8 +2,10 @@
 
 pub mod audit;
 pub mod cat;
+pub mod completions;
 pub mod deleted;
 pub mod diff;
+pub mod doctor;
 pub mod drivers;
 pub mod export;
 pub mod extract;
@@ -14,6 +16,7 @@ pub mod info;
 pub mod layers;
 pub mod list;
 pub mod logs;
+pub mod man;
 pub mod mount;
 pub mod roots;
 pub mod timeline;
@@ -33,7 +36,15 @@ pub fn run(cli: &Cli) -> Result<()> {
             output,
             image,
             disk_ids,
-        } => export::run(cli, target, output.as_deref(), *image, *disk_ids),
+            with_volumes,
+        } => export::run(
+            cli,
+            target,
+            output.as_deref(),
+            *image,
+            *disk_ids,
+            *with_volumes,
+        ),
         Command::Diff { container, layers } => diff::run(cli, container, *layers),
         Command::Deleted { target, image } => deleted::run(cli, target, *image),
         Command::Cat {
@@ -92,7 +103,9 @@ pub fn run(cli: &Cli) -> Result<()> {
             output,
         } => {
             if *orphans || *sizes {
-                anyhow::bail!("--export takes no --orphans or --sizes");
+                anyhow::bail!(
+                    "--export takes no --orphans or --sizes: run `layers --export ID` alone"
+                );
             }
             layers::export(cli, id, output.as_deref())
         }
@@ -101,5 +114,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Roots => roots::run(cli),
         Command::Extract(args) => extract::run(cli, args),
         Command::Drivers => drivers::run(cli),
+        Command::Doctor => doctor::run(cli),
+        Command::Completions { shell } => completions::run(*shell),
+        Command::Man => man::run(),
     }
 }

@@ -67,6 +67,10 @@ pub struct MountArgs {
     /// root this needs user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     pub allow_other: bool,
+    /// Also bind each named volume's data, read-only, at its mount point
+    /// inside the view (kernel mounts only).
+    #[arg(long, conflicts_with_all = ["image", "fuse"])]
+    pub with_volumes: bool,
     /// Mount every container under DIR/<name> (a kernel mount where
     /// possible, FUSE in the background otherwise; --fuse for FUSE only).
     /// Broken containers are reported and skipped. Undo with `umount --all DIR`.
@@ -154,7 +158,15 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<()> {
     if !args.fuse && why.is_none() {
         let report = mount::mount_stack(&ctx.root, &stack, dir, args.mount_api.into())
             .with_context(|| format!("cannot mount {what} on {}", dir.display()))?;
+        if args.with_volumes {
+            if let Err(e) = mount_volumes(&ctx, target, &report.target) {
+                unmount_below(&report.target);
+                undo_one(&report.target);
+                return Err(e);
+            }
+        }
         if let Some(sig) = signals.pending() {
+            unmount_below(&report.target);
             undo_one(&report.target);
             bail!(
                 "interrupted (signal {sig}): unmounted {} again",
@@ -314,7 +326,7 @@ fn spawn_server(
         let status = child.wait()?;
         match error {
             Some(e) => bail!("{}", e.trim()),
-            None => bail!("the FUSE server failed ({status})"),
+            None => bail!("the FUSE server failed ({status}); run the mount again with --fuse in the foreground (and -v) to see why"),
         }
     }
     serde_json::from_str(&line).with_context(|| format!("the FUSE server said {line:?}"))
@@ -554,6 +566,10 @@ pub fn unmount(args: &UmountArgs) -> Result<()> {
     let Some(dir) = args.dir.as_deref() else {
         bail!("umount needs a directory, or --all DIR");
     };
+    // Volumes mounted inside the view (`--with-volumes`) go first.
+    for inner in mounts_below(dir)? {
+        fuse::unmount(&inner, args.lazy)?;
+    }
     fuse::unmount(dir, args.lazy)?;
     println!("unmounted {}", dir.display());
     Ok(())
@@ -566,6 +582,81 @@ fn is_docker_mount(m: &mount::MountInfo) -> bool {
         && (fuse::is_ours(m)
             || m.source == MOUNT_SOURCE
             || m.options.iter().any(|o| o == "noatime"))
+}
+
+/// Our mounts strictly below `dir`, deepest first.
+fn mounts_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot use {}", dir.display()))?;
+    let mut below: Vec<PathBuf> = mount::mountinfo()?
+        .into_iter()
+        .filter(|m| m.mount_point.starts_with(&dir) && m.mount_point != dir && is_docker_mount(m))
+        .map(|m| m.mount_point)
+        .collect();
+    below.reverse();
+    below.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
+    Ok(below)
+}
+
+/// Best-effort removal of what `--with-volumes` mounted inside `dir`.
+fn unmount_below(dir: &Path) {
+    for inner in mounts_below(dir).unwrap_or_default() {
+        let _ = fuse::unmount(&inner, true);
+    }
+}
+
+/// Binds each named volume of the container read-only at its mount point
+/// inside the mounted view at `top`.
+fn mount_volumes(ctx: &Context, target: &str, top: &Path) -> Result<()> {
+    let c = ctx.root.find_container(target)?;
+    for m in c.config.mount_points.values() {
+        if m.kind != "volume" || m.name.is_empty() {
+            eprintln!(
+                "not mounted: {} mount of {} at {} (outside the docker root)",
+                m.kind, m.source, m.destination
+            );
+            continue;
+        }
+        if !docker_mount_core::beneath::is_safe_component(&m.name) {
+            bail!(
+                "volume name {:?} of {} is not a plain name",
+                m.name,
+                c.config_path.display()
+            );
+        }
+        let at = top.join(m.destination.trim_start_matches('/'));
+        // The mount point is resolved inside our own read-only mount, and
+        // must be a real directory there (never a symlink leading elsewhere).
+        let inside = std::fs::canonicalize(&at)
+            .ok()
+            .filter(|p| p.starts_with(top) && p.is_dir());
+        let Some(at) = inside else {
+            eprintln!(
+                "not mounted: volume {} at {} (no such directory in the view)",
+                m.name, m.destination
+            );
+            continue;
+        };
+        let data = ctx
+            .root
+            .join(Path::new("volumes").join(&m.name).join("_data"));
+        let volume = Stack {
+            driver: String::new(),
+            layers: vec![stack::StackLayer {
+                role: stack::Role::Image,
+                driver_id: m.name.clone(),
+                chain_id: None,
+                diff_id: None,
+                size: None,
+                source: LayerSource::Full { dir: data },
+            }],
+            warnings: Vec::new(),
+        };
+        mount::mount_stack(&ctx.root, &volume, &at, MountApi::Auto)
+            .with_context(|| format!("cannot mount volume {} at {}", m.name, m.destination))?;
+        eprintln!("mounted volume {} at {} read-only", m.name, m.destination);
+    }
+    Ok(())
 }
 
 fn unmount_all(base: &Path, lazy: bool) -> Result<()> {
@@ -602,7 +693,11 @@ fn unmount_all(base: &Path, lazy: bool) -> Result<()> {
         if removed == 1 { "y" } else { "ies" }
     );
     if !errors.is_empty() {
-        bail!("some mounts remain:\n  {}", errors.join("\n  "));
+        bail!(
+            "some mounts remain:\n  {}\nclose the files open in them and run `docker-mount umount --all {}` again, or add --lazy",
+            errors.join("\n  "),
+            base.display()
+        );
     }
     Ok(())
 }

@@ -70,7 +70,7 @@ impl TarSplit {
     pub fn read(layer_dir: &Beneath, rel: &Path) -> Result<TarSplit> {
         let path = layer_dir.path().join(rel);
         let fd = layer_dir
-            .open_fd(rel, 0)
+            .open_regular(rel)
             .map_err(|cause| layer_dir.io_error(rel, cause))?;
         let file = std::fs::File::from(fd);
         let meta = file

@@ -286,7 +286,7 @@ impl Tree {
 
     /// Opens a regular file of this layer for reading (never following a symlink).
     pub fn open_file(&self, rel: &Path) -> std::io::Result<File> {
-        self.dir.open_fd(rel, 0).map(File::from)
+        self.dir.open_regular(rel).map(File::from)
     }
 
     /// The target of a symlink of this layer.

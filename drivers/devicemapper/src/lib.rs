@@ -341,10 +341,20 @@ pub fn block_image(
             file_offset,
         });
     }
+    // The kernel maps nothing past a thin device's size: mappings beyond
+    // docker's record of it are corrupt (and would make a huge image).
+    if size > 0 && end > size {
+        return Err(invalid(
+            format!(
+                "thin device {dev_id} maps blocks up to byte {end}, past its size of {size} bytes in docker's metadata"
+            ),
+            &loc.metadata_path,
+        ));
+    }
     Ok(LayerSource::BlockImage {
         fs: fs.to_string(),
-        // Mappings past docker's recorded size still belong to the device.
-        size: size.max(end),
+        // A device docker recorded no size for ends with its last mapping.
+        size: if size > 0 { size } else { end },
         extents,
     })
 }
