@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::pathfmt;
 use crate::stack::Role;
-use crate::union::{FileKind, Node, Raw, Time, Tree, Union};
+use crate::union::{FileKind, Node, Raw, Tree, Union};
 use crate::view::View;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,34 +88,6 @@ pub struct Hidden {
     pub error: Option<String>,
 }
 
-/// RFC 3339 in UTC with nanoseconds: `2024-05-06T07:08:09.123456789Z`.
-pub fn rfc3339_utc(t: Time) -> String {
-    let nsec = t.nsec.clamp(0, 999_999_999);
-    let days = t.sec.div_euclid(86_400);
-    let secs = t.sec.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nsec:09}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 fn io(tree: &Tree, rel: &Path, cause: std::io::Error) -> Error {
     Error::Io {
         path: tree.path().join(rel),
@@ -179,7 +151,7 @@ fn hidden(union: &Union, node: &Node) -> Hidden {
         mode: st.mode,
         uid: st.uid,
         gid: st.gid,
-        mtime: rfc3339_utc(st.mtime),
+        mtime: crate::timeline::format_rfc3339(st.mtime),
         mtime_unix: st.mtime.sec,
         sha256,
         link_target,
@@ -414,27 +386,27 @@ pub fn open_file(view: &View, path: &Path, layer: Option<usize>) -> Result<(Node
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::union::Time;
 
     #[test]
     fn rfc3339_dates() {
         assert_eq!(
-            rfc3339_utc(Time { sec: 0, nsec: 0 }),
+            crate::timeline::format_rfc3339(Time { sec: 0, nsec: 0 }),
             "1970-01-01T00:00:00.000000000Z"
         );
         assert_eq!(
-            rfc3339_utc(Time {
+            crate::timeline::format_rfc3339(Time {
                 sec: 1_709_251_199,
                 nsec: 5
             }),
             "2024-02-29T23:59:59.000000005Z"
         );
         assert_eq!(
-            rfc3339_utc(Time { sec: -1, nsec: 0 }),
+            crate::timeline::format_rfc3339(Time { sec: -1, nsec: 0 }),
             "1969-12-31T23:59:59.000000000Z"
         );
         assert_eq!(
-            rfc3339_utc(Time {
+            crate::timeline::format_rfc3339(Time {
                 sec: 951_782_400,
                 nsec: 0
             }),

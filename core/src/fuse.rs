@@ -833,34 +833,6 @@ fn receive_fd(sock: &UnixStream) -> std::io::Result<Option<OwnedFd>> {
     Ok(None)
 }
 
-/// Checks a mount point: an existing directory outside the evidence.
-fn check_target(root: &DockerRoot, target: &Path) -> Result<PathBuf> {
-    let canonical = std::fs::canonicalize(target).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Usage(format!(
-                "the mount point {} does not exist; create it (mkdir) outside the evidence",
-                target.display()
-            ))
-        } else {
-            io(target, e)
-        }
-    })?;
-    if !canonical.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is not a directory; mount onto an empty directory outside the evidence",
-            target.display()
-        )));
-    }
-    let root = std::fs::canonicalize(root.path()).map_err(|e| io(root.path(), e))?;
-    if canonical.starts_with(&root) {
-        return Err(Error::Usage(format!(
-            "refusing to mount onto {}: it is inside the evidence; choose a directory outside it",
-            target.display()
-        )));
-    }
-    Ok(canonical)
-}
-
 /// A FUSE mount served by threads of this process.
 #[derive(Debug)]
 pub struct FuseMount {
@@ -890,7 +862,7 @@ pub fn mount(
     target: &Path,
     opts: &FuseOptions,
 ) -> Result<FuseMount> {
-    let target = check_target(root, target)?;
+    let target = crate::mount::check_target(root, target)?;
     if !is_root() && fusermount_path().is_none() {
         return Err(Error::Usage(format!(
             "mounting with FUSE without root needs {FUSERMOUNT} (Debian's fuse3 package); as root it is not needed"

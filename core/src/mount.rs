@@ -155,7 +155,8 @@ fn lower_dirs<'a>(root: &DockerRoot, stack: &'a Stack) -> Result<Vec<&'a Path>> 
     Ok(dirs)
 }
 
-fn check_target(root: &DockerRoot, target: &Path) -> Result<PathBuf> {
+/// Checks a mount point: an existing directory outside the evidence.
+pub fn check_target(root: &DockerRoot, target: &Path) -> Result<PathBuf> {
     let canonical = std::fs::canonicalize(target).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Usage(format!(

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod convert_dm;
 pub mod fixture;
 pub mod host;
+pub mod hostile;
 pub mod integrity;
 pub mod manifest;
 pub mod mounts;
