@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: builds the tool, writes the sample root (the test
-//! scene) under `target/demo-root/`, and runs the main commands on it.
+//! scene) under `target/demo-root/`, and runs the main commands on it:
+//! triage, what changed, provenance, and (as root) a read-only mount.
 
 use std::path::Path;
 use std::process::Command;
@@ -41,6 +42,9 @@ pub fn run() -> Result<()> {
     show(&bin, &root, &["list", "--all"])?;
     show(&bin, &root, &["images"])?;
     show(&bin, &root, &["info", "web"])?;
+    show(&bin, &root, &["diff", "web"])?;
+    show(&bin, &root, &["deleted", "web"])?;
+    show(&bin, &root, &["find", "/etc/passwd"])?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         println!("\n(not root: skipping `mount`; it needs CAP_SYS_ADMIN)");
