@@ -154,18 +154,18 @@ fn replace_with_symlink(path: &Path, target: &Path) {
     symlink(target, path).unwrap_or_else(|e| panic!("symlink {}: {e}", path.display()));
 }
 
-/// Creates `levels` nested directories of 255-byte names below `dir` and
-/// a 255-byte file name at the bottom, through directory fds (the whole
-/// path is longer than PATH_MAX on disk): 15 levels make a 4,095-byte
-/// path inside the container, 4,096 with its leading `/`.
-pub fn deep_tree(dir: &Path, levels: usize) {
+/// Creates `levels` nested directories of `name_len`-byte names below
+/// `dir` and a 255-byte file name at the bottom, through directory fds
+/// (the whole path is longer than PATH_MAX on disk): 15 levels of 255
+/// bytes make a 4,095-byte path inside the container, 4,096 with its `/`.
+pub fn deep_tree(dir: &Path, levels: usize, name_len: usize) {
     let c = |s: &[u8]| CString::new(s).expect("no NUL");
     let dir_c = c(dir.as_os_str().as_bytes());
     // SAFETY: plain open of a NUL-terminated path.
     let mut fd = unsafe { libc::open(dir_c.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC) };
     assert!(fd >= 0, "open {}", dir.display());
     for i in 0..levels {
-        let name = c(format!("{i:x}").repeat(255).as_bytes()[..255].as_ref());
+        let name = c(format!("{:x}", i % 16).repeat(name_len).as_bytes());
         // SAFETY: valid dirfd and C string.
         let rc = unsafe { libc::mkdirat(fd, name.as_ptr(), 0o755) };
         assert!(
@@ -334,7 +334,6 @@ pub fn build(case: Case, driver: &'static str, dir: &Path) -> Hostile {
         }
         Case::MountIdEscape => {
             fs::write(mounts.join("mount-id"), "../../../etc").expect("write mount-id");
-            fs::write(mounts.join("init-id"), climb(&outside)).expect("write init-id");
             info_error = Some("mount-id".into());
         }
         Case::HugeLower => {
@@ -351,7 +350,11 @@ pub fn build(case: Case, driver: &'static str, dir: &Path) -> Hostile {
         Case::LongNames => {
             let rw = diff_dir(&c.mount_id);
             fs::write(rw.join("n".repeat(255)), b"a 255-byte name\n").expect("write");
-            deep_tree(&rw, 15);
+            deep_tree(&rw, 15, 255);
+            // And as deep as a path allows: 2,040 one-byte names.
+            let narrow = rw.join("narrow");
+            fs::create_dir(&narrow).expect("mkdir");
+            deep_tree(&narrow, 2040, 1);
         }
         Case::Fifos => {
             let cdir = root.join("containers").join(&c.id);
@@ -362,19 +365,15 @@ pub fn build(case: Case, driver: &'static str, dir: &Path) -> Hostile {
             mkfifo(&root.join("image").join(store).join("repositories.json"));
             let other = fixture.layer(other_top).clone();
             mkfifo(&parents_file(&other.cache_id));
-            mkfifo(
-                &fixture
-                    .layerdb_dir(&other.chain_id)
-                    .join("tar-split.json.gz"),
-            );
-            mkfifo(&fixture.layerdb_dir(&other.chain_id).join("size"));
-            let top = fixture.layer(image_top).clone();
-            let db = root
-                .join("image")
-                .join(store)
-                .join("layerdb/sha256")
-                .join(crate::fixture::hex_of(&top.chain_id));
-            mkfifo(&db.join("tar-split.json.gz"));
+            let layerdb = |chain: &str| {
+                root.join("image")
+                    .join(store)
+                    .join("layerdb/sha256")
+                    .join(crate::fixture::hex_of(chain))
+            };
+            mkfifo(&layerdb(&other.chain_id).join("tar-split.json.gz"));
+            mkfifo(&layerdb(&other.chain_id).join("size"));
+            mkfifo(&layerdb(&fixture.layer(image_top).chain_id).join("tar-split.json.gz"));
         }
         Case::LayerSymlink => {
             let base_id = fixture.layer(base_layer).cache_id.clone();

@@ -81,6 +81,8 @@ const LIST_BENCHES: &[MakeBench] = &[|| Box::new(List5000)];
 const EXPORT_BENCHES: &[MakeBench] = &[
     || Box::new(Export::new(&EXPORT_1GIB)),
     || Box::new(Export::new(&EXPORT_100K)),
+    || Box::new(Export::fuse(&EXPORT_1GIB)),
+    || Box::new(Export::fuse(&EXPORT_100K)),
 ];
 
 /// Every bench, in run order.
@@ -226,16 +228,29 @@ struct ExportSpec {
 /// never dropped).
 struct Export {
     spec: &'static ExportSpec,
-    /// The mount point while the container is mounted there.
-    mounted: Option<PathBuf>,
+    /// Time reading the container through our FUSE mount (`tar -cf -` of
+    /// it) instead of `export`: issue 5's FUSE-vs-kernel ratio.
+    fuse: bool,
+    /// The mount points while mounted (kernel, then FUSE).
+    mounted: Vec<PathBuf>,
 }
 
 impl Export {
     fn new(spec: &'static ExportSpec) -> Self {
         Export {
             spec,
-            mounted: None,
+            fuse: false,
+            mounted: Vec::new(),
         }
+    }
+    fn fuse(spec: &'static ExportSpec) -> Self {
+        Export {
+            fuse: true,
+            ..Export::new(spec)
+        }
+    }
+    fn fuse_mount_point(&self, ctx: &Ctx) -> PathBuf {
+        ctx.dir.join(format!("{}-fuse-mnt", self.spec.name))
     }
     fn root(&self, ctx: &Ctx) -> PathBuf {
         ctx.dir.join(self.spec.name).join("root")
@@ -286,10 +301,20 @@ fn is_mount_point(dir: &Path) -> Result<bool> {
 
 impl Bench for Export {
     fn name(&self) -> &'static str {
-        self.spec.name
+        match (self.fuse, self.spec.name) {
+            (false, name) => name,
+            (true, "export-1gib") => "fuse-read-1gib",
+            (true, _) => "fuse-read-100k",
+        }
     }
     fn description(&self) -> &'static str {
-        self.spec.description
+        if !self.fuse {
+            return self.spec.description;
+        }
+        match self.spec.name {
+            "export-1gib" => "tar -cf - | wc -c of the 1 GiB container through mount --fuse, vs through its kernel overlay mount (warm page cache)",
+            _ => "tar -cf - | wc -c of the 100,000-file container through mount --fuse, vs through its kernel overlay mount (warm page cache)",
+        }
     }
     fn unavailable(&self) -> Option<String> {
         // SAFETY: geteuid has no preconditions.
@@ -319,16 +344,40 @@ impl Bench for Export {
         let mut mount = ctx.ours(&self.root(ctx), &["mount", EXPORT_CONTAINER]);
         mount.arg(&mnt);
         run_checked(mount)?;
-        self.mounted = Some(mnt.clone());
+        self.mounted.push(mnt.clone());
         ensure!(
             is_mount_point(&mnt)?,
             "docker-mount mount succeeded but nothing is mounted on {}",
             mnt.display()
         );
         (self.spec.check_mount)(&mnt)
-            .with_context(|| format!("the kernel mount on {} is not as built", mnt.display()))
+            .with_context(|| format!("the kernel mount on {} is not as built", mnt.display()))?;
+        if self.fuse {
+            let fmnt = self.fuse_mount_point(ctx);
+            std::fs::create_dir_all(&fmnt)
+                .with_context(|| format!("cannot create {}", fmnt.display()))?;
+            if is_mount_point(&fmnt)? {
+                run_checked(self.umount(ctx, &fmnt))?;
+            }
+            let mut mount = ctx.ours(
+                &self.root(ctx),
+                &["mount", "--fuse", "--background", EXPORT_CONTAINER],
+            );
+            mount.arg(&fmnt);
+            run_checked(mount)?;
+            self.mounted.push(fmnt.clone());
+            (self.spec.check_mount)(&fmnt)
+                .with_context(|| format!("the FUSE mount on {} is not as built", fmnt.display()))?;
+        }
+        Ok(())
     }
     fn ours(&self, ctx: &Ctx) -> Command {
+        if self.fuse {
+            return into_wc(
+                r#"tar -C "$1" -cf - ."#,
+                &[self.fuse_mount_point(ctx).as_os_str()],
+            );
+        }
         into_wc(
             r#""$1" --root "$2" export "$3" -o -"#,
             &[
@@ -358,10 +407,13 @@ impl Bench for Export {
         Ok(())
     }
     fn teardown(&mut self, ctx: &Ctx) -> Result<()> {
-        match self.mounted.take() {
-            Some(mnt) => run_checked(self.umount(ctx, &mnt)),
-            None => Ok(()),
+        let mut result = Ok(());
+        while let Some(mnt) = self.mounted.pop() {
+            if let Err(e) = run_checked(self.umount(ctx, &mnt)) {
+                result = Err(e);
+            }
         }
+        result
     }
 }
 
