@@ -266,15 +266,36 @@ impl Walker<'_> {
 /// Every whiteout and opaque directory of every layer of `view`, top layer
 /// first, in path order within a layer, with what each hid.
 pub fn deletions(view: &View) -> Result<Vec<Deletion>> {
-    let mut walker = Walker {
-        view,
-        out: Vec::new(),
-    };
-    for layer in 0..view.union.trees.len().min(view.layers.len()) {
-        walker.walk(layer, Path::new(""))?;
-    }
-    Ok(walker.out)
+    // The walk recurses once per directory level, and a hostile layer nests
+    // directories as deep as a path allows (2,040 levels overflowed the
+    // 8 MiB main stack of a debug build): it runs on a thread with room.
+    std::thread::scope(|scope| {
+        let walk = move || {
+            let mut walker = Walker {
+                view,
+                out: Vec::new(),
+            };
+            for layer in 0..view.union.trees.len().min(view.layers.len()) {
+                walker.walk(layer, Path::new(""))?;
+            }
+            Ok(walker.out)
+        };
+        std::thread::Builder::new()
+            .name("deleted".into())
+            .stack_size(DEEP_STACK)
+            .spawn_scoped(scope, walk)
+            .map_err(|cause| Error::Io {
+                path: PathBuf::from("<a thread for the walk>"),
+                cause,
+            })?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
+
+/// Stack of the walk's thread: a path of at most 4,096 bytes nests at most
+/// 2,048 directories, a few KiB of frames each.
+const DEEP_STACK: usize = 256 << 20;
 
 /// The index of the layer of `view` named by `id`: a driver id, a chain id
 /// (with or without `sha256:`), or a unique prefix of either. A prefix of

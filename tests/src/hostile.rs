@@ -155,7 +155,7 @@ fn replace_with_symlink(path: &Path, target: &Path) {
 }
 
 /// Creates `levels` nested directories of `name_len`-byte names below
-/// `dir` and a 255-byte file name at the bottom, through directory fds
+/// `dir` and a file name as long at the bottom, through directory fds
 /// (the whole path is longer than PATH_MAX on disk): 15 levels of 255
 /// bytes make a 4,095-byte path inside the container, 4,096 with its `/`.
 pub fn deep_tree(dir: &Path, levels: usize, name_len: usize) {
@@ -180,7 +180,7 @@ pub fn deep_tree(dir: &Path, levels: usize, name_len: usize) {
         unsafe { libc::close(fd) };
         fd = next;
     }
-    let file = c(&[b'f'; 255]);
+    let file = c(&vec![b'f'; name_len]);
     // SAFETY: valid dirfd and C string.
     let f = unsafe {
         libc::openat(
@@ -351,7 +351,7 @@ pub fn build(case: Case, driver: &'static str, dir: &Path) -> Hostile {
             let rw = diff_dir(&c.mount_id);
             fs::write(rw.join("n".repeat(255)), b"a 255-byte name\n").expect("write");
             deep_tree(&rw, 15, 255);
-            // And as deep as a path allows: 2,040 one-byte names.
+            // And as deep as a path allows: 2,040 one-byte names (4,088 bytes).
             let narrow = rw.join("narrow");
             fs::create_dir(&narrow).expect("mkdir");
             deep_tree(&narrow, 2040, 1);
