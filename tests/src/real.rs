@@ -948,8 +948,12 @@ fn short_run_dir() -> PathBuf {
 }
 
 /// Runs a command with a timeout, capturing output in files (no pipe
-/// deadlocks). Returns (exit code or -1, stdout, stderr).
-fn run_capture(c: &mut Command, timeout: u64, scratch: &Path) -> (i32, String, String) {
+/// deadlocks). Returns (exit code, or -1 on a timeout, stdout, stderr) as bytes.
+pub(crate) fn run_capture_bytes(
+    c: &mut Command,
+    timeout: u64,
+    scratch: &Path,
+) -> (i32, Vec<u8>, Vec<u8>) {
     let tmp = tempfile::Builder::new()
         .prefix("cmd")
         .tempdir_in(scratch)
@@ -972,16 +976,26 @@ fn run_capture(c: &mut Command, timeout: u64, scratch: &Path) -> (i32, String, S
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let out = String::from_utf8_lossy(&fs::read(&o).unwrap_or_default()).into_owned();
-    let mut err = String::from_utf8_lossy(&fs::read(&e).unwrap_or_default()).into_owned();
+    let out = fs::read(&o).unwrap_or_default();
+    let mut err = fs::read(&e).unwrap_or_default();
     let code = match status {
         Some(s) => s.code().unwrap_or(-1),
         None => {
-            err.push_str(&format!("\n(timed out after {timeout} s)"));
+            err.extend_from_slice(format!("\n(timed out after {timeout} s)").as_bytes());
             -1
         }
     };
     (code, out, err)
+}
+
+/// [`run_capture_bytes`] with the output as text.
+fn run_capture(c: &mut Command, timeout: u64, scratch: &Path) -> (i32, String, String) {
+    let (code, out, err) = run_capture_bytes(c, timeout, scratch);
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
 }
 
 fn run_ok(c: &mut Command, timeout: u64) -> String {

@@ -128,27 +128,7 @@ fn write(p: &Path, content: impl AsRef<[u8]>) {
 
 /// Runs a command with a timeout; (exit code or -1, stdout, stderr) as bytes.
 fn run(c: &mut Command, timeout: u64, scratch: &Path) -> (i32, Vec<u8>, Vec<u8>) {
-    let tmp = tempfile::tempdir_in(scratch).expect("scratch dir");
-    let (o, e) = (tmp.path().join("out"), tmp.path().join("err"));
-    c.stdin(Stdio::null())
-        .stdout(File::create(&o).expect("stdout file"))
-        .stderr(File::create(&e).expect("stderr file"));
-    let mut child = c.spawn().unwrap_or_else(|err| panic!("spawn {c:?}: {err}"));
-    let deadline = Instant::now() + Duration::from_secs(timeout);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = fs::read(&o).unwrap_or_default();
-    let err = fs::read(&e).unwrap_or_default();
-    (status.and_then(|s| s.code()).unwrap_or(-1), out, err)
+    crate::real::run_capture_bytes(c, timeout, scratch)
 }
 
 struct Daemon {

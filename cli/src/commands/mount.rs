@@ -584,7 +584,8 @@ fn is_docker_mount(m: &mount::MountInfo) -> bool {
             || m.options.iter().any(|o| o == "noatime"))
 }
 
-/// Our mounts strictly below `dir`, deepest first.
+/// Our mounts strictly below `dir`, deepest first (a path mounted twice
+/// appears twice, topmost first).
 fn mounts_below(dir: &Path) -> Result<Vec<PathBuf>> {
     let dir =
         std::fs::canonicalize(dir).with_context(|| format!("cannot use {}", dir.display()))?;
@@ -662,14 +663,8 @@ fn mount_volumes(ctx: &Context, target: &str, top: &Path) -> Result<()> {
 fn unmount_all(base: &Path, lazy: bool) -> Result<()> {
     let base =
         std::fs::canonicalize(base).with_context(|| format!("cannot use {}", base.display()))?;
-    let mut targets: Vec<PathBuf> = mount::mountinfo()?
-        .into_iter()
-        .filter(|m| m.mount_point.starts_with(&base) && m.mount_point != base && is_docker_mount(m))
-        .map(|m| m.mount_point)
-        .collect();
     // Deepest first; a path mounted twice is unmounted twice (top first).
-    targets.reverse();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
+    let targets = mounts_below(&base)?;
     let mut errors = Vec::new();
     let mut unmounted = 0;
     for t in &targets {
