@@ -947,6 +947,18 @@ fn short_run_dir() -> PathBuf {
     panic!("cannot create a run dir under /tmp");
 }
 
+/// The lines of a `docker diff` (or `docker-mount diff`) output as a sorted
+/// set: docker's own order follows Go map iteration, ours is path order.
+pub fn diff_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
 /// Runs a command with a timeout, capturing output in files (no pipe
 /// deadlocks). Returns (exit code, or -1 on a timeout, stdout, stderr) as bytes.
 pub(crate) fn run_capture_bytes(

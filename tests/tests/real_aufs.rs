@@ -5,16 +5,6 @@
 
 use docker_mount_tests::{cli, convert, integrity, manifest, real};
 
-fn sorted_lines(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = s
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn aufs_containers_export_and_diff_like_docker() {
     if !real::require_privileged() {
@@ -49,8 +39,8 @@ fn aufs_containers_export_and_diff_like_docker() {
             c.name
         );
         assert_eq!(
-            sorted_lines(cli::run(&r.root, &["diff", &c.name]).ok()),
-            sorted_lines(&c.diff),
+            real::diff_lines(cli::run(&r.root, &["diff", &c.name]).ok()),
+            real::diff_lines(&c.diff),
             "{}",
             c.name
         );

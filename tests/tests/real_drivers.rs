@@ -11,16 +11,6 @@ use docker_mount_tests::mounts::{assert_read_only_mount, MountPoint};
 use docker_mount_tests::{cli, manifest, real};
 use serde_json::Value;
 
-fn sorted_lines(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = s
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    v.sort();
-    v
-}
-
 macro_rules! real_conformance {
     ($name:ident, $driver:expr, $root:path) => {
         mod $name {
@@ -57,8 +47,8 @@ macro_rules! real_conformance {
         );
         let ours = cli::run(&r.root, &["diff", &c.name]);
         assert_eq!(
-            sorted_lines(ours.ok()),
-            sorted_lines(&c.diff),
+            real::diff_lines(ours.ok()),
+            real::diff_lines(&c.diff),
             "{}: diff",
             c.name
         );

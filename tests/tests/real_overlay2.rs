@@ -216,18 +216,6 @@ fn every_container_exports_equal_to_docker_export() {
     before.assert_unchanged(&integrity::snapshot(&r.root));
 }
 
-/// `docker diff`'s order follows Go map iteration (naive diff), so the
-/// comparison is of the sets of lines; ours are in path order.
-fn sorted_lines(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = s
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn every_diff_equals_docker_diff() {
     if !real::require_privileged() {
@@ -237,9 +225,17 @@ fn every_diff_equals_docker_diff() {
     let before = integrity::snapshot(&r.root);
     for c in &r.containers {
         let ours = cli::run(&r.root, &["diff", &c.name]);
-        assert_eq!(sorted_lines(ours.ok()), sorted_lines(&c.diff), "{}", c.name);
+        assert_eq!(
+            real::diff_lines(ours.ok()),
+            real::diff_lines(&c.diff),
+            "{}",
+            c.name
+        );
         let json = cli::run(&r.root, &["diff", &c.name, "--json"]).json();
-        assert_eq!(json.as_array().unwrap().len(), sorted_lines(&c.diff).len());
+        assert_eq!(
+            json.as_array().unwrap().len(),
+            real::diff_lines(&c.diff).len()
+        );
     }
     let exited = cli::run(&r.root, &["diff", "c-exited", "--json"]).json();
     let deleted: Vec<&str> = exited
@@ -322,8 +318,8 @@ fn export_and_diff_work_without_root() {
         let (ok, stdout, err) = unprivileged(&["diff", &c.name]);
         assert!(ok, "{}: {err}", c.name);
         assert_eq!(
-            sorted_lines(&stdout),
-            sorted_lines(&c.diff),
+            real::diff_lines(&stdout),
+            real::diff_lines(&c.diff),
             "{} (non-root)",
             c.name
         );
