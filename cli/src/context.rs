@@ -61,14 +61,14 @@ pub struct Selection {
 /// The docker root `--root` designates: itself when it is a plain docker
 /// root, else the single root that discovery finds in it (an error lists
 /// them when there are several).
-pub fn select_root(given: &Path) -> Result<Selection> {
+pub fn select_root(given: &Path, drivers: &Drivers) -> Result<Selection> {
     if matches!(given.try_exists(), Ok(false)) {
         anyhow::bail!(
             "{} does not exist; pass the docker data root (a copy of /var/lib/docker) or the mount point of the host's filesystem with --root",
             given.display()
         );
     }
-    if discover::is_plain_root(given) {
+    if discover::is_plain_root(given) || engine_root(given, drivers) {
         return Ok(Selection {
             root: given.to_path_buf(),
             found: Some(discover::classify_given(given)),
@@ -88,10 +88,20 @@ pub fn select_root(given: &Path) -> Result<Selection> {
     })
 }
 
+/// Whether a driver recognises `path` as an engine's own root (podman's
+/// storage, containerd's root) rather than a docker root.
+fn engine_root(path: &Path, drivers: &Drivers) -> bool {
+    docker_mount_core::beneath::Beneath::open(path).is_ok_and(|d| !discover::is_docker_root(&d))
+        && drivers.loaded.iter().any(|d| {
+            d.detect(path)
+                .is_ok_and(|c| c > docker_mount_core::driver::Confidence::NONE)
+        })
+}
+
 pub fn open(cli: &Cli) -> Result<Context> {
     let drivers = load_drivers(cli);
-    let sel = select_root(&cli.root)?;
-    let root = DockerRoot::open(&sel.root)
+    let sel = select_root(&cli.root, &drivers)?;
+    let root = DockerRoot::open_with(&sel.root, &drivers)
         .with_context(|| format!("cannot open docker root {}", sel.root.display()))?;
     let evidence = if sel.host_given {
         cli.root.clone()
@@ -144,13 +154,17 @@ pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
         .unwrap_or(Path::new("."));
     let parent =
         std::fs::canonicalize(parent).with_context(|| format!("cannot write {}", out.display()))?;
-    let root = std::fs::canonicalize(&ctx.evidence)?;
-    if parent.starts_with(&root) {
-        anyhow::bail!(
-            "refusing to write {} inside the evidence root {}; write it outside the evidence",
-            out.display(),
-            root.display()
-        );
+    let evidence =
+        std::iter::once(ctx.evidence.as_path()).chain(ctx.root.evidence_dirs().map(|d| d.path()));
+    for dir in evidence {
+        let dir = std::fs::canonicalize(dir)?;
+        if parent.starts_with(&dir) {
+            anyhow::bail!(
+                "refusing to write {} inside the evidence {}; write it outside the evidence",
+                out.display(),
+                dir.display()
+            );
+        }
     }
     Ok(())
 }

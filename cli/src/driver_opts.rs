@@ -25,6 +25,9 @@ pub fn apply(cli: &Cli) -> Result<()> {
     if let Some(p) = &cli.dm_pool_metadata {
         opts.push(("dm.pool_metadata".into(), absolute(p)?.into_os_string()));
     }
+    if let Some(p) = &cli.containerd_root {
+        opts.push(("containerd_root".into(), absolute(p)?.into_os_string()));
+    }
     if cli.ignore_checksums {
         opts.push(("ignore_checksums".into(), "1".into()));
     }

@@ -43,6 +43,11 @@ pub struct Cli {
     /// Read on past bad metadata checksums (thin-pool metadata), warning about each.
     #[arg(long, global = true)]
     pub ignore_checksums: bool,
+    /// containerd image store: containerd's root holding the layers of a docker root's
+    /// overlayfs containers (driver option containerd_root; default: <root>/containerd/daemon,
+    /// else the sibling <root>/../containerd).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub containerd_root: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -108,13 +113,22 @@ pub enum Command {
         with_volumes: bool,
     },
     /// What a container changed against its image (A added, C changed, D deleted).
-    #[command(after_help = "Example: docker-mount --root ./docker diff web --layers")]
+    #[command(
+        after_help = "Like docker diff, plus the entries whose type, mode, owner, size and mtime
+are all equal but whose content (or symlink target) is not: a write whose
+mtime was put back (touch -r). These are marked \"content only\".
+
+Example: docker-mount --root ./docker diff web --layers"
+    )]
     Diff {
         /// Container name, full id or unique id prefix.
         container: String,
         /// Name the layer that held each changed or deleted path before.
         #[arg(long)]
         layers: bool,
+        /// Which entries with equal metadata have their content compared.
+        #[arg(long, value_enum, default_value_t = commands::diff::ContentArg::Auto)]
+        content: commands::diff::ContentArg,
     },
     /// Every whiteout and opaque directory of a container's (or image's) layers, and what each hid.
     #[command(

@@ -16,12 +16,12 @@ use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
 use crate::driver::{
-    Confidence, Driver, DriverError, DriverInfo, ErrorKind, Extent, LayerEntry, LayerSource,
-    WhiteoutStyle,
+    Catalog, CatalogLayer, Confidence, Driver, DriverError, DriverInfo, ErrorKind, Extent,
+    LayerEntry, LayerSource, WhiteoutStyle,
 };
 
-/// The plugin's root module. New functions are appended after the last
-/// prefix field, so old plugins keep loading.
+/// The plugin's root module. Its layout is fixed for a driver ABI version:
+/// new calls go through `call`.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = DriverModRef)))]
@@ -31,8 +31,17 @@ pub struct DriverMod {
     pub detect: extern "C" fn(root: RSlice<'_, u8>) -> RResult<u8, FfiError>,
     pub layer:
         extern "C" fn(root: RSlice<'_, u8>, id: RStr<'_>) -> RResult<FfiLayerSource, FfiError>,
-    #[sabi(last_prefix_field)]
     pub layers: extern "C" fn(root: RSlice<'_, u8>) -> RResult<RVec<FfiLayerEntry>, FfiError>,
+    #[sabi(last_prefix_field)]
+    /// Every later call, by method name with JSON in and out, so that new
+    /// calls never change this layout (abi_stable refuses a plugin whose
+    /// root module has fewer fields than the host's). A plugin answers an
+    /// unknown method with `ErrorKind::Unsupported`.
+    pub call: extern "C" fn(
+        root: RSlice<'_, u8>,
+        method: RStr<'_>,
+        arg: RStr<'_>,
+    ) -> RResult<RString, FfiError>,
 }
 
 impl RootModule for DriverModRef {
@@ -310,6 +319,52 @@ extern "C" fn ffi_layers<D: Driver>(
     })
 }
 
+/// Structured data that crosses the boundary as JSON (catalogs are large,
+/// nested and grow new fields; JSON keeps old and new sides compatible).
+fn to_json<T: serde::Serialize>(v: &T) -> Result<RString, DriverError> {
+    serde_json::to_string(v)
+        .map(RString::from)
+        .map_err(|e| DriverError::new(ErrorKind::Other, format!("cannot encode: {e}"), None))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    r: RResult<RString, FfiError>,
+) -> Result<T, DriverError> {
+    let text = Result::from(r).map_err(DriverError::from)?;
+    serde_json::from_str(&text).map_err(|e| {
+        DriverError::new(
+            ErrorKind::Invalid,
+            format!("the driver returned data this docker-mount cannot read: {e}"),
+            None,
+        )
+    })
+}
+
+/// The methods of `call`.
+const METHOD_CATALOG: &str = "catalog";
+const METHOD_CONTAINER_LAYERS: &str = "container_layers";
+
+extern "C" fn ffi_call<D: Driver>(
+    root: RSlice<'_, u8>,
+    method: RStr<'_>,
+    arg: RStr<'_>,
+) -> RResult<RString, FfiError> {
+    guarded(|| {
+        let root = path_from_ffi(&root);
+        match method.as_str() {
+            METHOD_CATALOG => to_json(&D::default().catalog(&root)?),
+            METHOD_CONTAINER_LAYERS => {
+                to_json(&D::default().container_layers(&root, arg.as_str())?)
+            }
+            other => Err(DriverError::new(
+                ErrorKind::Unsupported,
+                format!("this driver has no {other:?} call; upgrade the plugin"),
+                None,
+            )),
+        }
+    })
+}
+
 /// Builds the root module of driver `D`. Used by [`export_driver!`](crate::export_driver).
 pub fn module_for<D: Driver>() -> DriverModRef {
     use abi_stable::prefix_type::PrefixTypeTrait;
@@ -318,6 +373,7 @@ pub fn module_for<D: Driver>() -> DriverModRef {
         detect: ffi_detect::<D>,
         layer: ffi_layer::<D>,
         layers: ffi_layers::<D>,
+        call: ffi_call::<D>,
     }
     .leak_into_prefix()
 }
@@ -353,6 +409,26 @@ pub(crate) fn call_layers(m: DriverModRef, root: &Path) -> Result<Vec<LayerEntry
             path: path_from_ffi(&e.path),
         })
         .collect())
+}
+
+fn call(m: DriverModRef, root: &Path, method: &str, arg: &str) -> RResult<RString, FfiError> {
+    (m.call())(
+        root.as_os_str().as_bytes().into(),
+        method.into(),
+        arg.into(),
+    )
+}
+
+pub(crate) fn call_catalog(m: DriverModRef, root: &Path) -> Result<Catalog, DriverError> {
+    from_json(call(m, root, METHOD_CATALOG, ""))
+}
+
+pub(crate) fn call_container_layers(
+    m: DriverModRef,
+    root: &Path,
+    id: &str,
+) -> Result<Vec<CatalogLayer>, DriverError> {
+    from_json(call(m, root, METHOD_CONTAINER_LAYERS, id))
 }
 
 /// Re-exports the export macro needs, so driver crates don't depend on abi_stable.

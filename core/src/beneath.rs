@@ -8,7 +8,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -123,6 +123,33 @@ pub fn is_safe_component(name: &str) -> bool {
         && name.len() <= 255
 }
 
+/// `opened`, with a directory that is missing (or not a directory) taken
+/// as absent: what a layer lacks is no error.
+pub fn absent_if_missing<T>(opened: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match opened {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens directory `name` (one path component) inside `dir`, a directory
+/// opened beneath a trusted one, without following a symlink: one step of
+/// a walk that keeps the directories on its way open, so that each step
+/// costs one name however deep the walk is.
+pub fn open_child_dir(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<OwnedFd> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let name = Path::new(std::ffi::OsStr::from_bytes(name));
+    open_raw(
+        dir.as_raw_fd(),
+        name,
+        libc::O_DIRECTORY,
+        openat2_supported(),
+    )
+}
+
 impl Beneath {
     /// Opens a trusted directory (symlinks in `path` itself are followed:
     /// the analyst chose it).
@@ -155,9 +182,23 @@ impl Beneath {
     /// read-only and never updates atimes (`open_tree` + `mount_setattr`),
     /// so that even reads the kernel cannot do without touching atimes
     /// (`readlink`) leave the evidence as it was. Needs CAP_SYS_ADMIN and
-    /// Linux >= 5.12; `None` otherwise.
+    /// Linux >= 5.12; `None` otherwise. Filesystems mounted below the
+    /// directory are not part of the clone (their mount points show as
+    /// they are on the evidence itself).
     pub fn noatime_clone(&self) -> Option<Beneath> {
+        self.clone_view(false)
+    }
+
+    /// [`Beneath::noatime_clone`] with the filesystems mounted below the
+    /// directory, each read-only and noatime too: a host tree whose
+    /// `/home` or `/var` partition the analyst mounted inside it.
+    pub fn noatime_clone_recursive(&self) -> Option<Beneath> {
+        self.clone_view(true)
+    }
+
+    fn clone_view(&self, recursive: bool) -> Option<Beneath> {
         const OPEN_TREE_CLONE: libc::c_uint = 1;
+        const AT_RECURSIVE: libc::c_uint = 0x8000;
         const MOUNT_ATTR_RDONLY: u64 = 0x1;
         const MOUNT_ATTR_NOSUID: u64 = 0x2;
         const MOUNT_ATTR_NODEV: u64 = 0x4;
@@ -180,7 +221,8 @@ impl Beneath {
                 empty.as_ptr(),
                 OPEN_TREE_CLONE
                     | libc::O_CLOEXEC as libc::c_uint
-                    | libc::AT_EMPTY_PATH as libc::c_uint,
+                    | libc::AT_EMPTY_PATH as libc::c_uint
+                    | if recursive { AT_RECURSIVE } else { 0 },
             )
         };
         if fd < 0 {
@@ -204,7 +246,7 @@ impl Beneath {
                 libc::SYS_mount_setattr,
                 fd.as_raw_fd(),
                 empty.as_ptr(),
-                libc::AT_EMPTY_PATH as libc::c_uint,
+                libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 },
                 &attr as *const MountAttr,
                 std::mem::size_of::<MountAttr>(),
             )
@@ -259,6 +301,7 @@ impl Beneath {
             libc::S_IFCHR => Some("a character device"),
             libc::S_IFBLK => Some("a block device"),
             libc::S_IFSOCK => Some("a socket"),
+            libc::S_IFLNK => Some("a symlink"),
             _ => Some("of an unknown type"),
         };
         if let Some(kind) = kind {

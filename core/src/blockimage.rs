@@ -111,11 +111,13 @@ fn file_size(file: &File, path: &Path) -> Result<u64> {
     }
 }
 
-/// Opens a backing file: beneath the root when it lies inside it, as named otherwise.
+/// Opens a backing file: beneath the root when it lies inside it (and only
+/// a regular file there: a device node in the evidence is never opened),
+/// as named otherwise.
 fn open_backing(root: &DockerRoot, base: &Beneath, path: &Path) -> Result<File> {
     if let Ok(rel) = path.strip_prefix(root.path()) {
         return base
-            .open_fd(rel, 0)
+            .open_regular(rel)
             .map(File::from)
             .map_err(|e| base.io_error(rel, e));
     }

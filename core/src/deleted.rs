@@ -6,12 +6,10 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::pathfmt;
@@ -99,29 +97,12 @@ fn absolute(rel: &Path) -> PathBuf {
     Path::new("/").join(rel)
 }
 
-/// The hex sha256 of a regular file of `tree`, streamed.
-fn hash_file(tree: &Tree, rel: &Path) -> std::io::Result<String> {
-    let mut file = tree.open_file(rel)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 fn hidden(union: &Union, node: &Node) -> Hidden {
     let tree = union.tree(node);
     let st = &node.stat;
     let mut error = None;
     let sha256 = match st.kind {
-        FileKind::File => match hash_file(tree, &node.path) {
+        FileKind::File => match tree.sha256(&node.path) {
             Ok(h) => Some(h),
             Err(e) => {
                 error = Some(io(tree, &node.path, e).to_string());
@@ -163,13 +144,10 @@ fn hidden(union: &Union, node: &Node) -> Hidden {
 /// Everything beneath a directory of the view, parents first, names sorted
 /// (symlinks are entries, never followed).
 fn below(union: &Union, dir: &Node, out: &mut Vec<Hidden>) -> Result<()> {
-    for child in union.children(dir)? {
-        out.push(hidden(union, &child));
-        if child.stat.is_dir() {
-            below(union, &child, out)?;
-        }
-    }
-    Ok(())
+    union.walk_below(dir, &mut |child| {
+        out.push(hidden(union, child));
+        Ok(())
+    })
 }
 
 /// The entry at `rel` in the view of the layers below `layer`.
@@ -225,24 +203,21 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn walk(&mut self, layer: usize, dir: &Path) -> Result<()> {
+    /// The whiteouts and opaque directories of one layer, in path order: a
+    /// loop over a stack of directory listings, not recursion, as evidence
+    /// nests directories as deep as a path allows.
+    fn walk(&mut self, layer: usize) -> Result<()> {
         let union = &self.view.union;
         let tree = &union.trees[layer];
         if tree.style().is_none() {
-            return self.compare_full(layer, dir);
+            return self.compare_full(layer, Path::new(""));
         }
-        let listing = tree.list(dir).map_err(|e| io(tree, dir, e))?;
-        if listing.opaque {
-            let mut hid = Vec::new();
-            match lower_lookup(union, layer, dir)? {
-                Some(node) if node.stat.is_dir() => below(union, &node, &mut hid)?,
-                // An opaque directory over a non-directory replaced it.
-                Some(node) => hid.push(hidden(union, &node)),
-                None => {}
-            }
-            self.record(layer, DeletionKind::Opaque, dir, hid);
-        }
-        for (name, raw) in listing.entries {
+        let mut pending = vec![self.enter(layer, PathBuf::new())?];
+        while let Some((dir, entries)) = pending.last_mut() {
+            let Some((name, raw)) = entries.next() else {
+                pending.pop();
+                continue;
+            };
             let rel = dir.join(OsStr::from_bytes(&name));
             match raw {
                 Raw::Whiteout => {
@@ -255,47 +230,52 @@ impl Walker<'_> {
                     }
                     self.record(layer, DeletionKind::Whiteout, &rel, hid);
                 }
-                Raw::Entry(st) if st.is_dir() => self.walk(layer, &rel)?,
+                Raw::Entry(st) if st.is_dir() => {
+                    let listed = self.enter(layer, rel)?;
+                    pending.push(listed);
+                }
                 Raw::Entry(_) => {}
             }
         }
         Ok(())
+    }
+
+    /// Lists directory `dir` of `layer` for [`Walker::walk`], recording it
+    /// when it is opaque.
+    fn enter(
+        &mut self,
+        layer: usize,
+        dir: PathBuf,
+    ) -> Result<(PathBuf, std::collections::btree_map::IntoIter<Vec<u8>, Raw>)> {
+        let union = &self.view.union;
+        let tree = &union.trees[layer];
+        let listing = tree.list(&dir).map_err(|e| io(tree, &dir, e))?;
+        if listing.opaque {
+            let mut hid = Vec::new();
+            match lower_lookup(union, layer, &dir)? {
+                Some(node) if node.stat.is_dir() => below(union, &node, &mut hid)?,
+                // An opaque directory over a non-directory replaced it.
+                Some(node) => hid.push(hidden(union, &node)),
+                None => {}
+            }
+            self.record(layer, DeletionKind::Opaque, &dir, hid);
+        }
+        Ok((dir, listing.entries.into_iter()))
     }
 }
 
 /// Every whiteout and opaque directory of every layer of `view`, top layer
 /// first, in path order within a layer, with what each hid.
 pub fn deletions(view: &View) -> Result<Vec<Deletion>> {
-    // The walk recurses once per directory level, and a hostile layer nests
-    // directories as deep as a path allows (2,040 levels overflowed the
-    // 8 MiB main stack of a debug build): it runs on a thread with room.
-    std::thread::scope(|scope| {
-        let walk = move || {
-            let mut walker = Walker {
-                view,
-                out: Vec::new(),
-            };
-            for layer in 0..view.union.trees.len().min(view.layers.len()) {
-                walker.walk(layer, Path::new(""))?;
-            }
-            Ok(walker.out)
-        };
-        std::thread::Builder::new()
-            .name("deleted".into())
-            .stack_size(DEEP_STACK)
-            .spawn_scoped(scope, walk)
-            .map_err(|cause| Error::Io {
-                path: PathBuf::from("<a thread for the walk>"),
-                cause,
-            })?
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    let mut walker = Walker {
+        view,
+        out: Vec::new(),
+    };
+    for layer in 0..view.union.trees.len().min(view.layers.len()) {
+        walker.walk(layer)?;
+    }
+    Ok(walker.out)
 }
-
-/// Stack of the walk's thread: a path of at most 4,096 bytes nests at most
-/// 2,048 directories, a few KiB of frames each.
-const DEEP_STACK: usize = 256 << 20;
 
 /// The index of the layer of `view` named by `id`: a driver id, a chain id
 /// (with or without `sha256:`), or a unique prefix of either. A prefix of

@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Version of the data crossing the plugin boundary. Bumped on any
 /// incompatible change; the loader refuses plugins built for another one.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,7 +93,7 @@ pub struct LayerEntry {
 }
 
 /// Why a driver call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     NotFound,
@@ -107,7 +107,7 @@ pub enum ErrorKind {
 
 /// An error crossing the plugin boundary: a kind, a message and the file it
 /// is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}{}", path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
 pub struct DriverError {
     pub kind: ErrorKind,
@@ -125,6 +125,85 @@ impl DriverError {
     }
 }
 
+/// What a layer is to the container or image using it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The container's read-write layer: what it changed.
+    Rw,
+    /// The init layer docker adds (hosts, resolv.conf, ... stubs).
+    Init,
+    Image,
+}
+
+/// One layer of a catalogued container or image, by the driver's layer id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogLayer {
+    pub id: String,
+    pub role: Role,
+}
+
+/// A container an engine other than dockerd recorded in its own metadata
+/// (podman's containers.json, containerd's meta.db).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CatalogContainer {
+    pub id: String,
+    pub name: String,
+    /// The image reference it was created from, as the engine recorded it.
+    pub image: String,
+    /// The image id (`sha256:...` or the engine's own id).
+    pub image_id: String,
+    /// RFC 3339; empty when unknown.
+    pub created: String,
+    /// `running`, `exited`, `created`, ... as far as the files tell.
+    pub state: String,
+    /// RFC 3339 start and finish times; empty when unknown.
+    pub started: String,
+    pub finished: String,
+    pub exit_code: Option<i64>,
+    pub pid: Option<i64>,
+    pub command: Vec<String>,
+    /// Which engine and namespace holds it (`podman`, `containerd/default`).
+    pub engine: String,
+    /// The file the record comes from.
+    pub source: PathBuf,
+    /// Its layers, top (rw) first.
+    pub layers: Vec<CatalogLayer>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// An image an engine recorded in its own metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CatalogImage {
+    pub id: String,
+    /// References (`busybox:latest`) and digests naming it.
+    pub names: Vec<String>,
+    pub created: String,
+    pub engine: String,
+    pub source: PathBuf,
+    /// The layer ids, top first.
+    pub layers: Vec<String>,
+    /// The image's config (OCI / docker image JSON), when the engine keeps it.
+    pub config: Option<serde_json::Value>,
+}
+
+/// What an engine's own metadata holds. Broken records are reported in
+/// `problems` and never hide the others.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Catalog {
+    pub containers: Vec<CatalogContainer>,
+    pub images: Vec<CatalogImage>,
+    pub problems: Vec<DriverError>,
+    /// Directories outside the root that hold this driver's layers (the
+    /// containerd root beside a docker root). Layer directories must lie
+    /// inside the root or one of these. Drivers derive them from options
+    /// and fixed locations, never from the evidence's contents.
+    pub stores: Vec<PathBuf>,
+}
+
 /// A storage driver. Implementations hold no state worth keeping between
 /// calls: core creates one with `Default` per call.
 pub trait Driver: Default + 'static {
@@ -135,4 +214,18 @@ pub trait Driver: Default + 'static {
     fn layer(&self, root: &Path, id: &str) -> Result<LayerSource, DriverError>;
     /// Every layer this driver holds under `root`.
     fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError>;
+    /// Containers and images an engine keeps outside docker's own metadata
+    /// (podman, containerd). Classic drivers have none.
+    fn catalog(&self, _root: &Path) -> Result<Catalog, DriverError> {
+        Ok(Catalog::default())
+    }
+    /// The layers, top first, of docker container `id` when docker's
+    /// layerdb does not record them (the containerd image store).
+    fn container_layers(&self, _root: &Path, _id: &str) -> Result<Vec<CatalogLayer>, DriverError> {
+        Err(DriverError::new(
+            ErrorKind::Unsupported,
+            "this driver keeps container layers in docker's layerdb",
+            None,
+        ))
+    }
 }

@@ -2,10 +2,12 @@
 //! ids, listing layer directories. Plain functions over the driver's own
 //! directory names, so core still names no driver.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::beneath::{is_safe_component, Beneath};
-use crate::driver::{Confidence, DriverError, ErrorKind, LayerEntry, LayerSource};
+use crate::driver::{Confidence, DriverError, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle};
 
 /// An I/O error naming its file.
 pub fn io_err(path: &Path, e: impl std::fmt::Display) -> DriverError {
@@ -66,10 +68,121 @@ pub fn list_layers(
         .collect())
 }
 
+/// The most parents an overlay `lower` file may name (docker stops at 128,
+/// containers/storage at 500).
+const MAX_LOWER: usize = 4096;
+
+/// Short link name (`l/<name>`) → layer id, for one overlay store.
+type LinkMap = HashMap<String, String>;
+
+/// The [`LinkMap`] of an overlay store (overlay2's, podman's), from every
+/// layer's `link` file.
+///
+/// The `l/` symlinks say the same, but reading a symlink updates its atime
+/// and cannot be asked not to; `link` files are read with `O_NOATIME`. The
+/// map is built once per store and process.
+fn link_map(store: &Beneath) -> Result<Arc<LinkMap>, DriverError> {
+    static MAPS: Mutex<Vec<(PathBuf, Arc<LinkMap>)>> = Mutex::new(Vec::new());
+    let mut maps = MAPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, map)) = maps.iter().find(|(root, _)| root == store.path()) {
+        return Ok(map.clone());
+    }
+    let mut map = HashMap::new();
+    for layer in list_layers(store, Path::new(""), &["l"])? {
+        let rel = Path::new(&layer.id).join("link");
+        if let Ok(short) = store.read_small_text(&rel, "overlay link file") {
+            map.insert(short, layer.id);
+        }
+    }
+    let map = Arc::new(map);
+    maps.push((store.path().to_path_buf(), map.clone()));
+    Ok(map)
+}
+
+/// Resolves one `l/<short>` entry of a `lower` file to its layer id.
+fn resolve_link(links: &LinkMap, entry: &str, lower_file: &Path) -> Result<String, DriverError> {
+    let invalid = |why: String| DriverError::new(ErrorKind::Invalid, why, Some(lower_file));
+    let short = entry
+        .strip_prefix("l/")
+        .filter(|s| is_safe_component(s))
+        .ok_or_else(|| invalid(format!("lower entry {entry:?} is not l/<name>")))?;
+    links.get(short).cloned().ok_or_else(|| {
+        invalid(format!(
+            "lower entry {entry:?} matches no layer's link file"
+        ))
+    })
+}
+
+/// The parents, nearest first, that layer `id` of an overlay store
+/// (`<store>/<id>/lower`, `l/<short>` entries joined by `:`) names; none
+/// when it has no `lower` file.
+pub fn overlay_lower_ids(store: &Beneath, id: &str) -> Result<Vec<String>, DriverError> {
+    let rel = Path::new(id).join("lower");
+    if !store.exists(&rel) {
+        return Ok(Vec::new());
+    }
+    let file = store.path().join(&rel);
+    let text = store
+        .read_small_text(&rel, "overlay lower file")
+        .map_err(|e| io_err(&file, e))?;
+    let entries: Vec<&str> = text.split(':').filter(|s| !s.is_empty()).collect();
+    if entries.len() > MAX_LOWER {
+        return Err(DriverError::new(
+            ErrorKind::Invalid,
+            format!(
+                "names {} parents, more than the {MAX_LOWER} allowed",
+                entries.len()
+            ),
+            Some(&file),
+        ));
+    }
+    let links = link_map(store)?;
+    entries
+        .iter()
+        .map(|e| resolve_link(&links, e, &file))
+        .collect()
+}
+
+/// Layer `id` of an overlay store (overlay2's, podman's): its
+/// `<store>/<id>/diff` with the parents its `lower` file names.
+pub fn overlay_layer(
+    store: &Beneath,
+    id: &str,
+    driver: &str,
+    whiteouts: WhiteoutStyle,
+) -> Result<LayerSource, DriverError> {
+    check_id(id, driver)?;
+    if id == "l" {
+        return Err(DriverError::new(
+            ErrorKind::Invalid,
+            "\"l\" holds links, not a layer",
+            None,
+        ));
+    }
+    Ok(LayerSource::Diff {
+        dir: require_dir(store, &Path::new(id).join("diff"), "layer diff directory")?,
+        whiteouts,
+        parent_ids: overlay_lower_ids(store, id)?,
+    })
+}
+
 /// Whether the root has an image store `image/<name>`.
 pub fn has_image_store(root: &Path, name: &str) -> bool {
     Beneath::open(root).is_ok_and(|r| r.exists(&Path::new("image").join(name)))
 }
+
+/// Feature (in [`DriverInfo::features`](crate::DriverInfo)) of a driver
+/// whose full-tree layers are snapshots of their parent (btrfs): a regular
+/// file with the same inode number, ctime and birth time in a layer and its
+/// parent is the same file, so `diff` need not read it. Plain copies (vfs)
+/// must not declare it.
+pub const SNAPSHOT_INODES: &str = "snapshot-inodes";
+
+/// Feature of a driver whose engine diffs a container with its native
+/// overlay differ (containers/storage's `OverlayChanges`, podman with the
+/// kernel's overlay): `diff` then reports what the rw layer holds as that
+/// differ does, not as docker's naive differ compares the two views.
+pub const OVERLAY_NATIVE_DIFF: &str = "diff:overlay-native";
 
 /// A driver that keeps each layer as a complete tree in `<store>/<id>`
 /// (vfs, btrfs): its detection, layers and layer description.

@@ -9,7 +9,9 @@
 //! so a path keeps its inode for the life of the mount. File contents are
 //! read with `pread` from a descriptor opened (read-only, `O_NOATIME`,
 //! never following a symlink) when the file is opened: nothing is
-//! buffered beyond one request. Every operation that would change
+//! buffered beyond one request. Where the kernel allows, files are not
+//! opened through us at all (no open, flush or release round trips): reads
+//! come by inode and use a small cache of open descriptors. Every operation that would change
 //! anything answers `EROFS`, and the mount itself is
 //! `ro,nosuid,nodev,noexec` with the kernel checking permissions.
 
@@ -21,16 +23,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
-    Filesystem, FopenFlags, Generation, INodeNo, LockOwner, MountOption, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL, TimeOrNow, WriteFlags,
+    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL,
+    TimeOrNow, WriteFlags,
 };
 use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
@@ -225,7 +228,16 @@ pub struct UnionFs {
     table: Mutex<Table>,
     handles: Mutex<HashMap<u64, Arc<File>>>,
     next_fh: AtomicU64,
+    /// Whether the kernel skips open/release for files (`FUSE_NO_OPEN_SUPPORT`):
+    /// reads then come by inode, served from `by_inode`.
+    no_open: AtomicBool,
+    /// Whether the kernel skips opendir/releasedir too.
+    no_opendir: AtomicBool,
+    by_inode: Mutex<HashMap<u64, Arc<File>>>,
 }
+
+/// Files kept open for reads by inode; the cache empties when it fills.
+const OPEN_FILES: usize = 1024;
 
 impl UnionFs {
     pub fn new(union: Union) -> Result<UnionFs> {
@@ -244,7 +256,27 @@ impl UnionFs {
             table: Mutex::new(table),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            no_open: AtomicBool::new(false),
+            no_opendir: AtomicBool::new(false),
+            by_inode: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The open file behind `ino` for a read without a handle (no-open mode).
+    fn file_by_inode(&self, ino: u64) -> Answer<Arc<File>> {
+        let cached = |s: &Self| {
+            let map = s.by_inode.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(&ino).cloned()
+        };
+        if let Some(f) = cached(self) {
+            return Ok(f);
+        }
+        let file = Arc::new(self.open_checked(ino, OpenFlags(libc::O_RDONLY))?);
+        let mut map = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= OPEN_FILES {
+            map.clear();
+        }
+        Ok(map.entry(ino).or_insert(file).clone())
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -312,6 +344,15 @@ impl UnionFs {
     }
 
     fn open_file(&self, ino: u64, flags: OpenFlags) -> Answer<u64> {
+        let file = self.open_checked(ino, flags)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, Arc::new(file));
+        Ok(fh)
+    }
+
+    /// Opens the layer file behind `ino` read-only, checking it is still
+    /// the regular file that was listed.
+    fn open_checked(&self, ino: u64, flags: OpenFlags) -> Answer<File> {
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0
         {
@@ -336,13 +377,15 @@ impl UnionFs {
                 format!("{} changed since it was listed", node.path.display()),
             ));
         }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(fh, Arc::new(file));
-        Ok(fh)
+        Ok(file)
     }
 
-    fn read_at(&self, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
-        let file = self.handles().get(&fh).cloned().ok_or(Errno::EBADF)?;
+    fn read_at(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
+        let file = match self.handles().get(&fh).cloned() {
+            Some(f) => f,
+            None if fh == 0 && self.no_open.load(Ordering::Relaxed) => self.file_by_inode(ino)?,
+            None => return Err(Errno::EBADF),
+        };
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {
@@ -409,7 +452,26 @@ impl Filesystem for UnionFs {
         }
     }
 
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Opening a read-only file needs nothing from us: let the kernel skip
+        // the open, flush and release round trips where it can.
+        let caps = config.capabilities();
+        self.no_open.store(
+            caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT),
+            Ordering::Relaxed,
+        );
+        self.no_opendir.store(
+            caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open.load(Ordering::Relaxed) {
+            // The mount is read-only: the kernel refuses writes before asking.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.open_file(ino.0, flags) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(e),
@@ -419,7 +481,7 @@ impl Filesystem for UnionFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -427,7 +489,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.read_at(fh.0, offset, size) {
+        match self.read_at(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
@@ -455,7 +517,8 @@ impl Filesystem for UnionFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing to flush on a read-only view; ENOSYS stops further flushes.
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
@@ -472,6 +535,9 @@ impl Filesystem for UnionFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(Errno::EROFS);
+        }
+        if self.no_opendir.load(Ordering::Relaxed) {
+            return reply.error(Errno::ENOSYS);
         }
         match self.children(ino.0) {
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR),
@@ -1150,6 +1216,7 @@ mod tests {
             atime: t,
             mtime: t,
             ctime: t,
+            btime: None,
         }
     }
 
@@ -1188,8 +1255,13 @@ mod tests {
         let fh = fs
             .open_file(list[0].1, OpenFlags(libc::O_RDONLY))
             .expect("open");
-        assert_eq!(fs.read_at(fh, 0, 10).expect("read"), b"x");
-        assert_eq!(fs.read_at(fh, 5, 10).expect("read"), b"");
+        assert_eq!(fs.read_at(list[0].1, fh, 0, 10).expect("read"), b"x");
+        assert_eq!(fs.read_at(list[0].1, fh, 5, 10).expect("read"), b"");
+        // Without a handle (the kernel skipped the open), reads go by inode.
+        assert_eq!(fs.read_at(list[2].1, 0, 0, 10), Err(Errno::EBADF));
+        fs.no_open.store(true, Ordering::Relaxed);
+        assert_eq!(fs.read_at(list[2].1, 0, 0, 10).expect("read"), b"y");
+        assert_eq!(fs.read_at(1, 0, 0, 10), Err(Errno::EISDIR));
         assert_eq!(
             fs.open_file(list[0].1, OpenFlags(libc::O_RDWR)),
             Err(Errno::EROFS)

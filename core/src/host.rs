@@ -39,7 +39,8 @@ pub struct Resolved {
 impl HostFs {
     pub fn open(path: &Path) -> Result<HostFs> {
         let dir = Beneath::open(path)?;
-        let quiet = dir.noatime_clone();
+        // With the partitions mounted inside the tree (`home/`, `var/`).
+        let quiet = dir.noatime_clone_recursive();
         Ok(HostFs { dir, quiet })
     }
 

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::abi::{self, DriverModRef};
 use crate::driver::{
-    Confidence, Driver, DriverError, DriverInfo, LayerEntry, LayerSource, ABI_VERSION,
+    Catalog, CatalogLayer, Confidence, Driver, DriverError, DriverInfo, LayerEntry, LayerSource,
+    ABI_VERSION,
 };
 
 /// A driver ready to be called.
@@ -45,6 +46,20 @@ impl LoadedDriver {
     }
     pub fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError> {
         abi::call_layers(self.module, root)
+    }
+    pub fn catalog(&self, root: &Path) -> Result<Catalog, DriverError> {
+        abi::call_catalog(self.module, root)
+    }
+    pub fn container_layers(
+        &self,
+        root: &Path,
+        id: &str,
+    ) -> Result<Vec<CatalogLayer>, DriverError> {
+        abi::call_container_layers(self.module, root, id)
+    }
+    /// Whether the driver declares `feature` in its info.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.info.features.iter().any(|f| f == feature)
     }
 }
 
@@ -153,6 +168,13 @@ fn describe(e: LibraryError) -> String {
     match e {
         LibraryError::OpenError { .. } | LibraryError::GetSymbolError { .. } => {
             format!("not a docker-mount driver plugin: {text}")
+        }
+        // abi_stable's dump of both layouts is for developers.
+        LibraryError::AbiInstability(_) => {
+            tracing::debug!("plugin layout mismatch: {text}");
+            format!(
+                "built for another driver ABI than this docker-mount's ({ABI_VERSION}); rebuild the plugin against this version"
+            )
         }
         _ => text,
     }

@@ -189,8 +189,10 @@ pub fn log_files(root: &DockerRoot, c: &Container) -> Result<Vec<LogFile>> {
             .filter_map(|n| {
                 let (rotation, compressed) = rotation_of(&n, &base)?;
                 let rel = sub.join(&n);
+                // Kept whatever it is: `read` names a FIFO or a symlink
+                // where a log should be rather than pass over it.
                 let st = root.dir().lstat(&rel).ok()?;
-                (st.st_mode & libc::S_IFMT == libc::S_IFREG).then(|| LogFile {
+                Some(LogFile {
                     family,
                     format,
                     path: root.join(&rel),
@@ -209,7 +211,9 @@ pub fn log_files(root: &DockerRoot, c: &Container) -> Result<Vec<LogFile>> {
 
 /// Reads every record of `files` that `filter` keeps, in file order,
 /// handing each to `sink`; returns the warnings (damaged records, named by
-/// file and offset). A sink error (the reader went away) stops the read.
+/// file and offset; files that are not regular files, skipped). A sink
+/// error (the reader went away) stops the read, and so does a first file
+/// that cannot be opened when none of the others can either.
 pub fn read(
     root: &DockerRoot,
     files: &[LogFile],
@@ -217,11 +221,15 @@ pub fn read(
     sink: &mut dyn FnMut(LogRecord) -> std::io::Result<()>,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
+    let mut unopened = Vec::new();
     for f in files {
-        let fd = root
-            .dir()
-            .open_regular(&f.rel)
-            .map_err(|cause| root.dir().io_error(&f.rel, cause))?;
+        let fd = match root.dir().open_regular(&f.rel) {
+            Ok(fd) => fd,
+            Err(cause) => {
+                unopened.push(root.dir().io_error(&f.rel, cause));
+                continue;
+            }
+        };
         let file = std::fs::File::from(fd);
         let reader: Box<dyn Read> = if f.compressed {
             Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
@@ -246,6 +254,10 @@ pub fn read(
             }
         }
     }
+    if unopened.len() == files.len() && !unopened.is_empty() {
+        return Err(unopened.remove(0));
+    }
+    warnings.extend(unopened.iter().map(|e| format!("{e}; skipped")));
     Ok(warnings)
 }
 

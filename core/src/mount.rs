@@ -21,7 +21,7 @@ use crate::beneath::Beneath;
 use crate::driver::LayerSource;
 use crate::error::{Error, Result};
 use crate::root::DockerRoot;
-use crate::stack::{relative_dir, Stack};
+use crate::stack::Stack;
 
 /// The `source` our overlay mounts carry, so `umount` can recognise them.
 pub const MOUNT_SOURCE: &str = "docker-mount";
@@ -79,19 +79,20 @@ struct Shield {
 }
 
 impl Shield {
-    fn new(root: &DockerRoot) -> Result<Shield> {
+    fn new(evidence: &Beneath) -> Result<Shield> {
         let dir = tempfile::Builder::new()
             .prefix("docker-mount-shield-")
             .tempdir()
             .map_err(|e| io(&std::env::temp_dir(), e))?;
-        let canonical_root = std::fs::canonicalize(root.path()).map_err(|e| io(root.path(), e))?;
+        let canonical_root =
+            std::fs::canonicalize(evidence.path()).map_err(|e| io(evidence.path(), e))?;
         if dir.path().starts_with(&canonical_root) {
             return Err(Error::Usage(format!(
                 "the temporary directory {} lies inside the evidence; set TMPDIR elsewhere",
                 dir.path().display()
             )));
         }
-        let source = PathBuf::from(format!("/proc/self/fd/{}", root.dir().fd()));
+        let source = PathBuf::from(format!("/proc/self/fd/{}", evidence.fd()));
         mount(
             Some(&source),
             dir.path(),
@@ -99,7 +100,7 @@ impl Shield {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|e| io(root.path(), e))?;
+        .map_err(|e| io(evidence.path(), e))?;
         let shield = Shield { dir };
         let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOATIME | RO_FLAGS;
         mount(
@@ -135,9 +136,9 @@ fn lower_dirs<'a>(root: &DockerRoot, stack: &'a Stack) -> Result<Vec<&'a Path>> 
     let mut dirs = Vec::new();
     for layer in &stack.layers {
         match &layer.source {
-            LayerSource::Diff { dir, .. } => dirs.push(relative_dir(root, dir)?),
+            LayerSource::Diff { dir, .. } => dirs.push(root.locate(dir)?.1),
             LayerSource::Full { dir } => {
-                dirs.push(relative_dir(root, dir)?);
+                dirs.push(root.locate(dir)?.1);
                 break;
             }
             other => {
@@ -173,8 +174,10 @@ pub fn check_target(root: &DockerRoot, target: &Path) -> Result<PathBuf> {
             target.display()
         )));
     }
-    let root = std::fs::canonicalize(root.path()).map_err(|e| io(root.path(), e))?;
-    if canonical.starts_with(&root) {
+    let inside = root
+        .evidence_dirs()
+        .any(|d| std::fs::canonicalize(d.path()).is_ok_and(|d| canonical.starts_with(d)));
+    if inside {
         return Err(Error::Usage(format!(
             "refusing to mount onto {}: it is inside the evidence; choose a directory outside it",
             target.display()
@@ -197,7 +200,7 @@ pub fn mount_stack(
     }
     let target = check_target(root, target)?;
     let dirs = lower_dirs(root, stack)?;
-    let shield = Shield::new(root)?;
+    let shield = Shield::new(crate::view::stack_base(root, stack)?)?;
     let base = Beneath::open(shield.dir.path())?;
     let fds = dirs
         .iter()
@@ -209,14 +212,15 @@ pub fn mount_stack(
     let report = if fds.len() == 1 {
         bind(&fds[0], &target)?
     } else {
+        let user = uses_user_xattrs(&base, &dirs);
         match api {
-            MountApi::Legacy => overlay_legacy(&fds, &target)?,
-            MountApi::New => overlay_new(&fds, &target).map_err(|e| io(&target, e))?,
-            MountApi::Auto => match overlay_new(&fds, &target) {
+            MountApi::Legacy => overlay_legacy(&fds, &target, user)?,
+            MountApi::New => overlay_new(&fds, &target, user).map_err(|e| io(&target, e))?,
+            MountApi::Auto => match overlay_new(&fds, &target, user) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!("new mount API unavailable ({e}); using mount(2)");
-                    overlay_legacy(&fds, &target)?
+                    overlay_legacy(&fds, &target, user)?
                 }
             },
         }
@@ -226,6 +230,75 @@ pub fn mount_stack(
         layers: dirs.len(),
         ..report
     })
+}
+
+/// Most directories [`uses_user_xattrs`] looks at.
+const XATTR_PROBE_DIRS: usize = 100_000;
+
+/// The names of an open file's xattrs (none when it has none or the
+/// filesystem keeps none).
+fn xattr_names(fd: &OwnedFd) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: valid fd and buffer of the given length.
+        let n = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return buf
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect();
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 16, 0),
+            _ => return Vec::new(),
+        }
+    }
+}
+
+/// Whether the layers keep overlay's markers in `user.overlay.*` xattrs,
+/// as a rootless daemon's kernel wrote them (`userxattr`): the kernel
+/// honours their opaque directories only when mounted with `userxattr`
+/// (and then ignores `trusted.overlay.*`). The first overlay xattr met
+/// decides, looking at the layers' top directories first (a container's
+/// rw and init layers carry one there), then breadth first below them, at
+/// most [`XATTR_PROBE_DIRS`] directories; none found: `trusted`.
+fn uses_user_xattrs(base: &Beneath, dirs: &[&Path]) -> bool {
+    let mut queue: std::collections::VecDeque<PathBuf> =
+        dirs.iter().map(|d| d.to_path_buf()).collect();
+    let mut seen = 0;
+    while let Some(rel) = queue.pop_front() {
+        if seen == XATTR_PROBE_DIRS {
+            break;
+        }
+        seen += 1;
+        let Ok(fd) = base.open_fd(&rel, libc::O_DIRECTORY) else {
+            continue;
+        };
+        for name in xattr_names(&fd) {
+            if name.starts_with(b"user.overlay.") {
+                return true;
+            }
+            if name.starts_with(b"trusted.overlay.") {
+                return false;
+            }
+        }
+        let Ok(mut dir) = nix::dir::Dir::from(fd) else {
+            continue;
+        };
+        for entry in dir.iter().flatten() {
+            let name = entry.file_name().to_bytes();
+            // An unknown type (no d_type) is tried: opening a non-directory fails.
+            let dir_or_unknown = entry
+                .file_type()
+                .is_none_or(|t| t == nix::dir::Type::Directory);
+            if name != b"." && name != b".." && dir_or_unknown {
+                queue.push_back(rel.join(std::ffi::OsStr::from_bytes(name)));
+            }
+        }
+    }
+    false
 }
 
 fn fd_path(fd: &OwnedFd) -> String {
@@ -254,9 +327,10 @@ fn bind(fd: &OwnedFd, target: &Path) -> Result<MountReport> {
     })
 }
 
-fn overlay_legacy(fds: &[OwnedFd], target: &Path) -> Result<MountReport> {
+fn overlay_legacy(fds: &[OwnedFd], target: &Path, user_xattrs: bool) -> Result<MountReport> {
     let lower: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
-    let options = format!("lowerdir={}", lower.join(":"));
+    let user = if user_xattrs { "userxattr," } else { "" };
+    let options = format!("{user}lowerdir={}", lower.join(":"));
     if options.len() > PAGE_LIMIT {
         return Err(Error::Usage(format!(
             "{} layers do not fit mount(2)'s one-page option string; a kernel >= 6.8 mounts them with --mount-api new",
@@ -352,9 +426,12 @@ pub fn probe_lowerdir_plus(dir: &Path) -> std::io::Result<()> {
     fsconfig(&fs, FSCONFIG_SET_STRING, Some("lowerdir+"), Some(dir))
 }
 
-fn overlay_new(fds: &[OwnedFd], target: &Path) -> std::io::Result<MountReport> {
+fn overlay_new(fds: &[OwnedFd], target: &Path, user_xattrs: bool) -> std::io::Result<MountReport> {
     let fs = fsopen_overlay()?;
     fsconfig(&fs, FSCONFIG_SET_STRING, Some("source"), Some(MOUNT_SOURCE))?;
+    if user_xattrs {
+        fsconfig(&fs, FSCONFIG_SET_FLAG, Some("userxattr"), None)?;
+    }
     for fd in fds {
         fsconfig(
             &fs,
@@ -390,7 +467,10 @@ fn overlay_new(fds: &[OwnedFd], target: &Path) -> std::io::Result<MountReport> {
         target: target.to_path_buf(),
         method: "overlay (new mount API)".into(),
         layers: fds.len(),
-        options: "ro,nosuid,nodev,noexec,lowerdir+ per layer".into(),
+        options: format!(
+            "ro,nosuid,nodev,noexec,{}lowerdir+ per layer",
+            if user_xattrs { "userxattr," } else { "" }
+        ),
     })
 }
 

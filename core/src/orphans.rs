@@ -114,6 +114,21 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
         if img.legacy {
             continue;
         }
+        // An engine's own image: its catalog names its layers.
+        if let Some(record) = &img.catalog {
+            let label = image_label(&img.tags, &img.id);
+            for l in &record.layers {
+                let u = uses
+                    .entry((record.driver.clone(), l.id.clone()))
+                    .or_default();
+                u.role.get_or_insert(LayerRole::Image);
+                u.images.insert(label.clone());
+                if u.named_by.is_empty() {
+                    u.named_by = format!("image {label} ({})", img.config_path.display());
+                }
+            }
+            continue;
+        }
         let Some(db) = dbs.get(&img.store) else {
             continue;
         };
@@ -139,6 +154,24 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
             continue;
         };
         let name = c.name().to_string();
+        if let Some(record) = &c.catalog {
+            for l in &record.layers {
+                let role = match l.role {
+                    crate::driver::Role::Rw => LayerRole::ContainerRw,
+                    crate::driver::Role::Init => LayerRole::ContainerInit,
+                    crate::driver::Role::Image => LayerRole::Image,
+                };
+                let u = uses
+                    .entry((record.driver.clone(), l.id.clone()))
+                    .or_default();
+                u.role.get_or_insert(role);
+                u.containers.insert(name.clone());
+                if u.named_by.is_empty() {
+                    u.named_by = format!("container {name} ({})", c.config_path.display());
+                }
+            }
+            continue;
+        }
         if c.legacy {
             for (id, role) in [
                 (c.id.clone(), LayerRole::ContainerRw),
@@ -180,6 +213,13 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
 
     let mut on_disk: BTreeSet<(String, String)> = BTreeSet::new();
     for d in &drivers.loaded {
+        // A driver that does not recognise the root has no layers in it
+        // (docker's overlay v1 and podman both keep an `overlay/`).
+        if d.detect(root.path())
+            .is_ok_and(|c| c == crate::driver::Confidence::NONE)
+        {
+            continue;
+        }
         let entries = match d.layers(root.path()) {
             Ok(e) => e,
             // This driver has no store in the root.

@@ -68,21 +68,22 @@
 //! hid the path (`at` tells where). A `hidden` record is kept only when a
 //! layer below it (in its stack) holds the path: there was a copy to hide.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+use crate::beneath;
 use crate::error::{Error, Result};
 use crate::loader::Drivers;
 use crate::pathfmt;
 use crate::root::DockerRoot;
 use crate::stack::{self, Role, Stack, StackLayer};
-use crate::union::{FileKind, Raw, Stat, Time, Tree};
+use crate::union::{FileKind, Lookup, Raw, Stat, Time, Tree};
 use crate::view;
 
 /// Paths reported unless told otherwise.
@@ -724,20 +725,6 @@ fn walk_layer(
     }
 }
 
-/// Hex sha256 of a regular file of a layer, streamed.
-fn hash_file(tree: &Tree, rel: &Path) -> std::io::Result<String> {
-    let mut file = tree.open_file(rel)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
 fn entry(tree: &Tree, rel: &Path, st: &Stat) -> Entry {
     let mut e = Entry {
         kind: st.kind,
@@ -752,7 +739,7 @@ fn entry(tree: &Tree, rel: &Path, st: &Stat) -> Entry {
         error: None,
     };
     match st.kind {
-        FileKind::File => match hash_file(tree, rel) {
+        FileKind::File => match tree.sha256(rel) {
             Ok(h) => e.sha256 = Some(h),
             Err(err) => e.error = Some(format!("cannot read the content: {err}")),
         },
@@ -766,58 +753,129 @@ fn entry(tree: &Tree, rel: &Path, st: &Stat) -> Entry {
     e
 }
 
-/// What one layer alone holds at `rel`: `None` when it neither holds,
-/// deletes nor hides it.
-fn probe(tree: &Tree, rel: &Path) -> std::io::Result<Option<Version>> {
-    let names: Vec<&[u8]> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.as_bytes()),
-            _ => None,
-        })
-        .collect();
-    if names.is_empty() {
-        let st = tree.list_self_stat()?;
-        return Ok(Some(Version::Present(entry(tree, rel, &st))));
-    }
-    let full = tree.style().is_none();
-    let mut dir = PathBuf::new();
-    let mut opaque_at: Option<PathBuf> = None;
-    for (k, name) in names.iter().enumerate() {
-        let (raw, opaque) = tree.probe(&dir, name)?;
-        if opaque || full {
-            opaque_at = Some(Path::new("/").join(&dir));
-        }
-        let here = dir.join(OsStr::from_bytes(name));
-        match raw {
-            None => {
-                return Ok(opaque_at.map(|at| Version::Hidden {
-                    at,
-                    by: if full {
-                        HiddenBy::FullTree
-                    } else {
-                        HiddenBy::OpaqueDir
-                    },
-                }))
-            }
-            Some(Raw::Whiteout) => {
-                return Ok(Some(Version::Deleted {
-                    at: Path::new("/").join(&here),
-                }))
-            }
-            Some(Raw::Entry(st)) if k + 1 == names.len() => {
-                return Ok(Some(Version::Present(entry(tree, &here, &st))))
-            }
-            Some(Raw::Entry(st)) if st.is_dir() => dir = here,
-            Some(Raw::Entry(_)) => {
-                return Ok(Some(Version::Hidden {
-                    at: Path::new("/").join(&here),
-                    by: HiddenBy::NonDirectory,
-                }))
-            }
+/// A path of a layer as the container sees it: `/` and `names` joined.
+fn absolute(names: &[&[u8]]) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    p.extend(names.iter().map(|n| OsStr::from_bytes(n)));
+    p
+}
+
+/// Probes one layer alone for paths in sorted order, keeping open the
+/// directories on the way to the last one, so that each new name costs one
+/// step (as [`crate::union::Lookup`] does for views).
+struct Prober<'t> {
+    tree: &'t Tree,
+    /// The layer's top, then each directory entered for the last path.
+    levels: Vec<ProbeLevel>,
+}
+
+struct ProbeLevel {
+    name: Vec<u8>,
+    /// Relative to the layer's top.
+    rel: PathBuf,
+    /// `None` when the layer lacks the directory.
+    fd: Option<OwnedFd>,
+    /// Depth of the deepest directory down to this one that hides what is
+    /// below it (opaque; every directory of a full tree).
+    hides_at: Option<usize>,
+}
+
+impl<'t> Prober<'t> {
+    fn new(tree: &'t Tree) -> Prober<'t> {
+        Prober {
+            tree,
+            levels: Vec::new(),
         }
     }
-    Ok(None)
+
+    /// What the layer alone holds at `rel`: `None` when it neither holds,
+    /// deletes nor hides it.
+    fn probe(&mut self, rel: &Path) -> std::io::Result<Option<Version>> {
+        let tree = self.tree;
+        let names: Vec<&[u8]> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes()),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            let st = tree.list_self_stat()?;
+            return Ok(Some(Version::Present(entry(tree, rel, &st))));
+        }
+        if self.levels.is_empty() {
+            self.levels.push(ProbeLevel {
+                name: Vec::new(),
+                rel: PathBuf::new(),
+                fd: beneath::absent_if_missing(tree.open_dir(Path::new("")))?,
+                hides_at: None,
+            });
+        }
+        let shared = self.levels[1..]
+            .iter()
+            .zip(&names[..names.len() - 1])
+            .take_while(|(level, name)| level.name == **name)
+            .count();
+        self.levels.truncate(shared + 1);
+        let full = tree.style().is_none();
+        for (k, name) in names.iter().enumerate().skip(shared) {
+            let level = &self.levels[k];
+            let (raw, opaque) = match &level.fd {
+                Some(fd) => tree.probe_at(fd, &level.rel, name)?,
+                None => (None, false),
+            };
+            let hides_at = if opaque || full {
+                Some(k)
+            } else {
+                k.checked_sub(1).and_then(|p| self.levels[p].hides_at)
+            };
+            self.levels[k].hides_at = hides_at;
+            match raw {
+                None => {
+                    return Ok(hides_at.map(|d| Version::Hidden {
+                        at: absolute(&names[..d]),
+                        by: if full {
+                            HiddenBy::FullTree
+                        } else {
+                            HiddenBy::OpaqueDir
+                        },
+                    }))
+                }
+                Some(Raw::Whiteout) => {
+                    return Ok(Some(Version::Deleted {
+                        at: absolute(&names[..=k]),
+                    }))
+                }
+                Some(Raw::Entry(st)) if k + 1 == names.len() => {
+                    let here = self.levels[k].rel.join(OsStr::from_bytes(name));
+                    return Ok(Some(Version::Present(entry(tree, &here, &st))));
+                }
+                Some(Raw::Entry(st)) if st.is_dir() => {
+                    let level = &self.levels[k];
+                    let fd = match &level.fd {
+                        Some(fd) => {
+                            beneath::absent_if_missing(beneath::open_child_dir(fd.as_fd(), name))?
+                        }
+                        None => None,
+                    };
+                    let rel = level.rel.join(OsStr::from_bytes(name));
+                    self.levels.push(ProbeLevel {
+                        name: name.to_vec(),
+                        rel,
+                        fd,
+                        hides_at: None,
+                    });
+                }
+                Some(Raw::Entry(_)) => {
+                    return Ok(Some(Version::Hidden {
+                        at: absolute(&names[..=k]),
+                        by: HiddenBy::NonDirectory,
+                    }))
+                }
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Searches every container and image of `root` for `query` (a path or a
@@ -872,18 +930,21 @@ pub fn find(
     // (path, slot) of hidden records with a copy below them to hide.
     let mut effective: HashSet<(usize, usize)> = HashSet::new();
     for (s, subject) in subjects.iter().enumerate() {
-        let mut opened: Option<Option<view::View>> = None;
+        let opened: OnceCell<Option<view::View>> = OnceCell::new();
+        let mut lookup: Option<Lookup> = None;
         if subject.slots.iter().any(|&l| !slots[l].probed) {
-            let v = opened.insert(open_view(root, subject, &mut warnings));
-            let Some(v) = v else { continue };
+            let Some(v) = opened.get_or_init(|| open_view(root, subject, &mut warnings)) else {
+                continue;
+            };
             for (i, tree) in v.union.trees.iter().enumerate() {
                 let l = subject.slots[i];
                 if slots[l].probed {
                     continue;
                 }
                 slots[l].probed = true;
+                let mut prober = Prober::new(tree);
                 for (p, path) in paths.iter().enumerate() {
-                    match probe(tree, path) {
+                    match prober.probe(path) {
                         Ok(Some(version)) => {
                             records[p].insert(l, version);
                         }
@@ -922,9 +983,14 @@ pub fn find(
                 seen.insert((s, p), *answer);
                 continue;
             }
-            let v = opened.get_or_insert_with(|| open_view(root, subject, &mut warnings));
-            let Some(v) = v else { break };
-            match v.union.lookup(path) {
+            let Some(v) = opened.get_or_init(|| open_view(root, subject, &mut warnings)) else {
+                break;
+            };
+            let found = match &mut lookup {
+                Some(l) => l.get(path),
+                None => Lookup::new(&v.union, 0).and_then(|l| lookup.insert(l).get(path)),
+            };
+            match found {
                 Ok(node) => {
                     let answer = node.and_then(|n| subject.slots.get(n.layer).copied());
                     seen.insert((s, p), answer);

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::beneath::Beneath;
+use crate::driver::Confidence;
 use crate::error::{Error, Result};
+use crate::loader::Drivers;
+use crate::model::catalog;
 use crate::model::container::Container;
 use crate::model::ids;
 use crate::model::image::{Image, References};
@@ -25,21 +28,99 @@ pub struct ItemError {
 #[derive(Debug)]
 pub struct DockerRoot {
     dir: Beneath,
+    /// Containers and images engines keep in their own metadata.
+    catalog: Catalogued,
+    /// Other evidence directories holding layers (see
+    /// [`Catalog::stores`](crate::driver::Catalog::stores)).
+    stores: Vec<Beneath>,
 }
+
+/// What the drivers' catalogs hold, in the docker model.
+#[derive(Debug, Default)]
+struct Catalogued {
+    containers: Vec<Container>,
+    images: Vec<Image>,
+    /// (driver, message) for records a catalog could not read.
+    problems: Vec<(String, String)>,
+}
+
+impl Catalogued {
+    fn problems(&self) -> impl Iterator<Item = ItemError> + '_ {
+        self.problems.iter().map(|(name, p)| ItemError {
+            name: name.clone(),
+            error: Error::Usage(p.clone()),
+        })
+    }
+}
+
+const DOCKER_DIRS: [&str; 3] = ["containers", "image", "graph"];
 
 impl DockerRoot {
     /// Opens a docker root. Fails only when the directory cannot be opened
     /// or holds none of docker's top-level directories.
     pub fn open(path: &Path) -> Result<DockerRoot> {
         let dir = Beneath::open(path)?;
-        let known = ["containers", "image", "graph"];
-        if !known.iter().any(|d| dir.exists(Path::new(d))) {
+        if !DOCKER_DIRS.iter().any(|d| dir.exists(Path::new(d))) {
             return Err(Error::invalid(
                 path,
                 "not a docker root: no containers/, image/ or graph/ directory; pass the docker data root with --root",
             ));
         }
-        Ok(DockerRoot { dir })
+        Ok(DockerRoot {
+            dir,
+            catalog: Catalogued::default(),
+            stores: Vec::new(),
+        })
+    }
+
+    /// Opens a root with the containers and images of every driver's
+    /// catalog. Accepts an engine's own root (podman's storage, containerd's
+    /// root) when a driver recognises it.
+    pub fn open_with(path: &Path, drivers: &Drivers) -> Result<DockerRoot> {
+        let dir = Beneath::open(path)?;
+        let docker = DOCKER_DIRS.iter().any(|d| dir.exists(Path::new(d)));
+        let mut root = DockerRoot {
+            dir,
+            catalog: Catalogued::default(),
+            stores: Vec::new(),
+        };
+        let mut claimed = false;
+        for d in &drivers.loaded {
+            if !d.detect(path).is_ok_and(|c| c > Confidence::NONE) {
+                continue;
+            }
+            claimed = true;
+            match d.catalog(path) {
+                Ok(mut c) => {
+                    for store in std::mem::take(&mut c.stores) {
+                        match Beneath::open(&store) {
+                            Ok(b) => root.stores.push(b),
+                            Err(e) => root
+                                .catalog
+                                .problems
+                                .push((d.name().to_string(), e.to_string())),
+                        }
+                    }
+                    let (containers, images, problems) = catalog::convert(d.name(), c);
+                    root.catalog.containers.extend(containers);
+                    root.catalog.images.extend(images);
+                    root.catalog
+                        .problems
+                        .extend(problems.into_iter().map(|p| (d.name().to_string(), p)));
+                }
+                Err(e) => root
+                    .catalog
+                    .problems
+                    .push((d.name().to_string(), format!("{}: {e}", d.name()))),
+            }
+        }
+        if !docker && !claimed {
+            return Err(Error::invalid(
+                path,
+                "not a docker root: no containers/, image/ or graph/ directory and no loaded driver recognises it; pass the docker data root with --root",
+            ));
+        }
+        Ok(root)
     }
 
     pub fn path(&self) -> &Path {
@@ -48,6 +129,24 @@ impl DockerRoot {
 
     pub fn dir(&self) -> &Beneath {
         &self.dir
+    }
+
+    /// The root and every store a driver declared.
+    pub fn evidence_dirs(&self) -> impl Iterator<Item = &Beneath> {
+        std::iter::once(&self.dir).chain(&self.stores)
+    }
+
+    /// The evidence directory holding layer directory `dir` (the root, or a
+    /// store a driver declared) and `dir` relative to it. Refuses anything
+    /// else and any `..` or odd component.
+    pub fn locate<'a>(&self, dir: &'a Path) -> Result<(&Beneath, &'a Path)> {
+        self.evidence_dirs()
+            .find_map(|base| {
+                let rel = dir.strip_prefix(base.path()).ok()?;
+                crate::beneath::check_relative(rel).ok()?;
+                Some((base, rel))
+            })
+            .ok_or_else(|| Error::invalid(dir, "layer directory outside the evidence root"))
     }
 
     /// The image stores (`image/<name>`), one per storage driver ever used.
@@ -61,8 +160,16 @@ impl DockerRoot {
             .collect()
     }
 
-    /// Every container directory, read.
+    /// Every container: docker's container directories, read, then the
+    /// drivers' catalogs.
     pub fn containers(&self) -> Vec<Result<Container, ItemError>> {
+        let mut out = self.docker_containers();
+        out.extend(self.catalog.containers.iter().cloned().map(Ok));
+        out.extend(self.catalog.problems().map(Err));
+        out
+    }
+
+    fn docker_containers(&self) -> Vec<Result<Container, ItemError>> {
         let names = match self.dir.list(Path::new("containers")) {
             Ok(n) => n,
             Err(e) if !self.dir.exists(Path::new("containers")) => {
@@ -115,6 +222,8 @@ impl DockerRoot {
                 .into_iter()
                 .map(|r| r.map_err(|(name, error)| ItemError { name, error })),
         );
+        out.extend(self.catalog.images.iter().cloned().map(Ok));
+        out.extend(self.catalog.problems().map(Err));
         out
     }
 

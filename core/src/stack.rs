@@ -5,9 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::beneath::check_relative;
 use crate::detect;
-use crate::driver::LayerSource;
+use crate::driver::{CatalogLayer, ErrorKind, LayerSource};
 use crate::error::{Error, Result};
 use crate::loader::{Drivers, LoadedDriver};
 use crate::model::container::Container;
@@ -16,15 +15,7 @@ use crate::model::layerdb::{self, LayerDb};
 use crate::model::legacy;
 use crate::root::DockerRoot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The container's read-write layer: what it changed.
-    Rw,
-    /// The init layer docker adds (hosts, resolv.conf, ... stubs).
-    Init,
-    Image,
-}
+pub use crate::driver::Role;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StackLayer {
@@ -49,10 +40,7 @@ pub struct Stack {
 fn describe(root: &DockerRoot, driver: &LoadedDriver, id: &str) -> Result<LayerSource> {
     let source = driver.layer(root.path(), id)?;
     if let Some(dir) = source.dir() {
-        let inside = dir
-            .strip_prefix(root.path())
-            .map(|rel| check_relative(rel).is_ok());
-        if inside != Ok(true) {
+        if root.locate(dir).is_err() {
             return Err(Error::invalid(
                 dir,
                 format!(
@@ -126,7 +114,19 @@ pub fn container_stack(root: &DockerRoot, drivers: &Drivers, c: &Container) -> R
     if c.legacy {
         return legacy_container_stack(root, driver, c, name);
     }
-    let mount = layerdb::read_mount(root.dir(), &name, &c.id)?;
+    if let Some(record) = &c.catalog {
+        return catalog_stack(root, driver, &record.layers);
+    }
+    let mount = match layerdb::read_mount(root.dir(), &name, &c.id) {
+        Ok(m) => m,
+        // Engines such as the containerd image store keep the layers of
+        // docker's containers themselves.
+        Err(e) => match driver.container_layers(root.path(), &c.id) {
+            Ok(layers) => return catalog_stack(root, driver, &layers),
+            Err(d) if d.kind == ErrorKind::Unsupported => return Err(e),
+            Err(d) => return Err(d.into()),
+        },
+    };
     let db = root.layerdb(&name);
     let mut warnings = Vec::new();
     let mut layers = vec![StackLayer {
@@ -154,6 +154,34 @@ pub fn container_stack(root: &DockerRoot, drivers: &Drivers, c: &Container) -> R
         driver: name,
         layers,
         warnings,
+    };
+    cross_check(&mut stack);
+    Ok(stack)
+}
+
+/// A stack an engine's catalog describes: its layer ids, top first.
+fn catalog_stack(
+    root: &DockerRoot,
+    driver: &LoadedDriver,
+    layers: &[CatalogLayer],
+) -> Result<Stack> {
+    let layers = layers
+        .iter()
+        .map(|l| {
+            Ok(StackLayer {
+                role: l.role,
+                driver_id: l.id.clone(),
+                chain_id: None,
+                diff_id: None,
+                size: None,
+                source: describe(root, driver, &l.id)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut stack = Stack {
+        driver: driver.name().to_string(),
+        layers,
+        warnings: Vec::new(),
     };
     cross_check(&mut stack);
     Ok(stack)
@@ -219,6 +247,9 @@ fn legacy_container_stack(
 /// The layers of an image, top first.
 pub fn image_stack(root: &DockerRoot, drivers: &Drivers, image: &Image) -> Result<Stack> {
     let driver = detect::require(drivers, &image.store)?;
+    if let Some(record) = &image.catalog {
+        return catalog_stack(root, driver, &record.layers);
+    }
     if image.legacy {
         return Ok(Stack {
             driver: image.store.clone(),

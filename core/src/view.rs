@@ -12,13 +12,15 @@ use crate::error::{Error, Result};
 use crate::model::tarsplit::TarSplit;
 use crate::pathfmt;
 use crate::root::DockerRoot;
-use crate::stack::{relative_dir, Role, Stack, StackLayer};
-use crate::union::{Raw, Tree, Union};
+use crate::stack::{Role, Stack, StackLayer};
+use crate::union::{Lookup, Raw, Tree, Union};
 
 /// A stack ready to read: the union, the stack layers behind it (same
 /// order, top first) and what could not be taken into account.
 #[derive(Debug)]
 pub struct View {
+    /// The storage driver of the stack (see `Drivers::by_name`).
+    pub driver: String,
     pub union: Union,
     pub layers: Vec<StackLayer>,
     pub warnings: Vec<String>,
@@ -43,13 +45,37 @@ fn tar_split_opaque(root: &DockerRoot, stack_name: &str, chain_id: &str) -> Resu
     Ok(TarSplit::read(root.dir(), &rel)?.opaque_dirs())
 }
 
+/// The evidence directory all of the stack's layer directories lie in: the
+/// root, or one store a driver declared (never a mix).
+pub fn stack_base<'r>(root: &'r DockerRoot, stack: &Stack) -> Result<&'r Beneath> {
+    let mut base: Option<&Beneath> = None;
+    for dir in stack.layers.iter().filter_map(|l| l.source.dir()) {
+        let (b, _) = root.locate(dir)?;
+        match base {
+            Some(first) if first.path() != b.path() => {
+                return Err(Error::invalid(
+                    dir,
+                    format!(
+                        "the layers lie in two evidence directories ({} and {})",
+                        first.path().display(),
+                        b.path().display()
+                    ),
+                ))
+            }
+            _ => base = Some(b),
+        }
+    }
+    Ok(base.unwrap_or(root.dir()))
+}
+
 /// Opens the layers of `stack` as a [`Union`]. Full trees are opaque
 /// everywhere, so the view of a full-tree driver is its top layer, and the
 /// layers below still serve to compare against (diff).
 pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
     // Read through a private noatime mount when we can, the evidence directly otherwise.
-    let noatime = root.dir().noatime_clone();
-    let base: &Beneath = noatime.as_ref().unwrap_or(root.dir());
+    let evidence = stack_base(root, stack)?;
+    let noatime = evidence.noatime_clone();
+    let base: &Beneath = noatime.as_ref().unwrap_or(evidence);
     let trusted = can_read_trusted();
     let mut warnings = Vec::new();
     if noatime.is_none() {
@@ -88,7 +114,8 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
                 continue;
             }
         };
-        let mut tree = Tree::open(base, relative_dir(root, dir)?, style, &layer.driver_id)?;
+        let (_, rel) = root.locate(dir)?;
+        let mut tree = Tree::open(base, rel, style, &layer.driver_id)?;
         if style == Some(WhiteoutStyle::Overlay) && !trusted {
             match (&layer.role, &layer.chain_id) {
                 (Role::Image, Some(chain)) => match tar_split_opaque(root, &stack.driver, chain) {
@@ -106,8 +133,7 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
     }
     let union = Union::new(trees);
     for i in pending_unknown {
-        let mut dirs = Vec::new();
-        shadowing_dirs(&union, i, Path::new(""), &mut dirs)?;
+        let dirs = shadowing_dirs(&union, i)?;
         if !dirs.is_empty() {
             let shown: Vec<String> = dirs
                 .iter()
@@ -126,6 +152,7 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
         }
     }
     Ok(View {
+        driver: stack.driver.clone(),
         union,
         layers,
         warnings,
@@ -157,31 +184,42 @@ fn open_block_images(
     blockmount::mount_images(images).map(Some)
 }
 
-/// Directories of layer `i` (below `dir`) that also exist as directories
-/// in a lower layer: those an unreadable opaque marker could affect.
-fn shadowing_dirs(union: &Union, i: usize, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Directories of layer `i` that also exist as directories in a lower
+/// layer (those an unreadable opaque marker could affect), parents first,
+/// names sorted. A loop over a stack of directories still to visit, not
+/// recursion: evidence nests directories as deep as a path allows.
+fn shadowing_dirs(union: &Union, i: usize) -> Result<Vec<PathBuf>> {
     let tree = &union.trees[i];
-    let listing = tree.list(dir).map_err(|cause| Error::Io {
-        path: tree.path().join(dir),
-        cause,
-    })?;
-    for (name, raw) in listing.entries {
-        let Raw::Entry(st) = raw else { continue };
-        if !st.is_dir() {
-            continue;
+    let mut out = Vec::new();
+    // Paths come parents first and sorted: one lookup walks them all.
+    let mut below: Option<Lookup> = None;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(dir) = pending.pop() {
+        if !dir.as_os_str().is_empty() && union.trees.len() > i + 1 {
+            let lookup = match &mut below {
+                Some(l) => l,
+                None => below.insert(Lookup::new(union, i + 1)?),
+            };
+            if lookup.get(&dir)?.is_some_and(|n| n.stat.is_dir()) {
+                out.push(dir.clone());
+            }
         }
-        let rel = dir.join(OsStr::from_bytes(&name));
-        let below = if union.trees.len() > i + 1 {
-            union.lookup_from(i + 1, &rel)?
-        } else {
-            None
-        };
-        if below.is_some_and(|n| n.stat.is_dir()) {
-            out.push(rel.clone());
-        }
-        shadowing_dirs(union, i, &rel, out)?;
+        let listing = tree.list(&dir).map_err(|cause| Error::Io {
+            path: tree.path().join(&dir),
+            cause,
+        })?;
+        let subdirs = listing
+            .entries
+            .into_iter()
+            .filter_map(|(name, raw)| match raw {
+                Raw::Entry(st) if st.is_dir() => Some(dir.join(OsStr::from_bytes(&name))),
+                _ => None,
+            });
+        let at = pending.len();
+        pending.extend(subdirs);
+        pending[at..].reverse();
     }
-    Ok(())
+    Ok(out)
 }
 
 /// A named volume's data (`volumes/<name>/_data`) as a one-tree union, for

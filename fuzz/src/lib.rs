@@ -37,6 +37,11 @@ pub mod overlay2;
 #[path = "../../drivers/aufs/src/lib.rs"]
 pub mod aufs;
 
+/// The containerd overlayfs snapshotter driver's own source (its bolt
+/// reader and containerd's metadata).
+#[path = "../../drivers/containerd-overlayfs/src/lib.rs"]
+pub mod overlayfs;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -68,6 +73,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("union_lookup", union_lookup),
     ("logs", logs),
     ("dm_thin", dm_thin),
+    ("containerd_bolt", containerd_bolt),
 ];
 
 /// The target called `name`.
@@ -79,6 +85,7 @@ pub fn target(name: &str) -> Option<Target> {
 pub fn max_len(name: &str) -> usize {
     match name {
         "dm_thin" => 64 * 1024,
+        "containerd_bolt" => 256 * 1024,
         "tarsplit" | "logs" | "image" | "container" => 16 * 1024,
         _ => 4096,
     }
@@ -656,6 +663,73 @@ pub fn logs(data: &[u8]) {
     for w in warnings {
         assert!(w.contains(&*t.path().to_string_lossy()), "{w}");
     }
+}
+
+/// containerd's bolt databases, read by the overlayfs driver: the first
+/// byte says what the rest is — bit 0 set: containerd's `meta.db`, else the
+/// overlayfs snapshotter's `metadata.db` (the other file is missing). Every
+/// bucket of the raw file is walked, then the driver reads it from a
+/// scratch containerd root as `list`, `images` and `export` would.
+pub fn containerd_bolt(data: &[u8]) {
+    use docker_mount_core::Driver;
+    use overlayfs::bolt::{Bucket, Db, Value};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    fn walk(db: &Db<Vec<u8>>, b: &Bucket, depth: usize, budget: &mut usize) {
+        if depth > 8 {
+            return;
+        }
+        let Ok(entries) = db.entries(b) else {
+            return;
+        };
+        for (k, v) in entries {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            let _ = db.get(b, &k);
+            if let Value::Bucket(child) = v {
+                walk(db, &child, depth + 1, budget);
+            }
+        }
+    }
+    if let Ok(db) = Db::new(rest.to_vec()) {
+        walk(&db, &db.root(), 0, &mut 10_000);
+    }
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let root = scratch.path();
+    let rel = if mode & 1 == 1 {
+        Path::new(overlayfs::meta::META_DB).to_path_buf()
+    } else {
+        Path::new(overlayfs::SNAPSHOTTER_DIR).join(overlayfs::meta::SNAPSHOTTER_DB)
+    };
+    let file = root.join(&rel);
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("scratch: mkdir");
+    std::fs::write(&file, rest).expect("scratch: write");
+    for id in ["1", "2"] {
+        let fs = root
+            .join(overlayfs::SNAPSHOTTER_DIR)
+            .join("snapshots")
+            .join(id)
+            .join("fs");
+        std::fs::create_dir_all(fs).expect("scratch: mkdir");
+    }
+    let d = overlayfs::Overlayfs;
+    let _ = d.detect(root);
+    if let Ok(c) = d.catalog(root) {
+        for l in c.containers.iter().flat_map(|c| &c.layers) {
+            assert!(is_safe_component(&l.id), "layer id {:?}", l.id);
+        }
+    }
+    for id in ["1", "2"] {
+        if let Ok(source) = d.layer(root, id) {
+            let dir = source.dir().expect("a directory").to_path_buf();
+            assert!(dir.starts_with(root), "{} outside the root", dir.display());
+        }
+    }
+    let _ = d.layers(root);
+    let _ = d.container_layers(root, "c1");
 }
 
 /// Thin-pool metadata (the devicemapper driver's), read as `extract` and

@@ -132,4 +132,5 @@ targets!(
     union_lookup,
     logs,
     dm_thin,
+    containerd_bolt,
 );

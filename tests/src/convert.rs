@@ -18,6 +18,7 @@ use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use sha2::{Digest, Sha256};
 
+use crate::full_tree::{overlay2_to_full, FullDriver};
 use crate::real::{self, RealRoot};
 
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -65,36 +66,40 @@ fn keep_times(dir: &Path, change: impl FnOnce()) {
         .unwrap_or_else(|e| panic!("utimensat {}: {e}", dir.display()));
 }
 
-/// Rewrites one layer's overlay markers as aufs ones, recursively.
-fn convert_markers(dir: &Path) {
-    let entries: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    for path in entries {
-        let meta = fs::symlink_metadata(&path).expect("lstat");
-        if meta.file_type().is_char_device() && meta.rdev() == 0 {
-            let name = path.file_name().expect("a name").as_bytes();
-            let mut wh = b".wh.".to_vec();
-            wh.extend_from_slice(name);
-            keep_times(dir, || {
-                fs::remove_file(&path).expect("remove overlay whiteout");
-                File::create(dir.join(OsString::from_vec(wh))).expect("create aufs whiteout");
-            });
-            continue;
-        }
-        if meta.is_dir() {
-            if xattr::get(&path, OPAQUE_XATTR).ok().flatten().as_deref() == Some(b"y") {
-                keep_times(&path, || {
-                    File::create(path.join(".wh..wh..opq")).expect("create aufs opaque marker");
+/// Rewrites one layer's overlay markers as aufs ones, through a stack of
+/// directories still to visit.
+fn convert_markers(layer: &Path) {
+    let mut pending = vec![layer.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries: Vec<PathBuf> = fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("dir entry").path())
+            .collect();
+        for path in entries {
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            if meta.file_type().is_char_device() && meta.rdev() == 0 {
+                let name = path.file_name().expect("a name").as_bytes();
+                let mut wh = b".wh.".to_vec();
+                wh.extend_from_slice(name);
+                keep_times(&dir, || {
+                    fs::remove_file(&path).expect("remove overlay whiteout");
+                    File::create(dir.join(OsString::from_vec(wh))).expect("create aufs whiteout");
                 });
+                continue;
             }
-            convert_markers(&path);
-        }
-        if !meta.file_type().is_symlink() {
-            for name in xattr::list(&path).expect("list xattrs") {
-                if name.as_bytes().starts_with(b"trusted.overlay.") {
-                    xattr::remove(&path, &name).expect("remove overlay xattr");
+            if meta.is_dir() {
+                if xattr::get(&path, OPAQUE_XATTR).ok().flatten().as_deref() == Some(b"y") {
+                    keep_times(&path, || {
+                        File::create(path.join(".wh..wh..opq")).expect("create aufs opaque marker");
+                    });
+                }
+                pending.push(path.clone());
+            }
+            if !meta.file_type().is_symlink() {
+                for name in xattr::list(&path).expect("list xattrs") {
+                    if name.as_bytes().starts_with(b"trusted.overlay.") {
+                        xattr::remove(&path, &name).expect("remove overlay xattr");
+                    }
                 }
             }
         }
@@ -174,5 +179,60 @@ pub fn overlay2_to_aufs(src: &Path, dest: &Path) {
             text.replace("\"Driver\":\"overlay2\"", "\"Driver\":\"aufs\""),
         )
         .expect("write config");
+    }
+}
+
+/// Builds an overlay (v1) root at `dest` from the overlay2 root `src`: each
+/// image layer a complete tree `overlay/<id>/root`, each container and init
+/// layer its diff as `overlay/<id>/upper` beside `lower-id` (the image's
+/// top layer), `work/` and `merged/`, as docker's overlay driver lays them
+/// out.
+pub fn overlay2_to_overlay(src: &Path, dest: &Path) {
+    let driver = FullDriver {
+        name: "overlay",
+        store: "overlay",
+        snapshots: false,
+    };
+    overlay2_to_full(src, dest, driver);
+    let overlay2 = src.join("overlay2");
+    let store = dest.join(driver.store);
+    let id_of_link: std::collections::HashMap<String, String> = fs::read_dir(&overlay2)
+        .expect("list overlay2")
+        .filter_map(|e| {
+            let id = e.expect("entry").file_name().to_string_lossy().into_owned();
+            let link = fs::read_to_string(overlay2.join(&id).join("link")).ok()?;
+            Some((link.trim().to_string(), id))
+        })
+        .collect();
+    for entry in fs::read_dir(&store).expect("list overlay") {
+        let id = entry.expect("entry").file_name();
+        let layer = overlay2.join(&id);
+        let tree = store.join(&id);
+        let moved = store.join(format!("{}.tree", id.to_string_lossy()));
+        fs::rename(&tree, &moved).expect("move the tree aside");
+        fs::create_dir(&tree).expect("mkdir layer");
+        if layer.join("committed").exists() {
+            fs::rename(&moved, tree.join("root")).expect("move the tree to root/");
+            continue;
+        }
+        fs::remove_dir_all(&moved).expect("remove the container's full tree");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(layer.join("diff"))
+            .arg(tree.join("upper"))
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "cp -a {}/diff failed", layer.display());
+        let image_top = fs::read_to_string(layer.join("lower"))
+            .unwrap_or_default()
+            .split(':')
+            .filter_map(|l| id_of_link.get(l.trim().trim_start_matches("l/")))
+            .find(|id| overlay2.join(id).join("committed").exists())
+            .cloned()
+            .unwrap_or_default();
+        fs::write(tree.join("lower-id"), image_top).expect("write lower-id");
+        for sub in ["work", "merged"] {
+            fs::create_dir(tree.join(sub)).expect("mkdir");
+        }
     }
 }

@@ -112,8 +112,9 @@ impl DmRoot {
     }
 }
 
+/// What [`devicemapper_in_place`] packed.
 #[derive(Serialize, Deserialize)]
-struct Meta {
+pub struct Meta {
     fs: Fs,
     devices: Vec<DmDevice>,
     nr_data_blocks: u64,
@@ -298,11 +299,18 @@ struct Image {
 
 /// Builds a devicemapper-layout root at `dest` from the overlay2 root `src`.
 fn overlay2_to_devicemapper(src: &Path, dest: &Path, work: &Path, fs_kind: Fs) -> Meta {
-    fs::create_dir_all(work).expect("mkdir work");
     // Copy through a read-only noatime bind: the source is evidence for other tests.
     let view = crate::mounts::noatime_bind(src);
     run(Command::new("cp").arg("-a").arg(view.path()).arg(dest));
     drop(view);
+    devicemapper_in_place(dest, work, fs_kind)
+}
+
+/// Turns the overlay2 root `dest` (real or synthetic; a copy, or made for
+/// the purpose) into a devicemapper root, working in `work`. In place,
+/// since `cp` cannot copy paths longer than PATH_MAX.
+pub fn devicemapper_in_place(dest: &Path, work: &Path, fs_kind: Fs) -> Meta {
+    fs::create_dir_all(work).expect("mkdir work");
     let overlay2 = dest.join("overlay2");
     fs::create_dir_all(overlay2.join("empty-lower")).expect("mkdir empty-lower");
     let layers = overlay2_layers(&overlay2);

@@ -86,7 +86,7 @@ pub fn snapshot(root: &Path) -> Snapshot {
     let mut rec = record_from_stat(&st);
     rec.xattrs = read_xattrs(&proc_path(dir.as_raw_fd(), None), &mut rec.errors);
     records.insert(Vec::new(), rec);
-    walk(dir, &[], st.st_dev, &mut records);
+    walk(dir, st.st_dev, &mut records);
     Snapshot {
         root: root.to_path_buf(),
         records,
@@ -218,8 +218,15 @@ pub(crate) fn proc_path(dirfd: i32, name: Option<&[u8]>) -> PathBuf {
     p
 }
 
-fn walk(mut dir: Dir, prefix: &[u8], dev: u64, records: &mut BTreeMap<Vec<u8>, Record>) {
-    let fd = dir.as_raw_fd();
+/// A directory being walked: its fd, path, and the names not yet recorded.
+struct Frame {
+    dir: Dir,
+    prefix: Vec<u8>,
+    names: std::vec::IntoIter<Vec<u8>>,
+}
+
+/// Reads the names of `dir` (sorted), noting read errors on its record.
+fn frame(mut dir: Dir, prefix: Vec<u8>, records: &mut BTreeMap<Vec<u8>, Record>) -> Frame {
     let mut names = Vec::new();
     let mut dir_errors = Vec::new();
     for ent in dir.iter() {
@@ -234,13 +241,31 @@ fn walk(mut dir: Dir, prefix: &[u8], dev: u64, records: &mut BTreeMap<Vec<u8>, R
         }
     }
     if !dir_errors.is_empty() {
-        if let Some(r) = records.get_mut(prefix) {
+        if let Some(r) = records.get_mut(&prefix) {
             r.errors.extend(dir_errors);
         }
     }
     names.sort();
-    for name in names {
-        let path = join(prefix, &name);
+    Frame {
+        dir,
+        prefix,
+        names: names.into_iter(),
+    }
+}
+
+/// Records everything below the open directory `top`. A loop over a stack
+/// of open directories (one per level: a path may be longer than
+/// PATH_MAX, so each is reached from its parent's fd), not recursion:
+/// evidence nests directories as deep as a path allows.
+fn walk(top: Dir, dev: u64, records: &mut BTreeMap<Vec<u8>, Record>) {
+    let mut stack = vec![frame(top, Vec::new(), records)];
+    while let Some(current) = stack.last_mut() {
+        let Some(name) = current.names.next() else {
+            stack.pop();
+            continue;
+        };
+        let fd = current.dir.as_raw_fd();
+        let path = join(&current.prefix, &name);
         let cname = OsStr::from_bytes(&name);
         let st = match fstatat(Some(fd), cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
@@ -271,7 +296,8 @@ fn walk(mut dir: Dir, prefix: &[u8], dev: u64, records: &mut BTreeMap<Vec<u8>, R
         }
         records.insert(path.clone(), rec);
         if let Some(d) = subdir {
-            walk(d, &path, dev, records);
+            let next = frame(d, path, records);
+            stack.push(next);
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The plugin loader against bad plugins: a wrong ABI version, files that
-//! are not plugins, and a plugin whose functions panic. Each is reported and
+//! The plugin loader against bad plugins: a wrong ABI version, a root
+//! module of an older ABI, files that are not plugins, and a plugin whose functions panic. Each is reported and
 //! the good drivers keep working.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -15,6 +15,7 @@ fn bad_plugins(dir: &Path) {
     for name in [
         "libdocker_mount_test_plugin_wrong_abi.so",
         "libdocker_mount_test_plugin_panicking.so",
+        "libdocker_mount_test_plugin_old_layout.so",
     ] {
         std::fs::copy(built.join(name), dir.join(name)).unwrap_or_else(|e| {
             panic!(
@@ -92,14 +93,21 @@ fn bad_plugins_are_reported_and_good_drivers_keep_working() {
             .unwrap()
             .to_string()
     };
+    let wrong = format!("driver ABI {}", docker_mount_core::ABI_VERSION + 1000);
     assert!(
-        why("wrong_abi.so").contains("driver ABI 1001"),
+        why("wrong_abi.so").contains(&wrong),
         "{}",
         why("wrong_abi.so")
     );
     assert!(why("libjunk.so").contains("not a docker-mount driver plugin"));
+    // A plugin of an older driver ABI: one line saying to rebuild it.
+    let old = why("old_layout.so");
+    assert!(
+        old.contains("built for another driver ABI") && !old.contains('\n') && old.len() < 200,
+        "{old}"
+    );
     assert!(why("libm.so").contains("not a docker-mount driver plugin"));
-    assert_eq!(failed.len(), 3);
+    assert_eq!(failed.len(), 4);
     let table = cli::run_with(&fx.root, &["drivers"], &[&plugins]);
     assert!(table.ok().contains("failed:") && table.stdout.contains("panicking"));
 

@@ -581,6 +581,48 @@ fn logs_of_a_container_without_log_files() {
     before.assert_unchanged(&integrity::snapshot(r.dir.path()));
 }
 
+/// A log that is a FIFO (or a symlink) is named, never read: an error
+/// when it is the only file, a warning beside the files that can be read.
+#[test]
+fn logs_name_a_log_that_is_not_a_regular_file() {
+    let r = Root::new();
+    let web = r.scene.fixture.container(r.scene.web);
+    let dir = r.container_dir(r.scene.web);
+    let live = dir.join(format!("{}-json.log", web.id));
+    std::fs::remove_file(&live).unwrap();
+    nix::unistd::mkfifo(&live, nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    let before = integrity::snapshot(r.dir.path());
+
+    let only = cli::run(r.path(), &["logs", "web", "--json"]);
+    assert_ne!(only.status, 0);
+    assert!(
+        only.stderr.contains(&*live.to_string_lossy())
+            && only.stderr.contains("is a FIFO, not a regular file"),
+        "{}",
+        only.stderr
+    );
+    assert_eq!(only.stdout, "", "no half JSON array");
+    let files = cli::run(r.path(), &["logs", "web", "--files", "--json"]).json();
+    assert_eq!(files.as_array().unwrap().len(), 1, "{files}");
+    before.assert_unchanged(&integrity::snapshot(r.dir.path()));
+
+    std::fs::write(
+        dir.join(format!("{}-json.log.1", web.id)),
+        json_line("kept\n", "stdout", "2021-03-04T05:00:00Z"),
+    )
+    .unwrap();
+    let before = integrity::snapshot(r.dir.path());
+    let both = cli::run(r.path(), &["logs", "web", "--json"]);
+    assert_eq!(lines(&both.json()).len(), 1);
+    assert!(
+        both.stderr.contains(&*live.to_string_lossy())
+            && both.stderr.contains("not a regular file; skipped"),
+        "{}",
+        both.stderr
+    );
+    before.assert_unchanged(&integrity::snapshot(r.dir.path()));
+}
+
 #[test]
 fn userns_ids_map_from_the_host_subuid() {
     let h = Host::new().seal();

@@ -45,6 +45,37 @@ pub fn crates_in(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The driver plugins: for each crate under `drivers/`, its driver name,
+/// the package name after `docker-mount-driver-` (the plugin is then
+/// `libdocker_mount_driver_<name>.so`, and the driver reports that name).
+/// A crate's directory may say more than its name
+/// (`drivers/containerd-overlayfs` is the `overlayfs` driver).
+pub fn driver_names() -> Result<Vec<String>> {
+    let dir = workspace().join("drivers");
+    let mut names = Vec::new();
+    for d in crates_in(&dir)? {
+        let manifest = dir.join(&d).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("cannot read {}", manifest.display()))?;
+        let name = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("name"))
+            .filter_map(|l| l.trim_start().strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"'))
+            .next()
+            .and_then(|n| n.strip_prefix("docker-mount-driver-"))
+            .with_context(|| {
+                format!(
+                    "{}: the package name must be docker-mount-driver-<name>",
+                    manifest.display()
+                )
+            })?;
+        names.push(name.to_string());
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Builds `packages` and copies their `lib<name>.so` into `dest`.
 fn build_plugins(
     profile_dir: &Path,
@@ -80,7 +111,7 @@ pub fn build_drivers(release: bool) -> Result<PathBuf> {
         cli.push("--release");
     }
     cargo(&cli)?;
-    let drivers: Vec<String> = crates_in(&workspace().join("drivers"))?
+    let drivers: Vec<String> = driver_names()?
         .into_iter()
         .map(|d| format!("docker-mount-driver-{d}"))
         .collect();

@@ -31,7 +31,7 @@ const USAGE: &str =
 /// What to package.
 #[derive(Debug)]
 struct Options {
-    /// Driver directory names under `drivers/`; empty: all.
+    /// Driver names (as `build::driver_names`); empty: all.
     drivers: Vec<String>,
     target_dir: Option<PathBuf>,
     out: Option<PathBuf>,
@@ -239,7 +239,7 @@ pub fn run(args: &[String]) -> Result<()> {
         // Single-threaded: nothing reads the environment concurrently.
         std::env::set_var("CARGO_TARGET_DIR", absolute(t)?);
     }
-    let known = build::crates_in(&build::workspace().join("drivers"))?;
+    let known = build::driver_names()?;
     let drivers = if opts.drivers.is_empty() {
         known.clone()
     } else {

@@ -7,6 +7,16 @@ use anyhow::{bail, Result};
 /// (command that must exist, Debian package providing it)
 const NEEDED: &[(&str, &str)] = &[
     ("dockerd", "docker.io"),
+    // podman pulls in conmon and an OCI runtime (crun or runc).
+    ("podman", "podman"),
+    ("conmon", "conmon"),
+    // containerd 1.6 and ctr (the containerd image store's real tier); runc runs its containers.
+    ("containerd", "containerd"),
+    ("ctr", "containerd"),
+    ("runc", "runc"),
+    // A rootless dockerd (dockerd-rootless.sh, with --net=host: no slirp4netns).
+    ("rootlesskit", "rootlesskit"),
+    ("newuidmap", "uidmap"),
     ("busybox", "busybox-static"),
     ("mkfs.btrfs", "btrfs-progs"),
     ("thin_dump", "thin-provisioning-tools"),

@@ -1,24 +1,58 @@
 //! `diff`: what a container changed against its image, like `docker diff`.
 
 use anyhow::Result;
-use docker_mount_core::diff::changes;
+use docker_mount_core::diff::{self, Content, Options};
 use docker_mount_core::pathfmt;
 
 use crate::context;
 use crate::Cli;
 
-pub fn run(cli: &Cli, target: &str, layers: bool) -> Result<()> {
+/// `--content`: which entries with equal metadata have their content compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContentArg {
+    /// Compare them all, except files a snapshot driver (btrfs) proves
+    /// unchanged by inode number, ctime and birth time.
+    Auto,
+    /// Compare them all, trusting no inode (a forged ctime cannot hide a change).
+    Full,
+    /// Compare none: metadata only, exactly what docker diff reports (faster).
+    Off,
+}
+
+pub fn run(cli: &Cli, target: &str, layers: bool, content: ContentArg) -> Result<()> {
     let ctx = context::open(cli)?;
     let (_, view) = context::open_view(&ctx, target, false)?;
-    let changes = changes(&view.union)?;
-    if cli.json {
-        return context::print_json(&changes);
+    let content = match content {
+        ContentArg::Auto => Content::Auto,
+        ContentArg::Full => Content::Full,
+        ContentArg::Off => Content::Off,
+    };
+    let options = Options::for_driver(content, ctx.drivers.by_name(&view.driver));
+    let diff = diff::changes(&view.union, &options)?;
+    for w in &diff.warnings {
+        eprintln!("warning: {w}");
     }
-    for c in &changes {
+    tracing::info!(
+        "diff: {} contents compared, {} files proved unchanged by their snapshot inode",
+        diff.stats.contents_compared,
+        diff.stats.proven_by_inode
+    );
+    if cli.json {
+        return context::print_json(&diff.changes);
+    }
+    for c in &diff.changes {
         let path = pathfmt::escape(&c.path);
-        match (&c.previous_layer, layers) {
-            (Some(layer), true) => println!("{} {path}\t(was in layer {layer})", c.kind.letter()),
-            _ => println!("{} {path}", c.kind.letter()),
+        let mut notes = Vec::new();
+        if c.content_only {
+            notes.push("content only: metadata and mtime equal".to_string());
+        }
+        if let (Some(layer), true) = (&c.previous_layer, layers) {
+            notes.push(format!("was in layer {layer}"));
+        }
+        if notes.is_empty() {
+            println!("{} {path}", c.kind.letter());
+        } else {
+            println!("{} {path}\t({})", c.kind.letter(), notes.join("; "));
         }
     }
     Ok(())

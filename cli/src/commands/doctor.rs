@@ -164,7 +164,7 @@ fn plan(m: &Capabilities) -> Vec<Usage> {
     };
 
     vec![
-        mount.for_drivers(&["overlay2", "overlay", "vfs", "btrfs"]),
+        mount.for_drivers(&["overlay2", "overlay", "overlayfs", "vfs", "btrfs"]),
         fuse.for_drivers(&["aufs"]),
         block.for_drivers(&["devicemapper"]),
         read,

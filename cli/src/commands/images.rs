@@ -41,6 +41,14 @@ fn summarize(ctx: &Context, image: &docker_mount_core::model::image::Image) -> I
             ..summary_fields(image)
         };
     }
+    // An engine's own image (podman, containerd): its catalog lists the
+    // layers; docker's layerdb knows nothing of them.
+    if let Some(record) = &image.catalog {
+        return ImageSummary {
+            layers: record.layers.len(),
+            ..summary_fields(image)
+        };
+    }
     let db = ctx.root.layerdb(&image.store);
     let chain = chain_ids(&image.config.rootfs.diff_ids);
     let size = chain

@@ -110,17 +110,13 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let stderr = std::io::stderr();
+    // The JSON array opens with its first record: a read that fails before
+    // any leaves no half array.
     let mut first = true;
-    if cli.json {
-        out.write_all(b"[")?;
-    }
     let mut sink = |r: LogRecord| -> std::io::Result<()> {
         if cli.json {
-            if !first {
-                out.write_all(b",")?;
-            }
+            out.write_all(if first { b"[\n" } else { b",\n" })?;
             first = false;
-            out.write_all(b"\n")?;
             serde_json::to_writer(&mut out, &json_record(&r))?;
         } else if args.raw {
             let prefix = if args.timestamps {
@@ -149,7 +145,7 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
     };
     let warnings = logs::read(&ctx.root, &files, &filter, &mut sink)?;
     if cli.json {
-        out.write_all(b"\n]\n")?;
+        out.write_all(if first { b"[\n]\n" } else { b"\n]\n" })?;
     }
     out.flush()?;
     for w in warnings {

@@ -45,7 +45,11 @@ pub fn run(cli: &Cli) -> Result<()> {
             *disk_ids,
             *with_volumes,
         ),
-        Command::Diff { container, layers } => diff::run(cli, container, *layers),
+        Command::Diff {
+            container,
+            layers,
+            content,
+        } => diff::run(cli, container, *layers, *content),
         Command::Deleted { target, image } => deleted::run(cli, target, *image),
         Command::Cat {
             target,

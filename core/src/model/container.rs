@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::beneath::Beneath;
 use crate::error::{Error, Result};
+use crate::model::catalog::CatalogRecord;
 use crate::model::ids;
 
 /// config.v2.json and hostconfig.json can be large (env, labels) but not huge.
@@ -162,6 +163,8 @@ pub struct Container {
     pub legacy: bool,
     /// Non-fatal problems met while reading (a bad hostconfig.json, say).
     pub warnings: Vec<String>,
+    /// Set when an engine's own metadata, not docker's, recorded it.
+    pub catalog: Option<CatalogRecord>,
 }
 
 /// Docker's zero time, written for times that never happened.
@@ -217,6 +220,7 @@ impl Container {
             config_path: root.path().join(config_rel),
             legacy,
             warnings,
+            catalog: None,
         })
     }
 
@@ -227,6 +231,9 @@ impl Container {
 
     /// The state as `docker ps` shows it, from the stored State.
     pub fn state(&self) -> &'static str {
+        if let Some(c) = &self.catalog {
+            return c.state;
+        }
         let s = &self.config.state;
         if s.running {
             if s.paused {
@@ -277,6 +284,7 @@ mod tests {
             config_path: PathBuf::new(),
             legacy: false,
             warnings: vec![],
+            catalog: None,
         }
     }
 

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::beneath::Beneath;
 use crate::error::{Error, Result};
+use crate::model::catalog::CatalogRecord;
 use crate::model::container::RunConfig;
 use crate::model::ids;
 
@@ -57,6 +58,8 @@ pub struct Image {
     pub config_path: PathBuf,
     /// A docker < 1.10 image (`graph/<id>/json`): one layer, named by its id.
     pub legacy: bool,
+    /// Set when an engine's own metadata, not docker's, recorded it.
+    pub catalog: Option<CatalogRecord>,
 }
 
 /// `repositories.json`: reference → image id, per image id.
@@ -145,6 +148,7 @@ impl Image {
             parent,
             config_path: root.path().join(rel),
             legacy: false,
+            catalog: None,
         })
     }
 

@@ -111,6 +111,7 @@ pub fn images(root: &Beneath) -> Vec<std::result::Result<Image, (String, Error)>
                 parent: ids::parse_digest(&json.parent).map(String::from),
                 config_path: root.path().join("graph").join(&id).join("json"),
                 legacy: true,
+                catalog: None,
                 store: store.clone(),
                 id,
             })

@@ -63,6 +63,8 @@ pub struct Stat {
     pub atime: Time,
     pub mtime: Time,
     pub ctime: Time,
+    /// Birth time, where the filesystem records one (statx `STATX_BTIME`).
+    pub btime: Option<Time>,
 }
 
 impl Stat {
@@ -89,6 +91,30 @@ impl Stat {
                 sec: st.st_ctime,
                 nsec: st.st_ctime_nsec,
             },
+            btime: None,
+        }
+    }
+
+    pub fn from_statx(st: &libc::statx) -> Stat {
+        let time = |t: &libc::statx_timestamp| Time {
+            sec: t.tv_sec,
+            nsec: i64::from(t.tv_nsec),
+        };
+        let mode = u32::from(st.stx_mode);
+        Stat {
+            kind: FileKind::from_mode(mode),
+            mode: mode & 0o7777,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            size: st.stx_size,
+            rdev: libc::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+            dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            nlink: u64::from(st.stx_nlink),
+            atime: time(&st.stx_atime),
+            mtime: time(&st.stx_mtime),
+            ctime: time(&st.stx_ctime),
+            btime: (st.stx_mask & libc::STATX_BTIME != 0).then(|| time(&st.stx_btime)),
         }
     }
 

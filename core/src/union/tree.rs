@@ -4,11 +4,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::beneath::Beneath;
+use sha2::{Digest, Sha256};
+
+use crate::beneath::{absent_if_missing, Beneath};
 use crate::driver::WhiteoutStyle;
 use crate::union::stat::{FileKind, Stat};
 
@@ -54,8 +57,28 @@ fn cstr(b: &[u8]) -> std::io::Result<CString> {
     CString::new(b).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// The metadata of `name` in `dirfd`, never following a symlink: statx
+/// (which also gives the birth time), or fstatat where the kernel has none.
 fn fstatat(dirfd: libc::c_int, name: &[u8]) -> std::io::Result<Stat> {
+    static NO_STATX: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let c = cstr(name)?;
+    if !NO_STATX.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: zeroed statx is a valid buffer for statx to fill.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        let mask = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+        // SAFETY: valid fd, C string and buffer.
+        let rc =
+            unsafe { libc::statx(dirfd, c.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, mask, &mut stx) };
+        if rc == 0 {
+            return Ok(Stat::from_statx(&stx));
+        }
+        let e = std::io::Error::last_os_error();
+        // Old kernels, and seccomp filters that predate statx.
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
+            return Err(e);
+        }
+        NO_STATX.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // SAFETY: zeroed stat is a valid buffer for fstatat to fill.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid fd, C string and buffer.
@@ -165,7 +188,10 @@ impl Tree {
         self.style
     }
 
-    fn open_dir(&self, rel: &Path) -> std::io::Result<OwnedFd> {
+    /// Opens directory `rel` of this layer (`""` for its top), for walks
+    /// that go on one name at a time ([`Tree::probe_at`],
+    /// [`crate::beneath::open_child_dir`]).
+    pub fn open_dir(&self, rel: &Path) -> std::io::Result<OwnedFd> {
         self.dir.open_dir(rel)
     }
 
@@ -184,12 +210,8 @@ impl Tree {
     /// The entries of directory `rel` of this layer, classified. A missing
     /// directory is an empty, non-opaque listing.
     pub fn list(&self, rel: &Path) -> std::io::Result<Listing> {
-        let fd = match self.open_dir(rel) {
-            Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-                return Ok(Listing::default())
-            }
-            Err(e) => return Err(e),
+        let Some(fd) = absent_if_missing(self.open_dir(rel))? else {
+            return Ok(Listing::default());
         };
         let raw = fd.as_raw_fd();
         let mut listing = Listing {
@@ -252,24 +274,31 @@ impl Tree {
     /// What `name` in directory `dir` is in this layer, and whether `dir`
     /// is opaque here: the single-name form of [`Tree::list`].
     pub fn probe(&self, dir: &Path, name: &[u8]) -> std::io::Result<(Option<Raw>, bool)> {
-        let fd = match self.open_dir(dir) {
-            Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-                return Ok((None, false))
-            }
-            Err(e) => return Err(e),
-        };
-        let mut opaque = self.is_opaque_fd(fd.as_raw_fd(), dir)?;
+        match absent_if_missing(self.open_dir(dir))? {
+            Some(fd) => self.probe_at(&fd, dir, name),
+            None => Ok((None, false)),
+        }
+    }
+
+    /// [`Tree::probe`] in directory `dir` of this layer, already open as `fd`.
+    pub fn probe_at(
+        &self,
+        fd: &OwnedFd,
+        dir: &Path,
+        name: &[u8],
+    ) -> std::io::Result<(Option<Raw>, bool)> {
+        let fd = fd.as_raw_fd();
+        let mut opaque = self.is_opaque_fd(fd, dir)?;
         if self.style == Some(WhiteoutStyle::Aufs) {
-            opaque |= fstatat(fd.as_raw_fd(), AUFS_OPAQUE).is_ok();
+            opaque |= fstatat(fd, AUFS_OPAQUE).is_ok();
             if name.starts_with(AUFS_WH) {
                 return Ok((None, opaque));
             }
-            if fstatat(fd.as_raw_fd(), &[AUFS_WH, name].concat()).is_ok() {
+            if fstatat(fd, &[AUFS_WH, name].concat()).is_ok() {
                 return Ok((Some(Raw::Whiteout), opaque));
             }
         }
-        let raw = match fstatat(fd.as_raw_fd(), name) {
+        let raw = match fstatat(fd, name) {
             Ok(st)
                 if self.style == Some(WhiteoutStyle::Overlay)
                     && st.kind == FileKind::CharDev
@@ -287,6 +316,46 @@ impl Tree {
     /// Opens a regular file of this layer for reading (never following a symlink).
     pub fn open_file(&self, rel: &Path) -> std::io::Result<File> {
         self.dir.open_regular(rel).map(File::from)
+    }
+
+    /// The hex sha256 of a regular file of this layer, streamed.
+    pub fn sha256(&self, rel: &Path) -> std::io::Result<String> {
+        let mut file = self.open_file(rel)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => return Ok(hex::encode(hasher.finalize())),
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether regular file `rel` has the same bytes here and in `other`,
+    /// read side by side and stopping at the first difference. Errors name
+    /// the file that failed.
+    pub fn same_content(&self, other: &Tree, rel: &Path) -> std::io::Result<bool> {
+        let mut a = self.open_file(rel).map_err(|e| self.named(rel, e))?;
+        let mut b = other.open_file(rel).map_err(|e| other.named(rel, e))?;
+        let (mut buf_a, mut buf_b) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+        loop {
+            let n = read_full(&mut a, &mut buf_a).map_err(|e| self.named(rel, e))?;
+            let m = read_full(&mut b, &mut buf_b).map_err(|e| other.named(rel, e))?;
+            if n != m || buf_a[..n] != buf_b[..n] {
+                return Ok(false);
+            }
+            if n < CHUNK {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// `e` with the path of `rel` in this layer prefixed to its message.
+    pub fn named(&self, rel: &Path, e: std::io::Error) -> std::io::Error {
+        let path = self.path().join(rel);
+        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
     }
 
     /// The target of a symlink of this layer.
@@ -312,6 +381,23 @@ impl Tree {
     pub fn display_path(&self, dir: &Path, name: &[u8]) -> PathBuf {
         join(&self.dir.path().join(dir), name)
     }
+}
+
+/// Read size when hashing or comparing contents.
+const CHUNK: usize = 1 << 16;
+
+/// Fills `buf` as far as the file goes: short only at its end.
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 use std::os::unix::ffi::OsStringExt;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use docker_mount_core::driver_kit::FullTreeStore;
+use docker_mount_core::driver_kit::{FullTreeStore, SNAPSHOT_INODES};
 use docker_mount_core::{
     Confidence, Driver, DriverError, DriverInfo, LayerEntry, LayerSource, ABI_VERSION,
 };
@@ -27,7 +27,7 @@ impl Driver for Btrfs {
             summary:
                 "btrfs: every layer a subvolume (a snapshot of its parent) in btrfs/subvolumes/<id>"
                     .into(),
-            features: vec!["full-trees".into()],
+            features: vec!["full-trees".into(), SNAPSHOT_INODES.into()],
         }
     }
     fn detect(&self, root: &Path) -> Confidence {

@@ -148,7 +148,7 @@ impl PoolLocation {
         Ok(match &self.metadata_outside {
             Some(p) => open_outside(p).map_err(|e| io_err(p, e))?,
             None => store
-                .open_fd(Path::new(POOL_METADATA), 0)
+                .open_regular(Path::new(POOL_METADATA))
                 .map(File::from)
                 .map_err(|e| {
                     let hint = if e.raw_os_error() == Some(libc::ENOENT) {

@@ -38,6 +38,10 @@ impl Driver for Overlay {
         let has_images = driver_kit::has_image_store(root, "overlay");
         if has_images {
             Confidence::CERTAIN
+        } else if store.exists(Path::new("l")) {
+            // `l/` short links belong to overlay2's layout (podman's
+            // `overlay/` store has it); overlay v1 never makes them.
+            Confidence::NONE
         } else {
             Confidence(if store.list(Path::new("")).is_ok_and(|l| !l.is_empty()) {
                 50

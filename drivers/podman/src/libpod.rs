@@ -1,0 +1,258 @@
+//! What podman itself (libpod, not containers/storage) records about its
+//! containers: `libpod/bolt_state.db` (podman 4's default state database)
+//! has a bucket `ctr` with one sub-bucket per container id, whose `config`
+//! (ContainerConfig: the OCI spec, name, command, labels, created time)
+//! and `state` (ContainerState: state number, started and finished times,
+//! exit code, pid) are JSON.
+//!
+//! Podman 5 may keep the same in `libpod/db.sql` (SQLite), not read here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use docker_mount_core::beneath::Beneath;
+use docker_mount_core::driver::{DriverError, ErrorKind};
+use serde::Deserialize;
+
+use crate::bolt::{Db, Value};
+use crate::store::problem;
+
+pub const BOLT_DB: &str = "libpod/bolt_state.db";
+/// A state database of a host with thousands of containers stays far below this.
+const BOLT_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// One container as libpod records it.
+#[derive(Debug, Clone, Default)]
+pub struct Libpod {
+    /// `running`, `exited`, ... (the state number as podman's word).
+    pub state: String,
+    pub started: String,
+    pub finished: String,
+    pub exit_code: Option<i64>,
+    pub pid: Option<i64>,
+    /// The process the container runs (the OCI spec's `process.args`).
+    pub args: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    pub image_name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Config {
+    spec: Spec,
+    labels: BTreeMap<String, String>,
+    #[serde(rename = "rootfsImageName")]
+    image_name: String,
+}
+
+/// The part of an OCI runtime spec (libpod's `spec`, `userdata/config.json`) used here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Spec {
+    pub process: Process,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Process {
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct State {
+    state: i64,
+    #[serde(rename = "startedTime")]
+    started: String,
+    #[serde(rename = "finishedTime")]
+    finished: String,
+    #[serde(rename = "exitCode")]
+    exit_code: i64,
+    exited: bool,
+    pid: i64,
+}
+
+/// podman's `define.ContainerStatus` numbers as words.
+fn state_word(n: i64) -> &'static str {
+    match n {
+        1 => "configured",
+        2 => "created",
+        3 | 8 => "running", // 8: stopping, still running
+        4 => "stopped",
+        5 => "paused",
+        6 => "exited",
+        7 => "removing",
+        _ => "unknown",
+    }
+}
+
+/// libpod's records by container id. A missing database is none; an
+/// unreadable one, or record, is a problem.
+pub fn read(root: &Beneath, problems: &mut Vec<DriverError>) -> HashMap<String, Libpod> {
+    let rel = Path::new(BOLT_DB);
+    let path = root.path().join(rel);
+    if !root.exists(rel) {
+        return HashMap::new();
+    }
+    let db = match root
+        .read(rel, BOLT_LIMIT, "podman state database")
+        .map_err(|e| e.to_string())
+        .and_then(Db::new)
+    {
+        Ok(db) => db,
+        Err(e) => {
+            problems.push(problem(ErrorKind::Invalid, e, &path));
+            return HashMap::new();
+        }
+    };
+    match records(&db, &path, problems) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(problem(ErrorKind::Invalid, e, &path));
+            HashMap::new()
+        }
+    }
+}
+
+fn records(
+    db: &Db,
+    path: &Path,
+    problems: &mut Vec<DriverError>,
+) -> Result<HashMap<String, Libpod>, String> {
+    let mut out = HashMap::new();
+    let Some(ctrs) = db.bucket(db.root(), b"ctr")? else {
+        return Ok(out);
+    };
+    for (id, value) in db.entries(ctrs)? {
+        let id = String::from_utf8_lossy(id).into_owned();
+        let Value::Bucket(bucket) = value else {
+            continue;
+        };
+        let mut bad = |what: &str, e: String| {
+            problems.push(problem(
+                ErrorKind::Invalid,
+                format!("container {id}: {what}: {e}"),
+                path,
+            ))
+        };
+        let json = |key: &[u8]| -> Result<Option<&[u8]>, String> {
+            Ok(match db.get(bucket, key)? {
+                Some(Value::Data(d)) => Some(d),
+                _ => None,
+            })
+        };
+        let config: Config = match json(b"config") {
+            Ok(Some(d)) => serde_json::from_slice(d).unwrap_or_else(|e| {
+                bad("config", e.to_string());
+                Config::default()
+            }),
+            Ok(None) => Config::default(),
+            Err(e) => {
+                bad("config", e);
+                Config::default()
+            }
+        };
+        let state: Option<State> = match json(b"state") {
+            Ok(Some(d)) => serde_json::from_slice(d)
+                .map_err(|e| bad("state", e.to_string()))
+                .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                bad("state", e);
+                None
+            }
+        };
+        let record = match state {
+            Some(s) => Libpod {
+                state: state_word(s.state).to_string(),
+                exit_code: (s.exited || s.state == 6 || s.state == 4).then_some(s.exit_code),
+                pid: (s.pid > 0).then_some(s.pid),
+                started: s.started,
+                finished: s.finished,
+                ..Default::default()
+            },
+            None => Libpod {
+                state: "unknown".into(),
+                ..Default::default()
+            },
+        };
+        out.insert(
+            id,
+            Libpod {
+                args: config.spec.process.args,
+                labels: config.labels.into_iter().collect(),
+                image_name: config.image_name,
+                ..record
+            },
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bolt::tests::{file, inline, leaf, on_page};
+
+    #[test]
+    fn reads_state_and_config_of_each_container() {
+        let state = br#"{"state":6,"startedTime":"2024-01-02T03:04:05Z","finishedTime":"2024-01-02T03:04:06Z","exitCode":3,"exited":true}"#;
+        let config = br#"{"spec":{"process":{"args":["sh","-c","exit 3"]}},"labels":{"a":"b"},"rootfsImageName":"localhost/x:1"}"#;
+        let running = br#"{"state":3,"startedTime":"2024-01-02T03:04:05Z","pid":77}"#;
+        let ctr = leaf(
+            3,
+            &[
+                (
+                    b"aaaa",
+                    inline(&[
+                        (b"config", config.to_vec(), false),
+                        (b"state", state.to_vec(), false),
+                    ]),
+                    true,
+                ),
+                (
+                    b"bbbb",
+                    inline(&[(b"state", running.to_vec(), false)]),
+                    true,
+                ),
+                (
+                    b"cccc",
+                    inline(&[(b"state", b"{not json".to_vec(), false)]),
+                    true,
+                ),
+            ],
+        );
+        let root = leaf(2, &[(b"ctr", on_page(3), true)]);
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("libpod")).unwrap();
+        std::fs::write(t.path().join(BOLT_DB), file(2, &[root, ctr])).unwrap();
+        let mut problems = Vec::new();
+        let m = read(&Beneath::open(t.path()).unwrap(), &mut problems);
+        let a = &m["aaaa"];
+        assert_eq!(a.state, "exited");
+        assert_eq!(a.exit_code, Some(3));
+        assert_eq!(a.args, ["sh", "-c", "exit 3"]);
+        assert_eq!(a.labels, [("a".to_string(), "b".to_string())]);
+        assert_eq!(a.image_name, "localhost/x:1");
+        assert_eq!(m["bbbb"].state, "running");
+        assert_eq!(m["bbbb"].pid, Some(77));
+        assert_eq!(m["bbbb"].exit_code, None);
+        assert_eq!(m["cccc"].state, "unknown");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("container cccc: state"));
+    }
+
+    #[test]
+    fn a_damaged_database_is_one_problem() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("libpod")).unwrap();
+        std::fs::write(t.path().join(BOLT_DB), b"garbage").unwrap();
+        let mut problems = Vec::new();
+        assert!(read(&Beneath::open(t.path()).unwrap(), &mut problems).is_empty());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].path.as_deref(),
+            Some(t.path().join(BOLT_DB).as_path())
+        );
+    }
+}

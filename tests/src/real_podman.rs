@@ -1,0 +1,588 @@
+//! A podman storage root made by a real podman (Debian's 4.3) with the
+//! overlay storage driver: a base image imported from a busybox rootfs
+//! tar, a second image committed from a container that deleted, replaced
+//! and added files, and containers that exited, were never started, were
+//! stopped, and were running when the "host went down" (conmon and the
+//! container killed with SIGKILL, so libpod's state still says running).
+//! `podman export`, `podman diff`, `podman ps -a`, `podman images` and
+//! `podman inspect` are recorded before that.
+//!
+//! Kept apart from [`real`](crate::real) with its own cache key
+//! (`<target>/real-roots/podman-<hash of this file>/`). Podman is
+//! daemonless, but conmon daemonizes: while building, this process is the
+//! child subreaper, so conmon and the containers are its children, killed
+//! and reaped by pid. Everything podman mounts (its bind of `overlay/` on
+//! itself, `merged/`, `shm`) is unmounted afterwards.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::real::{run_capture_bytes, target_dir, unmount_under, BUSYBOX};
+
+/// Debian's podman.
+pub const PODMAN: &str = "/usr/bin/podman";
+/// Its container monitor.
+pub const CONMON: &str = "/usr/bin/conmon";
+
+/// The built root and its oracles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodmanRoot {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// The storage root (`--root`): the evidence.
+    pub root: PathBuf,
+    pub containers: Vec<PodmanContainer>,
+    /// `podman ps -a --format json`, before the crash.
+    pub ps: Value,
+    /// `podman images -a --format json`.
+    pub images: Value,
+    pub build_seconds: f64,
+}
+
+/// One container of a [`PodmanRoot`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodmanContainer {
+    pub id: String,
+    pub name: String,
+    /// `podman export`, taken while podman could still see it.
+    pub export_tar: PathBuf,
+    /// `podman diff`.
+    pub diff: String,
+    /// `State.Running` of `podman inspect` before the crash.
+    pub running_at_crash: bool,
+}
+
+impl PodmanRoot {
+    /// The container named `name`; panics if there is none.
+    pub fn container(&self, name: &str) -> &PodmanContainer {
+        self.containers
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("podman root has no container {name:?}"))
+    }
+}
+
+/// Whether a podman root can be built here.
+pub fn podman_available() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root".into());
+    }
+    for bin in [PODMAN, CONMON, BUSYBOX] {
+        if !Path::new(bin).exists() {
+            return Err(format!(
+                "{bin} is missing (apt-get install podman busybox-static)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True if the podman tests can run; otherwise panics under `CI=true`
+/// (a privileged test must fail there, not skip), else says why and
+/// returns false.
+pub fn require_podman() -> bool {
+    match podman_available() {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("privileged test cannot run in CI: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            false
+        }
+    }
+}
+
+/// The root, built once per process and cached on disk.
+pub fn podman_root() -> &'static PodmanRoot {
+    static ROOT: OnceLock<PodmanRoot> = OnceLock::new();
+    ROOT.get_or_init(cached)
+}
+
+fn cache_key() -> String {
+    let mut h = Sha256::new();
+    h.update(include_str!("real_podman.rs"));
+    format!("podman-{}", &hex::encode(h.finalize())[..16])
+}
+
+fn cached() -> PodmanRoot {
+    if let Err(why) = podman_available() {
+        panic!("cannot build the real podman root: {why}");
+    }
+    let base = target_dir().join("real-roots");
+    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
+    let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
+    let key = cache_key();
+    let dir = base.join(&key);
+    let lock_path = base.join(format!("{key}.lock"));
+    let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
+    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
+    let meta = dir.join("meta.json");
+    if !meta.exists() {
+        if dir.exists() {
+            cleanup_stale(&dir);
+            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -rf {}: {e}", dir.display()));
+        }
+        crate::real::prune_stale(&base, "podman", &key);
+        build(&dir);
+    }
+    let bytes =
+        crate::integrity::read_noatime(&meta).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
+    let mut r: PodmanRoot =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
+    r.root = dir.join(&r.root);
+    r.dir = dir.clone();
+    for c in &mut r.containers {
+        c.export_tar = dir.join(&c.export_tar);
+    }
+    r
+}
+
+fn write(p: &Path, content: impl AsRef<[u8]>) {
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
+    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// A private podman: its own storage root, run root and tmp dir, and a
+/// storage.conf of its own (the host's may name a mount program).
+struct Podman {
+    root: PathBuf,
+    /// `/tmp/dmp.<pid>.<n>`: run root, tmp dir (short: conmon's socket paths).
+    run: PathBuf,
+    storage_conf: PathBuf,
+    scratch: PathBuf,
+}
+
+impl Podman {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(PODMAN);
+        c.env("CONTAINERS_STORAGE_CONF", &self.storage_conf)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(self.run.join("run"))
+            .arg("--tmpdir")
+            .arg(self.run.join("tmp"))
+            .args(["--storage-driver", "overlay"])
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        c
+    }
+
+    fn status<I, S>(&self, args: I, timeout: u64) -> (i32, String, String)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = self.cmd();
+        c.args(args);
+        let (code, out, err) = run_capture_bytes(&mut c, timeout, &self.scratch);
+        (
+            code,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    }
+
+    fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let (code, out, err) = self.status(&args, 300);
+        assert_eq!(code, 0, "podman {args:?} failed:\n{out}\n{err}");
+        out
+    }
+}
+
+/// Options every `podman run` / `create` needs here: no network, and limits
+/// this machine can grant.
+const RUN_OPTS: [&str; 6] = [
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=4096:4096",
+];
+
+fn base_rootfs(r: &Path) {
+    for d in [
+        "bin",
+        "etc",
+        "tmp",
+        "root",
+        "var/log",
+        "doomed-dir/sub",
+        "opq",
+        "data",
+    ] {
+        fs::create_dir_all(r.join(d)).unwrap_or_else(|e| panic!("mkdir {d}: {e}"));
+    }
+    fs::copy(BUSYBOX, r.join("bin/busybox")).expect("copy busybox");
+    fs::hard_link(r.join("bin/busybox"), r.join("bin/sh")).expect("link sh");
+    for a in [
+        "ls", "mkdir", "rm", "rmdir", "ln", "mkfifo", "chmod", "chown", "touch", "echo", "cat",
+        "sleep", "cp", "mv", "true", "date",
+    ] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(a)).expect("applet symlink");
+    }
+    write(&r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    write(&r.join("etc/group"), "root:x:0:\n");
+    write(&r.join("etc/motd"), "base motd\n");
+    write(&r.join("doomed-dir/sub/x"), "doomed\n");
+    write(&r.join("opq/old"), "old\n");
+    write(&r.join("data/keep"), "keep\n");
+    write(&r.join("data/gone"), "gone\n");
+    write(&r.join("var/log/app.log"), "started\n");
+}
+
+/// The commit step: image-layer whiteouts, an opaque directory, copy-ups.
+const COMMIT_SCRIPT: &str = "set -e; rm -rf /doomed-dir; rm /data/gone; \
+    rm -rf /opq; mkdir /opq; echo new > /opq/new; \
+    echo appended >> /etc/motd; mkdir -p /app/sub; echo v1 > /app/config; \
+    ln -s /app/config /app/link; ln /app/config /app/hardlink; \
+    mkdir /app/empty; chmod 0750 /app/sub";
+
+/// The exited container: everything a suspect might do.
+const EXITED_SCRIPT: &str = "set -e; echo added > /added-file; echo changed >> /app/config; \
+    rm /data/keep; rm -rf /app/sub; ln -s /etc/passwd /evil-link; mkfifo /ctr-fifo; \
+    touch -r /etc/passwd /tmp/ref; echo tampered >> /etc/passwd; touch -r /tmp/ref /etc/passwd; rm /tmp/ref; \
+    rm -rf /var/log; mkdir -p /var/log; echo fresh > /var/log/new.log; \
+    chown 1234:5678 /added-file; exit 3";
+
+const RUNNING_SCRIPT: &str =
+    "echo hi > /run-file; rm /etc/group; mkdir -p /var/tmp/x; sleep 100000";
+
+fn build(dest: &Path) {
+    let t0 = Instant::now();
+    let run = (0..1000)
+        .map(|n| PathBuf::from(format!("/tmp/dmp.{}.{n}", std::process::id())))
+        .find(|p| fs::create_dir(p).is_ok())
+        .expect("a run dir under /tmp");
+    write(&dest.join("run-dir"), run.as_os_str().as_bytes());
+    let root = dest.join("storage");
+    let p = Podman {
+        root: root.clone(),
+        run: run.clone(),
+        storage_conf: dest.join("storage.conf"),
+        scratch: dest.join("scratch"),
+    };
+    write(
+        &p.storage_conf,
+        format!(
+            "[storage]\ndriver = \"overlay\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n[storage.options.overlay]\n",
+            run.join("run").display(),
+            root.display()
+        ),
+    );
+    fs::create_dir_all(&p.scratch).expect("mkdir scratch");
+    // conmon daemonizes: make it (and the containers it leaves) ours.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_in(&p, dest)));
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    let pids = crash(&p);
+    let survivors = stop(&run, &root, &pids);
+    let unmounted = unmount_under(&[dest, &run]);
+    remove_cgroups(&pids.ids);
+    let _ = fs::remove_dir_all(&run);
+    let (containers, ps, images) = match outcome {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e),
+    };
+    assert!(
+        survivors.is_empty(),
+        "processes {survivors:?} survived SIGKILL"
+    );
+    unmounted.unwrap_or_else(|e| panic!("{e}"));
+    let meta = PodmanRoot {
+        dir: PathBuf::new(),
+        root: PathBuf::from("storage"),
+        containers,
+        ps,
+        images,
+        build_seconds: t0.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_vec_pretty(&meta).expect("serialize meta");
+    write(&dest.join("meta.json.tmp"), json);
+    fs::rename(dest.join("meta.json.tmp"), dest.join("meta.json")).expect("rename meta.json");
+    eprintln!(
+        "built real podman root in {:.1} s at {}",
+        meta.build_seconds,
+        root.display()
+    );
+}
+
+type Oracles = (Vec<PodmanContainer>, Value, Value);
+
+fn build_in(p: &Podman, dest: &Path) -> Oracles {
+    let rootfs = dest.join("build/rootfs");
+    base_rootfs(&rootfs);
+    let tar = dest.join("build/base.tar");
+    let (code, _, err) = run_capture_bytes(
+        Command::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+        60,
+        &p.scratch,
+    );
+    assert_eq!(code, 0, "tar: {}", String::from_utf8_lossy(&err));
+    p.ok([
+        OsStr::new("import"),
+        OsStr::new("--change"),
+        OsStr::new("CMD [\"/bin/sh\"]"),
+        tar.as_os_str(),
+        OsStr::new("pm-base:latest"),
+    ]);
+    let run = |args: &[&str]| {
+        let mut a: Vec<&str> = vec!["run"];
+        a.extend(RUN_OPTS);
+        a.extend(args);
+        p.status(&a, 120)
+    };
+    let (code, out, err) = run(&[
+        "--name",
+        "pm-builder",
+        "pm-base:latest",
+        "sh",
+        "-c",
+        COMMIT_SCRIPT,
+    ]);
+    assert_eq!(code, 0, "builder: {out}{err}");
+    p.ok(["commit", "pm-builder", "pm-awkward:1"]);
+    p.ok(["rm", "pm-builder"]);
+
+    let (code, _, err) = run(&[
+        "--name",
+        "c-exited",
+        "pm-awkward:1",
+        "sh",
+        "-c",
+        EXITED_SCRIPT,
+    ]);
+    assert_eq!(code, 3, "c-exited should exit 3: {err}");
+    let mut create = vec!["create"];
+    create.extend(RUN_OPTS);
+    create.extend(["--name", "c-created", "pm-awkward:1", "sh"]);
+    p.ok(&create);
+    let (code, out, err) = run(&[
+        "-d",
+        "--name",
+        "c-running",
+        "pm-awkward:1",
+        "sh",
+        "-c",
+        RUNNING_SCRIPT,
+    ]);
+    assert_eq!(code, 0, "c-running: {out}{err}");
+    let (code, out, err) = run(&[
+        "-d",
+        "--name",
+        "c-stopped",
+        "pm-base:latest",
+        "sleep",
+        "100000",
+    ]);
+    assert_eq!(code, 0, "c-stopped: {out}{err}");
+    p.ok(["stop", "-t", "1", "c-stopped"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p
+        .ok(["diff", "c-running"])
+        .lines()
+        .any(|l| l == "A /var/tmp/x")
+    {
+        assert!(Instant::now() < deadline, "c-running never made /var/tmp/x");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let json = |args: &[&str]| -> Value {
+        let out = p.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("podman {args:?}: {e}:\n{out}"))
+    };
+    let ps = json(&["ps", "-a", "--no-trunc", "--format", "json"]);
+    let images = json(&["images", "-a", "--no-trunc", "--format", "json"]);
+    let mut containers = Vec::new();
+    fs::create_dir_all(dest.join("exports")).expect("mkdir exports");
+    for c in ps.as_array().expect("podman ps array") {
+        let id = c["Id"].as_str().expect("ps Id").to_string();
+        let name = c["Names"][0].as_str().expect("ps Names").to_string();
+        let inspect = json(&["inspect", &id]);
+        let export_rel = PathBuf::from("exports").join(format!("{name}.tar"));
+        p.ok([
+            OsStr::new("export"),
+            OsStr::new("-o"),
+            dest.join(&export_rel).as_os_str(),
+            OsStr::new(&id),
+        ]);
+        let diff = p.ok(["diff", &id]);
+        write(&dest.join("diffs").join(format!("{name}.txt")), &diff);
+        containers.push(PodmanContainer {
+            id,
+            name,
+            export_tar: export_rel,
+            diff,
+            running_at_crash: inspect[0]["State"]["Running"].as_bool().unwrap_or(false),
+        });
+    }
+    assert!(
+        containers
+            .iter()
+            .any(|c| c.name == "c-running" && c.running_at_crash),
+        "c-running should be running at the crash"
+    );
+    (containers, ps, images)
+}
+
+/// The processes the crash kills, and the containers they served.
+#[derive(Default)]
+struct Crash {
+    pids: Vec<i32>,
+    ids: Vec<String>,
+}
+
+/// SIGKILLs every running container's conmon, then its init (so no exit
+/// command records the death), leaving libpod's state at "running".
+fn crash(p: &Podman) -> Crash {
+    let mut out = Crash::default();
+    let (code, ps, _) = p.status(["ps", "-q", "--no-trunc"], 60);
+    if code != 0 {
+        return out;
+    }
+    for id in ps.split_whitespace() {
+        out.ids.push(id.to_string());
+        let (_, pids, _) = p.status(
+            [
+                "inspect",
+                "--format",
+                "{{.State.ConmonPid}} {{.State.Pid}}",
+                id,
+            ],
+            60,
+        );
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|s| s.parse::<i32>().ok())
+        {
+            if pid > 1 {
+                // SAFETY: kill(2) of one positive pid.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                out.pids.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Reaps the killed processes (ours: this process was their subreaper) and
+/// returns those of `pids`, or any other process naming `run` or `root`,
+/// still alive after 20 s.
+fn stop(run: &Path, root: &Path, crash: &Crash) -> Vec<i32> {
+    reap_conmons();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut left: Vec<i32> = crash.pids.clone();
+    while !left.is_empty() && Instant::now() < deadline {
+        left.retain(|&pid| {
+            // SAFETY: waitpid on one pid, no status wanted.
+            let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            r == 0 || (r < 0 && alive(pid))
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reap_conmons();
+    let needles = [run.as_os_str().as_bytes(), root.as_os_str().as_bytes()];
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if alive(pid)
+            && needles
+                .iter()
+                .any(|n| cmdline.windows(n.len()).any(|w| w == *n))
+        {
+            left.push(pid);
+        }
+    }
+    left
+}
+
+/// Reaps the conmons that exited as children of this process (its
+/// subreaper while building): each waited for by pid, named `conmon` and
+/// ours, so no other thread's child is taken.
+fn reap_conmons() {
+    let me = std::process::id().to_string();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((comm, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "))
+        else {
+            continue;
+        };
+        if comm == "conmon" && rest.split_whitespace().nth(1) == Some(me.as_str()) {
+            // SAFETY: waitpid on one pid, no status wanted.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// Removes the (now empty) cgroups `libpod_parent/libpod-<id>` that
+/// podman's cgroupfs manager made for the killed containers `ids`, in
+/// every hierarchy (podman's own cleanup never ran for them).
+fn remove_cgroups(ids: &[String]) {
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(hier) = fs::read_dir("/sys/fs/cgroup") {
+        bases.extend(hier.flatten().map(|e| e.path()));
+    }
+    for base in bases {
+        for id in ids {
+            let _ = fs::remove_dir(base.join("libpod_parent").join(format!("libpod-{id}")));
+        }
+    }
+}
+
+/// Stops and unmounts what an interrupted build in `dir` left behind.
+fn cleanup_stale(dir: &Path) {
+    if let Ok(run) = fs::read(dir.join("run-dir")) {
+        let run = PathBuf::from(OsStr::from_bytes(&run));
+        if run.starts_with("/tmp/dmp.") {
+            let left = stop(&run, &dir.join("storage"), &Crash::default());
+            for pid in left {
+                // SAFETY: kill(2) of one positive pid that names our dirs.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            let _ = unmount_under(&[&run]);
+            let _ = fs::remove_dir_all(&run);
+        }
+    }
+    unmount_under(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,0 +1,292 @@
+//! The containerd image store (the `overlayfs` driver): a containerd root
+//! made by a real containerd 1.6, where containerd's own mount of each
+//! container's snapshot is the oracle, and synthetic docker roots whose
+//! containers say `"Driver": "overlayfs"` (docker 24+), with containerd's
+//! root inside them (dockerd-managed), beside them, or given with
+//! `--containerd-root`.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use docker_mount_driver_overlayfs::fixture::{digest, Fixture, KIND_ACTIVE, KIND_COMMITTED};
+use docker_mount_driver_overlayfs::meta::chain_ids;
+use docker_mount_tests::mounts::{assert_read_only_mount, MountPoint};
+use docker_mount_tests::real_containerd as rc;
+use docker_mount_tests::{cli, integrity, manifest};
+use serde_json::Value;
+
+fn listed<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {list}"))
+}
+
+#[test]
+fn real_containerd_containers_list_export_and_mount_like_containerd() {
+    if !rc::require_containerd() {
+        return;
+    }
+    let r = rc::containerd_root();
+    let before = integrity::snapshot(&r.root);
+
+    let list = cli::run(&r.root, &["list", "--all", "--json"]).json();
+    for c in r.containers.iter().filter(|c| c.snapshotter == "overlayfs") {
+        let l = listed(&list, &c.id);
+        assert_eq!(l["name"], c.name.as_str(), "{l}");
+        assert_eq!(l["image"], c.image.as_str(), "{l}");
+        assert_eq!(l["driver"], "overlayfs", "{l}");
+        assert_eq!(l["driver_loaded"], true, "{l}");
+    }
+    // Another snapshotter's container is named, not silently dropped.
+    let text = cli::run(&r.root, &["list", "--all"]);
+    let all = format!("{}{}", text.stdout, text.stderr);
+    assert!(
+        all.contains("c-native") && all.contains("\"native\""),
+        "{all}"
+    );
+
+    let images = cli::run(&r.root, &["images", "--all", "--json"]).json();
+    for (ns, name, digest) in &r.images {
+        let found = images.as_array().unwrap().iter().any(|i| {
+            i["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == name.as_str())
+                && digest.ends_with(i["id"].as_str().unwrap())
+        });
+        assert!(found, "{ns}/{name} ({digest}) not in images: {images}");
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    for c in r.containers.iter().filter(|c| c.snapshotter == "overlayfs") {
+        let want = manifest::from_tar(c.oracle_tar.as_ref().unwrap());
+        assert!(
+            want.len() > 20,
+            "{}: oracle has {} entries",
+            c.id,
+            want.len()
+        );
+        let tar = out.path().join(format!("{}.tar", c.id));
+        cli::run(&r.root, &["export", &c.id, "-o", tar.to_str().unwrap()]).ok();
+        let diffs = manifest::compare(&want, &manifest::from_tar(&tar), &[]);
+        assert!(
+            diffs.is_empty(),
+            "{}: export differs from containerd's mount:\n{}",
+            c.id,
+            diffs.join("\n")
+        );
+        let mnt = MountPoint::new();
+        cli::run(&r.root, &["mount", &c.id, mnt.path().to_str().unwrap()]).ok();
+        assert_read_only_mount(mnt.path());
+        let diffs = manifest::compare(&want, &manifest::from_dir(mnt.path()), &[]);
+        assert!(
+            diffs.is_empty(),
+            "{}: mount differs from containerd's mount:\n{}",
+            c.id,
+            diffs.join("\n")
+        );
+    }
+
+    let after = integrity::snapshot(&r.root);
+    before.assert_unchanged(&after);
+}
+
+#[test]
+fn real_containerd_diff_deleted_find_and_timeline() {
+    if !rc::require_containerd() {
+        return;
+    }
+    let r = rc::containerd_root();
+    let before = integrity::snapshot(&r.root);
+
+    let diff = cli::run(&r.root, &["diff", "c-changes"]);
+    let lines: Vec<&str> = diff.ok().lines().collect();
+    for want in [
+        "A /added",
+        "C /etc/motd",
+        "D /ctr-rm",
+        "D /data/abs-link",
+        "A /ctr-link",
+        "A /new-dir/sub/f",
+        "C /etc/passwd",
+        "A /ctr-fifo",
+        "A /group-hardlink",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "{want} not in diff:\n{}",
+            diff.stdout
+        );
+    }
+    // The write whose mtime was put back is still found.
+    assert!(
+        lines.iter().any(|l| l.starts_with("C /etc/restored")),
+        "{}",
+        diff.stdout
+    );
+    let deleted = cli::run(&r.root, &["deleted", "c-changes"]);
+    let text = deleted.ok();
+    assert!(text.contains("/ctr-rm"), "{text}");
+    // Layer 2 of the image deleted these (whiteouts containerd applied).
+    let image_deleted = cli::run(&r.root, &["deleted", "c-exit3"]);
+    let text = image_deleted.ok();
+    assert!(
+        text.contains("/doomed-dir") && text.contains("/etc"),
+        "{text}"
+    );
+
+    let found = cli::run(&r.root, &["find", "/added", "--json"]).json();
+    assert!(found.to_string().contains("c-changes"), "{found}");
+    let body = cli::run(&r.root, &["timeline", "c-other"]);
+    assert!(body.ok().contains("/other"), "{}", body.stdout);
+    let cat = cli::run(&r.root, &["cat", "c-other", "/opaque/new"]);
+    assert_eq!(cat.ok(), "only this is left\nx\n");
+
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+// ---- synthetic docker roots with the containerd image store ---------------
+
+const ID: &str = "4f1c3a0b8e2d47c6a9b5d3e1f0a2b4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7";
+const IMAGE: &str = "docker.io/library/busybox:latest";
+
+/// A docker 24+ root: the container's config says `Driver: overlayfs`,
+/// containerd (at `containerd`) holds the image and the snapshots
+/// `<id>-init` and `<id>` in namespace `moby`.
+fn docker_root(root: &Path, containerd: &Path) {
+    let dir = root.join("containers").join(ID);
+    fs::create_dir_all(&dir).unwrap();
+    let config = serde_json::json!({
+        "ID": ID,
+        "Name": "/web",
+        "Created": "2025-01-02T03:04:05.000000000Z",
+        "Path": "sh",
+        "Args": ["-c", "echo hi"],
+        "Config": {"Image": "busybox", "Cmd": ["sh", "-c", "echo hi"]},
+        "Image": "sha256:0000000000000000000000000000000000000000000000000000000000000001",
+        "State": {"Running": false, "ExitCode": 0, "StartedAt": "2025-01-02T03:04:06Z", "FinishedAt": "2025-01-02T03:04:07Z"},
+        "Driver": "overlayfs",
+        "ImageManifest": null,
+    });
+    fs::write(dir.join("config.v2.json"), config.to_string()).unwrap();
+    fs::write(dir.join("hostconfig.json"), "{}").unwrap();
+
+    let mut f = Fixture::new(containerd);
+    let diff_ids = [digest(b"busybox base"), digest(b"busybox etc")];
+    let (_, ids) = f.image("moby", IMAGE, &diff_ids);
+    let chain = chain_ids(&diff_ids);
+    let init = f.snapshot(
+        "moby",
+        &format!("{ID}-init"),
+        Some(&chain[1]),
+        KIND_COMMITTED,
+    );
+    let rw = f.snapshot("moby", ID, Some(&format!("{ID}-init")), KIND_ACTIVE);
+    f.write();
+
+    let put = |id: u64, rel: &str, data: &str| {
+        let p = f.fs(id).join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    };
+    put(ids[0], "bin/busybox", "busybox\n");
+    put(ids[0], "etc/passwd", "root:x:0:0::/root:/bin/sh\n");
+    put(ids[0], "etc/doomed", "gone in the container\n");
+    put(ids[1], "etc/os-release", "busybox\n");
+    put(init, "etc/hostname", "");
+    put(init, "etc/hosts", "");
+    put(rw, "etc/hostname", "4f1c3a0b8e2d\n");
+    put(rw, "root/.ash_history", "wget evil\n");
+    // A whiteout (0/0 character device; unprivileged since Linux 5.8).
+    nix::sys::stat::mknod(
+        &f.fs(rw).join("etc/doomed"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+        0,
+    )
+    .unwrap();
+}
+
+fn check_docker_root(root: &Path, extra: &[&str]) {
+    let before = integrity::snapshot(root);
+    let args =
+        |a: &[&str]| -> Vec<String> { extra.iter().chain(a).map(|s| s.to_string()).collect() };
+    let run = |a: &[&str]| {
+        let a = args(a);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        cli::run(root, &a)
+    };
+    let list = run(&["list", "--all", "--json"]).json();
+    let web = listed(&list, ID);
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["driver"], "overlayfs");
+    assert_eq!(web["driver_loaded"], true);
+    let info = run(&["info", "web", "--json"]).json();
+    let roles: Vec<&str> = info["layers"]
+        .as_array()
+        .or_else(|| info["stack"]["layers"].as_array())
+        .unwrap_or_else(|| panic!("no layers in info: {info}"))
+        .iter()
+        .map(|l| l["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["rw", "init", "image", "image"], "{info}");
+
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("web.tar");
+    run(&["export", "web", "-o", tar.to_str().unwrap()]).ok();
+    let m = manifest::from_tar(&tar);
+    let content = |p: &str| m.get(p.as_bytes()).map(|e| e.size);
+    assert_eq!(content("etc/hostname"), Some(13));
+    assert_eq!(content("root/.ash_history"), Some(10));
+    assert_eq!(content("etc/os-release"), Some(8));
+    assert!(m.get(b"etc/doomed").is_none(), "the whiteout hides it");
+    let diff = run(&["diff", "web"]);
+    let lines: Vec<&str> = diff.ok().lines().collect();
+    for want in ["D /etc/doomed", "A /root/.ash_history", "C /etc/hostname"] {
+        assert!(lines.contains(&want), "{want} not in:\n{}", diff.stdout);
+    }
+    let images = run(&["images", "--json"]).json();
+    assert!(
+        images
+            .to_string()
+            .contains(IMAGE.trim_start_matches("docker.io/library/"))
+            || images.to_string().contains(IMAGE),
+        "{images}"
+    );
+    before.assert_unchanged(&integrity::snapshot(root));
+}
+
+#[test]
+fn docker_root_with_dockerd_managed_containerd() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("docker");
+    docker_root(&root, &root.join("containerd/daemon"));
+    check_docker_root(&root, &[]);
+}
+
+#[test]
+fn docker_root_with_sibling_containerd() {
+    let t = tempfile::tempdir().unwrap();
+    let lib = t.path().join("var/lib");
+    let root = lib.join("docker");
+    docker_root(&root, &lib.join("containerd"));
+    check_docker_root(&root, &[]);
+}
+
+#[test]
+fn docker_root_with_containerd_root_given() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("docker");
+    let elsewhere: PathBuf = t.path().join("copied-containerd-root");
+    docker_root(&root, &elsewhere);
+    // Without the option, the layers cannot be found: an error naming what
+    // was tried, never a guess.
+    let r = cli::run(&root, &["export", "web", "-o", "/dev/null"]);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("containerd"), "{}", r.stderr);
+    check_docker_root(&root, &["--containerd-root", elsewhere.to_str().unwrap()]);
+}

@@ -1,0 +1,243 @@
+//! Tier 2 for podman: a storage root made by a real podman 4.3 (overlay),
+//! its running container killed with SIGKILL. `podman export`, `podman
+//! diff`, `podman ps -a` and `podman images` (taken before the crash) are
+//! the oracles; the storage root must hash the same after every command.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeSet;
+
+use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, MountPoint};
+use docker_mount_tests::real_podman::{podman_root, require_podman, PodmanRoot};
+use docker_mount_tests::{cli, integrity, manifest, real};
+use serde_json::Value;
+
+/// The mount points podman creates in a container's rw layer when it
+/// starts (its bind mounts' stubs), which `podman diff` leaves out
+/// (libpod's `initInodes`). Ours lists them: they are in the layer.
+const PODMAN_INIT_PATHS: [&str; 11] = [
+    "/dev",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/proc",
+    "/run",
+    "/run/notify",
+    "/run/.containerenv",
+    "/run/secrets",
+    "/sys",
+    "/etc/mtab",
+];
+
+fn ps_of<'a>(r: &'a PodmanRoot, id: &str) -> &'a Value {
+    r.ps.as_array()
+        .and_then(|a| a.iter().find(|c| c["Id"] == id))
+        .unwrap_or_else(|| panic!("no podman ps record for {id}"))
+}
+
+#[test]
+fn list_matches_podman_ps() {
+    if !require_podman() {
+        return;
+    }
+    let r = podman_root();
+    let before = integrity::snapshot(&r.root);
+    let listed = cli::run(&r.root, &["list", "--all", "--json"]).json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), r.containers.len(), "{listed:#?}");
+    for c in &r.containers {
+        let got = listed
+            .iter()
+            .find(|l| l["id"] == c.id.as_str())
+            .unwrap_or_else(|| panic!("{} not listed", c.name));
+        let want = ps_of(r, &c.id);
+        assert_eq!(got["name"], want["Names"][0], "{}", c.name);
+        assert_eq!(got["image"], want["Image"], "{}", c.name);
+        assert_eq!(got["image_id"], want["ImageID"], "{}", c.name);
+        assert_eq!(got["driver"], "podman");
+        assert_eq!(got["driver_loaded"], true);
+        assert_eq!(got["running_at_shutdown"], c.running_at_crash, "{}", c.name);
+        assert_eq!(got["state"], want["State"], "{}", c.name);
+        let command: Vec<&str> = want["Command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(got["command"], command.join(" "), "{}", c.name);
+        if want["Exited"] == true {
+            assert_eq!(got["exit_code"], want["ExitCode"], "{}", c.name);
+        }
+    }
+    let running = cli::run(&r.root, &["list", "--json"]).json();
+    let want: BTreeSet<&str> = r
+        .containers
+        .iter()
+        .filter(|c| c.running_at_crash)
+        .map(|c| c.id.as_str())
+        .collect();
+    let got: BTreeSet<&str> = running
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, want);
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+#[test]
+fn images_match_podman_images() {
+    if !require_podman() {
+        return;
+    }
+    let r = podman_root();
+    let listed = cli::run(&r.root, &["images", "--all", "--json"]).json();
+    let listed = listed.as_array().unwrap();
+    let want = r.images.as_array().unwrap();
+    assert_eq!(listed.len(), want.len(), "{listed:#?}");
+    for img in want {
+        let id = img["Id"].as_str().unwrap();
+        let got = listed
+            .iter()
+            .find(|l| l["id"] == id)
+            .unwrap_or_else(|| panic!("image {id} not listed"));
+        let mut names: Vec<&str> = img["Names"]
+            .as_array()
+            .map(|a| a.iter().map(|n| n.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let mut tags: Vec<&str> = got["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        names.sort();
+        tags.sort();
+        assert_eq!(tags, names, "{id}");
+        assert!(got["warnings"].as_array().unwrap().is_empty(), "{got}");
+    }
+    let awkward = listed
+        .iter()
+        .find(|l| l["tags"][0] == "localhost/pm-awkward:1")
+        .unwrap();
+    assert_eq!(awkward["layers"], 2, "imported base + committed layer");
+}
+
+#[test]
+fn every_container_exports_diffs_and_mounts_like_podman() {
+    if !require_podman() {
+        return;
+    }
+    let r = podman_root();
+    let before = integrity::snapshot(&r.root);
+    let out = tempfile::tempdir().unwrap();
+    let mut entries = 0;
+    for c in &r.containers {
+        let want = manifest::from_tar(&c.export_tar);
+        entries += want.len();
+        let tar = out.path().join(format!("{}.tar", c.name));
+        cli::run(&r.root, &["export", &c.name, "-o", tar.to_str().unwrap()]).ok();
+        let diffs = manifest::compare(&want, &manifest::from_tar(&tar), &[]);
+        assert!(
+            diffs.is_empty(),
+            "{}: export differs from podman export:\n{}",
+            c.name,
+            diffs.join("\n")
+        );
+        let ours = cli::run(&r.root, &["diff", &c.id[..12]]);
+        let ours: Vec<String> = real::diff_lines(ours.ok())
+            .into_iter()
+            .filter(|l| !PODMAN_INIT_PATHS.contains(&&l[2..]))
+            .collect();
+        assert_eq!(ours, real::diff_lines(&c.diff), "{}: diff", c.name);
+        let mnt = MountPoint::new();
+        let dir = mnt.path().to_str().unwrap();
+        cli::run(&r.root, &["mount", &c.name, dir]).ok();
+        assert_read_only_mount(mnt.path());
+        assert_eq!(
+            mount_options(mnt.path()).unwrap().0,
+            "overlay",
+            "{}",
+            c.name
+        );
+        let diffs = manifest::compare(&want, &manifest::from_dir(mnt.path()), &[]);
+        assert!(
+            diffs.is_empty(),
+            "{}: mount differs from podman export:\n{}",
+            c.name,
+            diffs.join("\n")
+        );
+        cli::run(&r.root, &["umount", dir]).ok();
+        assert!(mount_options(mnt.path()).is_none(), "umount left a mount");
+    }
+    assert!(r.containers.len() >= 4, "{} containers", r.containers.len());
+    let after = integrity::snapshot(&r.root);
+    eprintln!(
+        "podman: {} containers, {entries} export entries compared; evidence {} entries",
+        r.containers.len(),
+        after.entries()
+    );
+    before.assert_unchanged(&after);
+}
+
+#[test]
+fn forensic_commands_see_what_the_container_did() {
+    if !require_podman() {
+        return;
+    }
+    let r = podman_root();
+    let before = integrity::snapshot(&r.root);
+    let exited = r.container("c-exited");
+    let info = cli::run(&r.root, &["info", "c-exited", "--json"]).json();
+    assert_eq!(info["id"], exited.id.as_str());
+    assert!(info["layer_error"].is_null(), "{}", info["layer_error"]);
+    let roles: Vec<&str> = info["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["rw", "image", "image"]);
+    assert!(info["warnings"].as_array().unwrap().is_empty(), "{info}");
+
+    // Deleted in the rw layer: exactly podman diff's D lines.
+    let deleted = cli::run(&r.root, &["deleted", "c-exited", "--json"]).json();
+    let ours: BTreeSet<&str> = deleted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["layer_role"] == "rw")
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    let podman: BTreeSet<&str> = exited
+        .diff
+        .lines()
+        .filter_map(|l| l.strip_prefix("D "))
+        .collect();
+    assert_eq!(ours, podman);
+    // The image layers' own deletions (the commit step) are there too.
+    let image_deleted: BTreeSet<&str> = deleted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["layer_role"] == "image")
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    for p in ["/doomed-dir", "/data/gone", "/opq"] {
+        assert!(image_deleted.contains(p), "{p} not in {image_deleted:?}");
+    }
+
+    // cat: the view, and a deleted file from the layer that still holds it.
+    assert_eq!(
+        cli::run(&r.root, &["cat", "c-exited", "/added-file"]).ok(),
+        "added\n"
+    );
+    let passwd = cli::run(&r.root, &["cat", "c-exited", "/etc/passwd"]);
+    assert!(passwd.ok().ends_with("tampered\n"), "{}", passwd.stdout);
+    let find = cli::run(&r.root, &["find", "/added-file", "--json"]).json();
+    assert!(find.to_string().contains(&exited.id), "{find}");
+
+    let timeline = cli::run(&r.root, &["timeline", "c-exited", "--json"]);
+    assert!(timeline.ok().contains("/added-file"), "{}", timeline.stdout);
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
