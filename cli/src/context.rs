@@ -8,7 +8,7 @@ use docker_mount_core::host::HostFs;
 use docker_mount_core::loader::Drivers;
 use docker_mount_core::root::DockerRoot;
 use docker_mount_core::stack::{self, Stack};
-use docker_mount_core::userns::{self, IdMap};
+use docker_mount_core::userns::{self, ContainerIds, IdMap};
 use docker_mount_core::view::{self, View};
 
 use crate::Cli;
@@ -167,6 +167,15 @@ pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An owner for a table: `uid:gid` on disk, or the container's view with
+/// the ids on disk beside it when the root's ids are remapped.
+pub fn owner(uid: u32, gid: u32, container: Option<ContainerIds>) -> String {
+    match container {
+        Some(c) => format!("{}:{} (disk {uid}:{gid})", c.uid, c.gid),
+        None => format!("{uid}:{gid}"),
+    }
 }
 
 /// The id maps of the root (userns-remap or rootless, or `--uid-map` /

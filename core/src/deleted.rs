@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::pathfmt;
 use crate::stack::Role;
 use crate::union::{FileKind, Node, Raw, Tree, Union};
+use crate::userns::{ContainerIds, IdMap};
 use crate::view::View;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,8 +71,12 @@ pub struct Hidden {
     pub size: u64,
     /// Permission bits with setuid, setgid and sticky.
     pub mode: u32,
+    /// As stored on disk.
     pub uid: u32,
     pub gid: u32,
+    /// As the container saw them, when the root's ids are remapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_ids: Option<ContainerIds>,
     /// RFC 3339, UTC, with nanoseconds.
     pub mtime: String,
     /// Seconds since the epoch.
@@ -132,6 +137,7 @@ fn hidden(union: &Union, node: &Node) -> Hidden {
         mode: st.mode,
         uid: st.uid,
         gid: st.gid,
+        container_ids: None,
         mtime: crate::timeline::format_rfc3339(st.mtime),
         mtime_unix: st.mtime.sec,
         sha256,
@@ -261,6 +267,13 @@ impl Walker<'_> {
             self.record(layer, DeletionKind::Opaque, &dir, hid);
         }
         Ok((dir, listing.entries.into_iter()))
+    }
+}
+
+/// Adds the container's view of every owner.
+pub fn map_ids(found: &mut [Deletion], map: &IdMap) {
+    for h in found.iter_mut().flat_map(|d| &mut d.hidden) {
+        h.container_ids = Some(map.container_ids(h.uid, h.gid));
     }
 }
 

@@ -84,6 +84,7 @@ use crate::pathfmt;
 use crate::root::DockerRoot;
 use crate::stack::{self, Role, Stack, StackLayer};
 use crate::union::{FileKind, Lookup, Raw, Stat, Time, Tree};
+use crate::userns::{ContainerIds, IdMap};
 use crate::view;
 
 /// Paths reported unless told otherwise.
@@ -397,8 +398,12 @@ pub struct Entry {
     pub size: u64,
     /// Permission bits in octal, setuid/setgid/sticky included (`"4755"`).
     pub mode: String,
+    /// As stored on disk.
     pub uid: u32,
     pub gid: u32,
+    /// As the container saw them, when the root's ids are remapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_ids: Option<ContainerIds>,
     pub mtime: Time,
     /// Of the content, for regular files.
     pub sha256: Option<String>,
@@ -503,6 +508,18 @@ pub struct PathReport {
     pub layers: Vec<LayerVersion>,
     pub containers: Vec<ContainerSight>,
     pub images: Vec<ImageSight>,
+}
+
+impl Report {
+    /// Adds the container's view of every owner.
+    pub fn map_ids(&mut self, map: &IdMap) {
+        let entries = self.paths.iter_mut().flat_map(|p| &mut p.layers);
+        for l in entries {
+            if let Version::Present(e) = &mut l.version {
+                e.container_ids = Some(map.container_ids(e.uid, e.gid));
+            }
+        }
+    }
 }
 
 /// The answer to a query.
@@ -732,6 +749,7 @@ fn entry(tree: &Tree, rel: &Path, st: &Stat) -> Entry {
         mode: format!("{:04o}", st.mode),
         uid: st.uid,
         gid: st.gid,
+        container_ids: None,
         mtime: st.mtime,
         sha256: None,
         link_target: None,

@@ -240,8 +240,24 @@ impl DockerRoot {
         let all = self.containers();
         let wanted = query.trim_start_matches('/');
         let ok = || all.iter().filter_map(|c| c.as_ref().ok());
-        if let Some(c) = ok().find(|c| c.id == query || c.name() == wanted) {
-            return Ok(c.clone());
+        // An exact id, else an exact name. Engines' catalogs may repeat an
+        // id (containerd's namespaces): never pick one of them silently.
+        for exact in [
+            ok().filter(|c| c.id == query).collect::<Vec<_>>(),
+            ok().filter(|c| c.name() == wanted).collect(),
+        ] {
+            match exact.as_slice() {
+                [] => {}
+                [one] => return Ok((*one).clone()),
+                many => {
+                    let names: Vec<&str> = many.iter().map(|c| c.name()).collect();
+                    return Err(Error::Usage(format!(
+                        "{query:?} names {} containers ({}); give one by its name",
+                        many.len(),
+                        names.join(", ")
+                    )));
+                }
+            }
         }
         let by_prefix: Vec<&Container> = ok()
             .filter(|c| !query.is_empty() && c.id.starts_with(query))

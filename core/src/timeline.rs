@@ -26,6 +26,7 @@ use crate::model::image::Image;
 use crate::pathfmt;
 use crate::stack::Role;
 use crate::union::{FileKind, Node, Time, Union};
+use crate::userns::{ContainerIds, IdMap};
 use crate::view::View;
 
 /// Characters of a driver id shown in names.
@@ -362,6 +363,9 @@ pub struct Timeline {
     events: Vec<Event>,
     /// Times that could not be read, symlinks that could not be resolved.
     pub warnings: Vec<String>,
+    /// How the root's ids on disk map to the containers' (userns-remap,
+    /// rootless): the bodyfile then shows container ids, JSON lines both.
+    pub id_map: Option<IdMap>,
 }
 
 /// A sort key: a time and what it belongs to.
@@ -617,8 +621,8 @@ impl Timeline {
                 bodyfile_escape(&self.file_name(f)),
                 f.ino,
                 mode_string(f.kind, f.mode),
-                f.uid,
-                f.gid,
+                self.shown_ids(f).0,
+                self.shown_ids(f).1,
                 f.size,
                 f.atime.sec,
                 f.mtime.sec,
@@ -674,6 +678,14 @@ impl Timeline {
         Ok(())
     }
 
+    /// The owner the bodyfile shows: the container's view when mapped.
+    fn shown_ids(&self, f: &FileEntry) -> (u32, u32) {
+        match &self.id_map {
+            Some(m) => m.to_container(f.uid, f.gid),
+            None => (f.uid, f.gid),
+        }
+    }
+
     fn base_record(&self, scope: u32, message: String, time: Time, kind: TimeKind) -> Record<'_> {
         let s = self.scope(scope);
         let is_container = s.is_some_and(|s| s.kind == ScopeKind::Container);
@@ -694,6 +706,7 @@ impl Timeline {
             mode: None,
             uid: None,
             gid: None,
+            container_ids: None,
             inode: None,
             symlink_target: None,
             source_file: String::new(),
@@ -721,6 +734,7 @@ impl Timeline {
         r.mode = Some(mode_string(f.kind, f.mode));
         r.uid = Some(f.uid);
         r.gid = Some(f.gid);
+        r.container_ids = self.id_map.as_ref().map(|m| m.container_ids(f.uid, f.gid));
         r.inode = Some(f.ino);
         r.symlink_target = f
             .target
@@ -753,8 +767,11 @@ struct Record<'a> {
     kind: &'static str,
     size: Option<u64>,
     mode: Option<String>,
+    /// As stored on disk.
     uid: Option<u32>,
     gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_ids: Option<ContainerIds>,
     inode: Option<u64>,
     symlink_target: Option<String>,
     source_file: String,

@@ -103,6 +103,21 @@ impl IdMap {
     }
 }
 
+/// Ids as the container saw them, shown beside those stored on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ContainerIds {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl IdMap {
+    /// The container's view of ids stored on disk.
+    pub fn container_ids(&self, uid: u32, gid: u32) -> ContainerIds {
+        let (uid, gid) = self.to_container(uid, gid);
+        ContainerIds { uid, gid }
+    }
+}
+
 /// The id the kernel shows for ids outside a namespace's map.
 pub const OVERFLOW_ID: u32 = 65534;
 

@@ -84,6 +84,20 @@ pub fn require_root() -> bool {
     false
 }
 
+/// Whether every program in `tools` is installed; skips like
+/// [`require_root`] otherwise.
+pub fn require_tools(tools: &[&str]) -> bool {
+    let Some(missing) = tools.iter().find(|t| !Path::new(t).exists()) else {
+        return true;
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{missing} is missing, and CI=true forbids skipping"
+    );
+    eprintln!("skipping: {missing} is missing");
+    false
+}
+
 /// A read-only, noatime bind of `src`, so tests can copy evidence without
 /// updating its atimes.
 pub fn noatime_bind(src: &Path) -> MountPoint {

@@ -47,7 +47,8 @@ const IMAGE_MTIME: u64 = 1_600_000_000;
 pub struct CtrContainer {
     pub namespace: String,
     pub id: String,
-    /// What `docker-mount list` should call it (nerdctl's name label, or the id).
+    /// What `docker-mount list` should call it: `<namespace>/` and nerdctl's
+    /// name label, or the id.
     pub name: String,
     pub image: String,
     pub snapshotter: String,
@@ -69,11 +70,12 @@ pub struct CtrRoot {
 }
 
 impl CtrRoot {
-    pub fn container(&self, id: &str) -> &CtrContainer {
+    /// The container of that (qualified) name.
+    pub fn container(&self, name: &str) -> &CtrContainer {
         self.containers
             .iter()
-            .find(|c| c.id == id)
-            .unwrap_or_else(|| panic!("no container {id}"))
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
     }
 }
 
@@ -690,7 +692,13 @@ pub fn build(dest: &Path) {
         &[ov[0], ov[1], BASE_IMAGE, "c-changes", "sh", "-c", changes],
         0,
     );
-    add("default", "c-changes", "c-changes", BASE_IMAGE, "overlayfs");
+    add(
+        "default",
+        "c-changes",
+        "default/c-changes",
+        BASE_IMAGE,
+        "overlayfs",
+    );
     let exit3 =
         "echo three > /three; rm /bin/ls; rm -rf /etc; mkdir /etc; echo only > /etc/only; exit 3";
     d.run_container(
@@ -698,7 +706,13 @@ pub fn build(dest: &Path) {
         &[ov[0], ov[1], BASE_IMAGE, "c-exit3", "sh", "-c", exit3],
         3,
     );
-    add("default", "c-exit3", "c-exit3", BASE_IMAGE, "overlayfs");
+    add(
+        "default",
+        "c-exit3",
+        "default/c-exit3",
+        BASE_IMAGE,
+        "overlayfs",
+    );
     d.ctr_ok(
         "default",
         &[
@@ -712,7 +726,13 @@ pub fn build(dest: &Path) {
         ],
         60,
     );
-    add("default", "c-created", "c-created", BASE_IMAGE, "overlayfs");
+    add(
+        "default",
+        "c-created",
+        "default/c-created",
+        BASE_IMAGE,
+        "overlayfs",
+    );
     let other = "echo other > /other; rm /etc/motd; echo x >> /opaque/new";
     d.run_container(
         "other",
@@ -729,7 +749,7 @@ pub fn build(dest: &Path) {
         ],
         0,
     );
-    add("other", "c-other", "nerd-web", OCI_IMAGE, "overlayfs");
+    add("other", "c-other", "other/nerd-web", OCI_IMAGE, "overlayfs");
     d.run_container(
         "other",
         &[
@@ -743,7 +763,13 @@ pub fn build(dest: &Path) {
         ],
         0,
     );
-    add("other", "c-native", "c-native", OCI_IMAGE, "native");
+    add("other", "c-native", "other/c-native", OCI_IMAGE, "native");
+    // The same id in both namespaces: only its qualified name tells them apart.
+    for (ns, image) in [("default", BASE_IMAGE), ("other", OCI_IMAGE)] {
+        let script = format!("echo {ns} > /twin");
+        d.run_container(ns, &[ov[0], ov[1], image, "c-twin", "sh", "-c", &script], 0);
+        add(ns, "c-twin", &format!("{ns}/c-twin"), image, "overlayfs");
+    }
 
     // Oracles: containerd's mount of each overlayfs container's snapshot.
     let oracles = dest.join("oracles");
@@ -755,7 +781,7 @@ pub fn build(dest: &Path) {
         .filter(|c| c.snapshotter == "overlayfs")
     {
         mount_snapshot(&d, &c.namespace, &c.id, &point);
-        let rel = PathBuf::from("oracles").join(format!("{}.tar", c.id));
+        let rel = PathBuf::from("oracles").join(format!("{}-{}.tar", c.namespace, c.id));
         tar_view(&point, &dest.join(&rel));
         unmount_under(&[&point]).unwrap_or_else(|e| panic!("{e}"));
         c.oracle_tar = Some(rel);

@@ -16,12 +16,12 @@ use docker_mount_tests::real_containerd as rc;
 use docker_mount_tests::{cli, integrity, manifest};
 use serde_json::Value;
 
-fn listed<'a>(list: &'a Value, id: &str) -> &'a Value {
+fn listed<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
     list.as_array()
         .unwrap()
         .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("{id} not listed: {list}"))
+        .find(|c| c[key] == value)
+        .unwrap_or_else(|| panic!("{key} {value} not listed: {list}"))
 }
 
 #[test]
@@ -34,8 +34,8 @@ fn real_containerd_containers_list_export_and_mount_like_containerd() {
 
     let list = cli::run(&r.root, &["list", "--all", "--json"]).json();
     for c in r.containers.iter().filter(|c| c.snapshotter == "overlayfs") {
-        let l = listed(&list, &c.id);
-        assert_eq!(l["name"], c.name.as_str(), "{l}");
+        let l = listed(&list, "name", &c.name);
+        assert_eq!(l["id"], c.id.as_str(), "{l}");
         assert_eq!(l["image"], c.image.as_str(), "{l}");
         assert_eq!(l["driver"], "overlayfs", "{l}");
         assert_eq!(l["driver_loaded"], true, "{l}");
@@ -67,28 +67,41 @@ fn real_containerd_containers_list_export_and_mount_like_containerd() {
         assert!(
             want.len() > 20,
             "{}: oracle has {} entries",
-            c.id,
+            c.name,
             want.len()
         );
-        let tar = out.path().join(format!("{}.tar", c.id));
-        cli::run(&r.root, &["export", &c.id, "-o", tar.to_str().unwrap()]).ok();
+        let tar = out.path().join(format!("{}-{}.tar", c.namespace, c.id));
+        cli::run(&r.root, &["export", &c.name, "-o", tar.to_str().unwrap()]).ok();
         let diffs = manifest::compare(&want, &manifest::from_tar(&tar), &[]);
         assert!(
             diffs.is_empty(),
             "{}: export differs from containerd's mount:\n{}",
-            c.id,
+            c.name,
             diffs.join("\n")
         );
         let mnt = MountPoint::new();
-        cli::run(&r.root, &["mount", &c.id, mnt.path().to_str().unwrap()]).ok();
+        cli::run(&r.root, &["mount", &c.name, mnt.path().to_str().unwrap()]).ok();
         assert_read_only_mount(mnt.path());
         let diffs = manifest::compare(&want, &manifest::from_dir(mnt.path()), &[]);
         assert!(
             diffs.is_empty(),
             "{}: mount differs from containerd's mount:\n{}",
-            c.id,
+            c.name,
             diffs.join("\n")
         );
+    }
+
+    // One id in two namespaces: refused by id, found by qualified name.
+    let twin = cli::run(&r.root, &["cat", "c-twin", "/twin"]);
+    assert_ne!(twin.status, 0);
+    assert!(
+        twin.stderr.contains("default/c-twin") && twin.stderr.contains("other/c-twin"),
+        "{}",
+        twin.stderr
+    );
+    for ns in ["default", "other"] {
+        let cat = cli::run(&r.root, &["cat", &format!("{ns}/c-twin"), "/twin"]);
+        assert_eq!(cat.ok(), format!("{ns}\n"));
     }
 
     let after = integrity::snapshot(&r.root);
@@ -221,7 +234,7 @@ fn check_docker_root(root: &Path, extra: &[&str]) {
         cli::run(root, &a)
     };
     let list = run(&["list", "--all", "--json"]).json();
-    let web = listed(&list, ID);
+    let web = listed(&list, "id", ID);
     assert_eq!(web["name"], "web");
     assert_eq!(web["driver"], "overlayfs");
     assert_eq!(web["driver_loaded"], true);
@@ -248,6 +261,19 @@ fn check_docker_root(root: &Path, extra: &[&str]) {
     let lines: Vec<&str> = diff.ok().lines().collect();
     for want in ["D /etc/doomed", "A /root/.ash_history", "C /etc/hostname"] {
         assert!(lines.contains(&want), "{want} not in:\n{}", diff.stdout);
+    }
+    if nix::unistd::geteuid().is_root() {
+        // A kernel mount of layers in containerd's root (beside the docker
+        // root, or inside it): the export's view, read-only.
+        let mnt = MountPoint::new();
+        run(&["mount", "web", mnt.path().to_str().unwrap()]).ok();
+        assert_read_only_mount(mnt.path());
+        let diffs = manifest::compare(&m, &manifest::from_dir(mnt.path()), &[]);
+        assert!(
+            diffs.is_empty(),
+            "mount differs from export:\n{}",
+            diffs.join("\n")
+        );
     }
     let images = run(&["images", "--json"]).json();
     assert!(

@@ -131,6 +131,33 @@ fn scene_deletions_and_recovery() {
     assert!(keep_line.contains(&sha256(b"base\n")[..12]), "{keep_line}");
     assert!(keep_line.contains(&base.cache_id[..12]), "{keep_line}");
 
+    // With an id map (a userns-remap root, or --uid-map) each owner also
+    // shows as the container saw it; the ids on disk stay as they are.
+    let map = ["--uid-map", "7:0:1", "--gid-map", "9:0:1"];
+    let mapped = cli::run(&root, &[&map[..], &["deleted", "web", "--json"]].concat()).json();
+    let h = &find(&mapped, "/etc/keep", "whiteout")["hidden"][0];
+    let seen = |disk: &serde_json::Value, zero_is: u64| match disk.as_u64().unwrap() {
+        0 => zero_is,
+        _ => 65534,
+    };
+    assert_eq!(h["uid"], hid[0]["uid"]);
+    assert_eq!(h["container_ids"]["uid"], seen(&hid[0]["uid"], 7));
+    assert_eq!(h["container_ids"]["gid"], seen(&hid[0]["gid"], 9));
+    assert!(
+        hid[0].get("container_ids").is_none(),
+        "no map, no container ids"
+    );
+    let table = cli::run(&root, &[&map[..], &["deleted", "web"]].concat());
+    assert!(table.ok().contains("(disk "), "{}", table.stdout);
+    let found = cli::run(
+        &root,
+        &[&map[..], &["find", "/etc/keep", "--json"]].concat(),
+    )
+    .json();
+    let versions = found["paths"][0]["layers"].as_array().unwrap();
+    let present = versions.iter().find(|v| v["state"] == "present").unwrap();
+    assert_eq!(present["container_ids"]["uid"], seen(&present["uid"], 7));
+
     // The image alone: its own deletions, no rw layer.
     let image = cli::run(&root, &["deleted", "--image", "small:1", "--json"]).json();
     assert!(image

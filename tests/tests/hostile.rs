@@ -309,19 +309,11 @@ macro_rules! hostile_roots {
 /// read-only bind mounts, kernel overlays (overlay, devicemapper) and
 /// thin-provisioning-tools (devicemapper): root only.
 fn can_convert(driver: &str) -> bool {
-    if !docker_mount_tests::mounts::require_root() {
-        return false;
-    }
-    let tool = "/usr/sbin/thin_restore";
-    if driver == "devicemapper" && !Path::new(tool).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing, and CI=true forbids skipping"
-        );
-        eprintln!("skipping: {tool} is missing");
-        return false;
-    }
-    true
+    let tools: &[&str] = match driver {
+        "devicemapper" => &["/usr/sbin/thin_restore", "/usr/sbin/mkfs.ext4"],
+        _ => &[],
+    };
+    docker_mount_tests::mounts::require_root() && docker_mount_tests::mounts::require_tools(tools)
 }
 
 hostile_roots! {

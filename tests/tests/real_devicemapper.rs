@@ -18,24 +18,12 @@ use docker_mount_tests::{cli, integrity, manifest, real};
 /// Whether the tests can run here: root, dockerd (for the source root),
 /// thin-provisioning-tools. Fails under CI=true instead of skipping.
 fn require() -> bool {
-    if !real::require_privileged() {
-        return false;
-    }
-    for tool in [
-        "/usr/sbin/thin_restore",
-        "/usr/sbin/thin_dump",
-        "/usr/sbin/mkfs.ext4",
-    ] {
-        if !Path::new(tool).exists() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{tool} is missing, and CI=true forbids skipping"
-            );
-            eprintln!("skipping: {tool} is missing");
-            return false;
-        }
-    }
-    true
+    real::require_privileged()
+        && docker_mount_tests::mounts::require_tools(&[
+            "/usr/sbin/thin_restore",
+            "/usr/sbin/thin_dump",
+            "/usr/sbin/mkfs.ext4",
+        ])
 }
 
 /// A container's mount id (its own device).

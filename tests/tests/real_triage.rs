@@ -157,6 +157,25 @@ fn userns_remap_root_is_found_and_its_ids_mapped() {
     let owned = std::fs::symlink_metadata(std::path::Path::new(rw).join("owned")).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(owned.uid(), t.remap_uid + 1000, "{c}");
+    // find, deleted and timeline show the container's view beside the disk's.
+    let found = cli::run(&t.root, &["find", "/owned", "--json"]).json();
+    let v = &found["paths"][0]["layers"][0];
+    assert_eq!(v["uid"], t.remap_uid + 1000, "{found:#}");
+    assert_eq!(v["container_ids"]["uid"], 1000, "{found:#}");
+    assert_eq!(v["container_ids"]["gid"], 1000, "{found:#}");
+    let body = cli::run(&t.root, &["timeline", "c-remap"]);
+    let line = body.ok().lines().find(|l| l.contains(":/owned (layer"));
+    let fields: Vec<&str> = line.expect("/owned in the bodyfile").split('|').collect();
+    assert_eq!((fields[4], fields[5]), ("1000", "1000"), "{fields:?}");
+    let jsonl = cli::run(&t.root, &["timeline", "c-remap", "--format", "jsonl"]);
+    let rec: serde_json::Value = jsonl
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["path"] == "/owned")
+        .expect("/owned in the JSON lines");
+    assert_eq!(rec["uid"], t.remap_uid + 1000);
+    assert_eq!(rec["container_ids"]["uid"], 1000);
     // The named volume: its data in the root, written by container uid 1000.
     let vol = &info["mounts"][0];
     assert_eq!(vol["name"], "dm-tvol");

@@ -2,11 +2,11 @@
 //! image's) layers, with what each hid and where to recover it from.
 
 use anyhow::Result;
-use docker_mount_core::deleted::{deletions, Deletion, Hidden};
+use docker_mount_core::deleted::{deletions, map_ids, Deletion, Hidden};
 use docker_mount_core::pathfmt;
 use docker_mount_core::union::FileKind;
 
-use crate::context;
+use crate::context::{self, owner};
 use crate::Cli;
 
 fn short(s: &str, n: usize) -> &str {
@@ -40,10 +40,9 @@ fn describe(h: &Hidden) -> String {
         FileKind::Socket => "socket",
     };
     format!(
-        "{kind} {} {sha} {mtime} {}:{} (layer {})",
+        "{kind} {} {sha} {mtime} {} (layer {})",
         h.size,
-        h.uid,
-        h.gid,
+        owner(h.uid, h.gid, h.container_ids),
         short_id(&h.layer)
     )
 }
@@ -71,7 +70,10 @@ fn line(d: &Deletion) -> String {
 pub fn run(cli: &Cli, target: &str, image: bool) -> Result<()> {
     let ctx = context::open(cli)?;
     let (_, view) = context::open_view(&ctx, target, image)?;
-    let found = deletions(&view)?;
+    let mut found = deletions(&view)?;
+    if let Some(map) = context::id_map(cli, &ctx)? {
+        map_ids(&mut found, &map);
+    }
     if cli.json {
         return context::print_json(&found);
     }

@@ -23,7 +23,10 @@ const MAX_OWNERS: usize = 4;
 
 pub fn run(cli: &Cli, query: &OsStr, limit: usize) -> Result<()> {
     let ctx = context::open(cli)?;
-    let report = provenance::find(&ctx.root, &ctx.drivers, query.as_bytes(), limit)?;
+    let mut report = provenance::find(&ctx.root, &ctx.drivers, query.as_bytes(), limit)?;
+    if let Some(map) = context::id_map(cli, &ctx)? {
+        report.map_ids(&map);
+    }
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -132,7 +135,7 @@ fn layer_row(l: &LayerVersion, path: &str) -> Vec<String> {
                 what,
                 e.size.to_string(),
                 e.mode.clone(),
-                format!("{}:{}", e.uid, e.gid),
+                context::owner(e.uid, e.gid, e.container_ids),
                 utc(e.mtime),
                 e.sha256
                     .clone()

@@ -109,6 +109,7 @@ pub fn run(cli: &Cli, target: Target<'_>, format: Format, output: Option<&Path>)
     let ctx = context::open(cli)?;
     let mut out = open_output(&ctx, output, format)?;
     let mut timeline = Timeline::new();
+    timeline.id_map = context::id_map(cli, &ctx)?;
     match target {
         Target::Container(name) => {
             let c = ctx.root.find_container(name)?;

@@ -352,12 +352,14 @@ fn catalog_namespace(
                 continue;
             }
         };
+        // Qualified by the namespace: ids and nerdctl names are unique
+        // only within one, and the namespace matters to the analyst.
         let name = c
             .labels
             .iter()
             .find(|(k, _)| k == "nerdctl/name")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| c.id.clone());
+            .map_or(c.id.as_str(), |(_, v)| v.as_str());
+        let name = format!("{ns}/{name}");
         let command = c.spec.as_ref().map_or_else(Vec::new, |s| {
             s["process"]["args"]
                 .as_array()
@@ -647,7 +649,7 @@ mod tests {
         assert!(c.stores.is_empty());
         let by_id = |id: &str| c.containers.iter().find(|x| x.id == id).unwrap();
         let c1 = by_id("c1");
-        assert_eq!(c1.name, "web");
+        assert_eq!(c1.name, "default/web");
         assert_eq!(c1.engine, "containerd/default");
         assert_eq!(c1.image, IMAGE);
         assert_eq!(c1.image_id, target);
@@ -664,7 +666,7 @@ mod tests {
         );
         let c2 = by_id("c2");
         assert_eq!(c2.engine, "containerd/other");
-        assert_eq!(c2.name, "c2");
+        assert_eq!(c2.name, "other/c2");
         assert_eq!(
             layers(&c2.layers),
             [
