@@ -76,7 +76,7 @@ pub fn select_root(given: &Path, drivers: &Drivers) -> Result<Selection> {
             host_given: false,
         });
     }
-    let found = discover::discover(given)
+    let found = discover::discover(given, drivers)
         .with_context(|| format!("cannot open docker root {}", given.display()))?;
     let one = found.single()?;
     tracing::info!("using the docker root {}", one.path.display());

@@ -343,6 +343,7 @@ fn from_json<T: serde::de::DeserializeOwned>(
 /// The methods of `call`.
 const METHOD_CATALOG: &str = "catalog";
 const METHOD_CONTAINER_LAYERS: &str = "container_layers";
+const METHOD_HOST_ROOTS: &str = "host_roots";
 
 extern "C" fn ffi_call<D: Driver>(
     root: RSlice<'_, u8>,
@@ -353,6 +354,7 @@ extern "C" fn ffi_call<D: Driver>(
         let root = path_from_ffi(&root);
         match method.as_str() {
             METHOD_CATALOG => to_json(&D::default().catalog(&root)?),
+            METHOD_HOST_ROOTS => to_json(&D::default().host_roots()),
             METHOD_CONTAINER_LAYERS => {
                 to_json(&D::default().container_layers(&root, arg.as_str())?)
             }
@@ -421,6 +423,10 @@ fn call(m: DriverModRef, root: &Path, method: &str, arg: &str) -> RResult<RStrin
 
 pub(crate) fn call_catalog(m: DriverModRef, root: &Path) -> Result<Catalog, DriverError> {
     from_json(call(m, root, METHOD_CATALOG, ""))
+}
+
+pub(crate) fn call_host_roots(m: DriverModRef) -> Result<Vec<String>, DriverError> {
+    from_json(call(m, Path::new("/"), METHOD_HOST_ROOTS, ""))
 }
 
 pub(crate) fn call_container_layers(

@@ -13,8 +13,10 @@ use serde::Serialize;
 
 use crate::beneath::Beneath;
 use crate::daemon_config::{self, ConfigSource, SourceKind};
+use crate::driver::Confidence;
 use crate::error::{Error, Result};
 use crate::host::{HostFs, Resolved};
+use crate::loader::{Drivers, LoadedDriver};
 
 /// How a root was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -32,6 +34,8 @@ pub enum RootKind {
     Rootless,
     /// The snap package's root (`/var/snap/docker/common/var-lib-docker`).
     Snap,
+    /// Another engine's root (podman, containerd) a driver recognises.
+    Engine,
 }
 
 /// The host ids a userns-remap root's container root maps to (its name).
@@ -54,6 +58,9 @@ pub struct FoundRoot {
     pub remap: Option<RemapIds>,
     /// Why it is here: `default`, or the files naming it.
     pub sources: Vec<String>,
+    /// The driver whose engine keeps this root (for `Engine` roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Whether it exists and holds docker's directories.
     pub present: bool,
     /// Why it is absent or unusable.
@@ -164,6 +171,7 @@ pub fn kind_name(k: RootKind) -> &'static str {
         RootKind::UsernsRemap => "userns-remap",
         RootKind::Rootless => "rootless",
         RootKind::Snap => "snap",
+        RootKind::Engine => "engine",
     }
 }
 
@@ -232,6 +240,7 @@ pub fn classify_given(path: &Path) -> FoundRoot {
         user: rootless_user,
         remap,
         sources: vec!["--root".into()],
+        engine: None,
         present: true,
         problem: None,
     }
@@ -250,7 +259,7 @@ pub fn guess_host(root: &Path) -> Option<PathBuf> {
         if !fs.looks_like_host() {
             continue;
         }
-        let d = discover_host(&fs, anc);
+        let d = discover_host(&fs, anc, &Drivers::default());
         if d.roots
             .iter()
             .any(|r| r.present && std::fs::canonicalize(&r.path).is_ok_and(|p| p == want))
@@ -314,6 +323,7 @@ impl Builder<'_> {
             user: user.map(str::to_string),
             remap: None,
             sources: vec![source],
+            engine: None,
             present,
             problem,
         });
@@ -334,10 +344,33 @@ impl Builder<'_> {
                 user: user.map(str::to_string),
                 remap: Some(ids),
                 sources: vec![format!("userns-remap sub-root of {}", r.host_path)],
+                engine: None,
                 present: true,
                 problem: None,
             });
         }
+    }
+
+    /// An engine's root at `host_path` when the driver recognises it.
+    fn add_engine(&mut self, host_path: &str, driver: &LoadedDriver, user: Option<&str>) {
+        let Ok(r) = self.fs.resolve(host_path) else {
+            return;
+        };
+        let local = self.fs.local(&r);
+        if !driver.detect(&local).is_ok_and(|c| c > Confidence::NONE) {
+            return;
+        }
+        self.merge(FoundRoot {
+            path: local,
+            host_path: Some(r.host_path.clone()),
+            kind: RootKind::Engine,
+            user: user.map(str::to_string),
+            remap: None,
+            sources: vec![format!("the {} driver's location", driver.name())],
+            engine: Some(driver.name().to_string()),
+            present: true,
+            problem: None,
+        });
     }
 
     fn merge(&mut self, root: FoundRoot) {
@@ -362,7 +395,7 @@ fn source_name(src: &ConfigSource, what: &str) -> String {
 }
 
 /// Discovers the roots in a host tree.
-fn discover_host(fs: &HostFs, given: &Path) -> Discovery {
+fn discover_host(fs: &HostFs, given: &Path, drivers: &Drivers) -> Discovery {
     let configs = daemon_config::read_all(fs);
     let mut b = Builder {
         fs,
@@ -432,6 +465,19 @@ fn discover_host(fs: &HostFs, given: &Path) -> Discovery {
             );
         }
     }
+    let homes = daemon_config::homes(fs);
+    for d in &drivers.loaded {
+        for place in d.host_roots() {
+            match place.strip_prefix("~/") {
+                Some(rest) => {
+                    for (user, home) in &homes {
+                        b.add_engine(&format!("{home}/{rest}"), d, Some(user));
+                    }
+                }
+                None => b.add_engine(&format!("/{}", place.trim_start_matches('/')), d, None),
+            }
+        }
+    }
     // A root the configuration names but that is missing is worth a line;
     // the default one is not, when something else was found.
     let any_present = b.roots.iter().any(|r| r.present);
@@ -451,7 +497,7 @@ fn discover_host(fs: &HostFs, given: &Path) -> Discovery {
 }
 
 /// Discovers the docker roots `--root` holds.
-pub fn discover(given: &Path) -> Result<Discovery> {
+pub fn discover(given: &Path, drivers: &Drivers) -> Result<Discovery> {
     let dir = Beneath::open(given)?;
     if is_docker_root(&dir) || !subroots(&dir).is_empty() {
         // A docker root, perhaps with userns-remap sub-roots.
@@ -467,6 +513,7 @@ pub fn discover(given: &Path) -> Result<Discovery> {
                 user: None,
                 remap: Some(ids),
                 sources: vec!["userns-remap sub-root of --root".into()],
+                engine: None,
                 present: true,
                 problem: None,
             });
@@ -498,7 +545,7 @@ pub fn discover(given: &Path) -> Result<Discovery> {
             problems: Vec::new(),
         });
     }
-    Ok(discover_host(&fs, given))
+    Ok(discover_host(&fs, given, drivers))
 }
 
 #[cfg(test)]

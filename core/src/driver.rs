@@ -219,6 +219,12 @@ pub trait Driver: Default + 'static {
     fn catalog(&self, _root: &Path) -> Result<Catalog, DriverError> {
         Ok(Catalog::default())
     }
+    /// Where the engine keeps its root on a host, relative to the host's
+    /// `/` (`var/lib/containers/storage`); a leading `~/` means in each
+    /// user's home. Lets `--root` on a whole host find the engine's root.
+    fn host_roots(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The layers, top first, of docker container `id` when docker's
     /// layerdb does not record them (the containerd image store).
     fn container_layers(&self, _root: &Path, _id: &str) -> Result<Vec<CatalogLayer>, DriverError> {

@@ -57,6 +57,10 @@ impl LoadedDriver {
     ) -> Result<Vec<CatalogLayer>, DriverError> {
         abi::call_container_layers(self.module, root, id)
     }
+    /// Where the engine's root lies on a host (see [`Driver::host_roots`]).
+    pub fn host_roots(&self) -> Vec<String> {
+        abi::call_host_roots(self.module).unwrap_or_default()
+    }
     /// Whether the driver declares `feature` in its info.
     pub fn has_feature(&self, feature: &str) -> bool {
         self.info.features.iter().any(|f| f == feature)

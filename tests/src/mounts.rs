@@ -115,3 +115,66 @@ pub fn noatime_bind(src: &Path) -> MountPoint {
     mount(None::<&str>, mnt.path(), None::<&str>, flags, None::<&str>).expect("remount ro,noatime");
     mnt
 }
+
+/// A host tree for discovery tests: `etc/` files as given, and evidence
+/// roots bound read-only and noatime at their places in the tree
+/// (unmounted on drop).
+pub struct BoundHost {
+    dir: tempfile::TempDir,
+    points: Vec<std::path::PathBuf>,
+}
+
+impl BoundHost {
+    /// `etc` holds `(name, text)` files; each `(rel, source)` binds
+    /// `source` at `<host>/<rel>`.
+    pub fn new(etc: &[(&str, String)], binds: &[(&str, &Path)]) -> BoundHost {
+        use nix::mount::{mount, MsFlags};
+        let dir = tempfile::Builder::new()
+            .prefix("dm-bound-host-")
+            .tempdir()
+            .expect("temp dir");
+        for d in ["etc", "var/lib", "usr"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("host dirs");
+        }
+        for (name, text) in etc {
+            std::fs::write(dir.path().join("etc").join(name), text).expect("etc file");
+        }
+        let mut host = BoundHost {
+            dir,
+            points: Vec::new(),
+        };
+        for (rel, source) in binds {
+            let point = host.dir.path().join(rel);
+            std::fs::create_dir_all(&point).expect("bind point");
+            mount(
+                Some(*source),
+                &point,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .expect("bind the root into the host tree");
+            host.points.push(point.clone());
+            let flags =
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOATIME;
+            mount(None::<&str>, &point, None::<&str>, flags, None::<&str>).expect("read-only bind");
+        }
+        host
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for BoundHost {
+    fn drop(&mut self) {
+        for point in &self.points {
+            while mount_options(point).is_some() {
+                if nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

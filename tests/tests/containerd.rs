@@ -316,3 +316,34 @@ fn docker_root_with_containerd_root_given() {
     assert!(r.stderr.contains("containerd"), "{}", r.stderr);
     check_docker_root(&root, &["--containerd-root", elsewhere.to_str().unwrap()]);
 }
+
+#[test]
+fn containerd_root_ids_shared_by_namespaces_need_the_qualified_name() {
+    let t = tempfile::tempdir().unwrap();
+    let mut f = Fixture::new(t.path());
+    let diff_ids = [digest(b"base")];
+    let chain = chain_ids(&diff_ids);
+    for ns in ["default", "k8s.io"] {
+        let (_, ids) = f.image(ns, IMAGE, &diff_ids);
+        fs::write(f.fs(ids[0]).join("base"), "base\n").unwrap();
+        let rw = f.snapshot(ns, "web", Some(&chain[0]), KIND_ACTIVE);
+        fs::write(f.fs(rw).join("who"), format!("{ns}\n")).unwrap();
+        f.container(ns, "web", IMAGE, "web", &["sh"], &[]);
+    }
+    f.write();
+    let before = integrity::snapshot(t.path());
+    let r = cli::run(t.path(), &["cat", "web", "/who"]);
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr.contains("default/web") && r.stderr.contains("k8s.io/web"),
+        "{}",
+        r.stderr
+    );
+    for ns in ["default", "k8s.io"] {
+        let who = cli::run(t.path(), &["cat", &format!("{ns}/web"), "/who"]);
+        assert_eq!(who.ok(), format!("{ns}\n"));
+        let base = cli::run(t.path(), &["cat", &format!("{ns}/web"), "/base"]);
+        assert_eq!(base.ok(), "base\n");
+    }
+    before.assert_unchanged(&integrity::snapshot(t.path()));
+}

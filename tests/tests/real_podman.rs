@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, MountPoint};
+use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, BoundHost, MountPoint};
 use docker_mount_tests::real_podman::{podman_root, require_podman, PodmanRoot};
 use docker_mount_tests::{cli, integrity, manifest, real};
 use serde_json::Value;
@@ -239,5 +239,42 @@ fn forensic_commands_see_what_the_container_did() {
 
     let timeline = cli::run(&r.root, &["timeline", "c-exited", "--json"]);
     assert!(timeline.ok().contains("/added-file"), "{}", timeline.stdout);
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+#[test]
+fn a_host_tree_holding_podman_storage_is_discovered() {
+    if !require_podman() {
+        return;
+    }
+    let r = podman_root();
+    let before = integrity::snapshot(&r.root);
+    let rel = "var/lib/containers/storage";
+    let host = BoundHost::new(&[("hostname", "seized\n".into())], &[(rel, &r.root)]);
+    let roots = cli::run(host.path(), &["roots", "--json"]).json();
+    let found: Vec<&Value> = roots["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["present"] == true)
+        .collect();
+    assert_eq!(found.len(), 1, "{roots:#}");
+    assert_eq!(found[0]["kind"], "engine", "{roots:#}");
+    assert_eq!(found[0]["engine"], "podman");
+    assert_eq!(found[0]["host_path"], format!("/{rel}"));
+    assert_eq!(found[0]["containers"], r.containers.len());
+    // The one root is used by the other commands.
+    let listed = cli::run(host.path(), &["list", "--all", "--json"]).json();
+    let mut ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut want: Vec<&str> = r.containers.iter().map(|c| c.id.as_str()).collect();
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    drop(host);
     before.assert_unchanged(&integrity::snapshot(&r.root));
 }

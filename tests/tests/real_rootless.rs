@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, MountPoint};
+use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, BoundHost, MountPoint};
 use docker_mount_tests::real_rootless::{
     layers_text, require_rootless, rootless_root, xattr_names, RootlessRoot, USER,
 };
@@ -308,79 +308,36 @@ fn kernel_mount_equals_docker_export() {
 
 /// A host tree for discovery: the user's passwd, group, subuid and subgid
 /// lines, and `home/<user>/.local/share/docker` a read-only, noatime bind
-/// of the data root (unmounted on drop).
-struct FakeHost {
-    dir: tempfile::TempDir,
-    point: PathBuf,
-}
-
-impl FakeHost {
-    fn new(r: &RootlessRoot) -> FakeHost {
-        use nix::mount::{mount, MsFlags};
-        let dir = tempfile::Builder::new()
-            .prefix("dm-rootless-host-")
-            .tempdir()
-            .unwrap();
-        let etc = dir.path().join("etc");
-        std::fs::create_dir_all(&etc).unwrap();
-        let w = |name: &str, text: String| std::fs::write(etc.join(name), text).unwrap();
-        w(
+/// of the data root.
+fn fake_host(r: &RootlessRoot) -> (BoundHost, PathBuf) {
+    let etc = [
+        (
             "passwd",
             format!(
                 "root:x:0:0:root:/root:/bin/bash\n{USER}:x:{}:{}::/home/{USER}:/bin/sh\n",
                 r.uid, r.gid
             ),
-        );
-        w("group", format!("root:x:0:\n{USER}:x:{}:\n", r.gid));
-        w(
+        ),
+        ("group", format!("root:x:0:\n{USER}:x:{}:\n", r.gid)),
+        (
             "subuid",
             format!(
                 "dockremap:100000:65536\n{USER}:{}:{}\n",
                 r.subuid.0, r.subuid.1
             ),
-        );
-        w(
+        ),
+        (
             "subgid",
             format!(
                 "dockremap:100000:65536\n{USER}:{}:{}\n",
                 r.subgid.0, r.subgid.1
             ),
-        );
-        std::fs::create_dir_all(dir.path().join("var/lib")).unwrap();
-        let point = dir
-            .path()
-            .join("home")
-            .join(USER)
-            .join(".local/share/docker");
-        std::fs::create_dir_all(&point).unwrap();
-        mount(
-            Some(&r.root),
-            &point,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
-        let flags =
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOATIME;
-        let host = FakeHost { dir, point };
-        mount(None::<&str>, &host.point, None::<&str>, flags, None::<&str>).unwrap();
-        host
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for FakeHost {
-    fn drop(&mut self) {
-        while mount_options(&self.point).is_some() {
-            if nix::mount::umount2(&self.point, nix::mount::MntFlags::MNT_DETACH).is_err() {
-                break;
-            }
-        }
-    }
+        ),
+    ];
+    let rel = format!("home/{USER}/.local/share/docker");
+    let host = BoundHost::new(&etc, &[(&rel, &r.root)]);
+    let point = host.path().join(rel);
+    (host, point)
 }
 
 fn range(v: &Value) -> (u64, u64, u64) {
@@ -395,7 +352,7 @@ fn range(v: &Value) -> (u64, u64, u64) {
 fn a_host_tree_with_the_root_in_a_home_is_discovered_as_rootless() {
     let Some(r) = root() else { return };
     let before = integrity::snapshot(&r.root);
-    let host = FakeHost::new(r);
+    let (host, point) = fake_host(r);
     let roots = cli::run(host.path(), &["roots", "--json"]).json();
     let found: Vec<&Value> = roots["roots"]
         .as_array()
@@ -407,7 +364,7 @@ fn a_host_tree_with_the_root_in_a_home_is_discovered_as_rootless() {
     let f = found[0];
     assert_eq!(f["kind"], "rootless", "{f:#}");
     assert_eq!(f["user"], USER);
-    assert_eq!(f["path"], host.point.display().to_string());
+    assert_eq!(f["path"], point.display().to_string());
     assert_eq!(f["containers"], 3);
     let (u, g) = (&f["id_map"]["uid"], &f["id_map"]["gid"]);
     let (uid, gid) = (u64::from(r.uid), u64::from(r.gid));
@@ -435,7 +392,7 @@ fn a_host_tree_with_the_root_in_a_home_is_discovered_as_rootless() {
         );
     }
     // The root named by its home path: the host is guessed from it.
-    let info = cli::run(&host.point, &["info", "c-replace", "--json"]).json();
+    let info = cli::run(&point, &["info", "c-replace", "--json"]).json();
     assert_eq!(range(&info["id_map"]["uid"][1]).1, u64::from(r.subuid.0));
     let audit = cli::run(host.path(), &["audit", "--json"]).json();
     assert!(

@@ -9,7 +9,8 @@ use crate::context;
 use crate::{table, Cli};
 
 pub fn run(cli: &Cli) -> Result<()> {
-    let found = discover::discover(&cli.root)
+    // Docker's roots: the audit reads daemon and container configuration.
+    let found = discover::discover(&cli.root, &Default::default())
         .with_context(|| format!("cannot examine {}", cli.root.display()))?;
     if found.present().next().is_none() && found.configs.is_empty() {
         // Nothing to audit: say why, as other commands would.

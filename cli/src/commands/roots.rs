@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use docker_mount_core::daemon_config::SourceKind;
 use docker_mount_core::discover::{self, FoundRoot};
 use docker_mount_core::host::HostFs;
+use docker_mount_core::loader::Drivers;
 use docker_mount_core::model::image::Image;
 use docker_mount_core::root::DockerRoot;
 use docker_mount_core::userns::{self, IdMap};
@@ -54,6 +55,24 @@ fn count(path: &Path) -> (Option<usize>, Option<usize>, Vec<String>) {
     let Ok(root) = DockerRoot::open(path) else {
         return (None, None, Vec::new());
     };
+    count_docker(&root)
+}
+
+/// An engine's root: what its driver's catalog holds.
+fn count_engine(
+    path: &Path,
+    drivers: &Drivers,
+    driver: &str,
+) -> (Option<usize>, Option<usize>, Vec<String>) {
+    let Ok(root) = DockerRoot::open_with(path, drivers) else {
+        return (None, None, Vec::new());
+    };
+    let containers = root.containers().iter().filter(|c| c.is_ok()).count();
+    let images = root.images().iter().filter(|i| i.is_ok()).count();
+    (Some(containers), Some(images), vec![driver.to_string()])
+}
+
+fn count_docker(root: &DockerRoot) -> (Option<usize>, Option<usize>, Vec<String>) {
     let containers = root
         .dir()
         .list(Path::new("containers"))
@@ -68,14 +87,18 @@ fn count(path: &Path) -> (Option<usize>, Option<usize>, Vec<String>) {
 }
 
 pub fn run(cli: &Cli) -> Result<()> {
-    let found = discover::discover(&cli.root)
+    let loaded = context::load_drivers(cli);
+    let found = discover::discover(&cli.root, &loaded)
         .with_context(|| format!("cannot examine {}", cli.root.display()))?;
     let host = found.host.as_deref().and_then(|h| HostFs::open(h).ok());
     let rows: Vec<RootRow> = found
         .roots
         .iter()
         .map(|r| {
-            let (containers, images, drivers) = if r.present {
+            let (containers, images, drivers) = if let (true, Some(engine)) = (r.present, &r.engine)
+            {
+                count_engine(&r.path, &loaded, engine)
+            } else if r.present {
                 count(&r.path)
             } else {
                 (None, None, Vec::new())
@@ -126,6 +149,9 @@ pub fn run(cli: &Cli) -> Result<()> {
             let mut kind = discover::kind_name(f.kind).to_string();
             if let Some(u) = &f.user {
                 kind.push_str(&format!(" ({u})"));
+            }
+            if let Some(e) = &f.engine {
+                kind.push_str(&format!(" ({e})"));
             }
             if let Some(m) = f.remap {
                 kind.push_str(&format!(" {}:{}", m.uid, m.gid));

@@ -17,11 +17,12 @@
 //! huge allocation or an endless loop. Little-endian files only (bbolt
 //! writes native byte order; amd64 and arm64 hosts are little-endian).
 
-use std::cell::Cell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
@@ -44,6 +45,12 @@ const MAX_SPAN: u64 = 256 << 20;
 /// Page reads one reader may do in all (bounds the work a crafted file,
 /// say buckets sharing pages, can cause).
 const MAX_PAGE_READS: u64 = 4 << 20;
+/// Pages are kept once read, up to this many bytes: a real file is then
+/// read once however often its trees are searched.
+const CACHE_BYTES: u64 = 256 << 20;
+/// Bytes one reader may read from the file in all, past the cache:
+/// this many times the file's length.
+const READ_FACTOR: u64 = 16;
 
 /// Why a bolt file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +191,9 @@ pub struct Db<S: Source = File> {
     len: u64,
     meta: Meta,
     reads: Cell<u64>,
+    bytes_read: Cell<u64>,
+    cache: RefCell<HashMap<u64, Rc<[u8]>>>,
+    cached: Cell<u64>,
 }
 
 impl<S: Source> fmt::Debug for Db<S> {
@@ -196,13 +206,13 @@ impl<S: Source> fmt::Debug for Db<S> {
 }
 
 /// A page's bytes (header included) and where they came from.
-struct Page<'a> {
-    bytes: std::borrow::Cow<'a, [u8]>,
+struct Page {
+    bytes: Rc<[u8]>,
     /// 0 for an inline page.
     id: u64,
 }
 
-impl Page<'_> {
+impl Page {
     fn flags(&self) -> u16 {
         u16_at(&self.bytes, 8).unwrap_or(0)
     }
@@ -303,6 +313,9 @@ impl<S: Source> Db<S> {
             len,
             meta,
             reads: Cell::new(0),
+            bytes_read: Cell::new(0),
+            cache: RefCell::new(HashMap::new()),
+            cached: Cell::new(0),
         };
         Ok(db)
     }
@@ -318,12 +331,18 @@ impl<S: Source> Db<S> {
         }
     }
 
-    fn read_page(&self, id: u64) -> Result<Page<'static>> {
+    fn read_page(&self, id: u64) -> Result<Page> {
         let n = self.reads.get() + 1;
         if n > MAX_PAGE_READS {
             return corrupt("too many page reads: the file's trees reference pages over and over");
         }
         self.reads.set(n);
+        if let Some(bytes) = self.cache.borrow().get(&id) {
+            return Ok(Page {
+                bytes: bytes.clone(),
+                id,
+            });
+        }
         let ps = u64::from(self.meta.page_size);
         if id < 2 || id >= self.meta.pgid {
             return corrupt(format!(
@@ -359,14 +378,21 @@ impl<S: Source> Db<S> {
                     "page {id}: {overflow} overflow pages run past the end of the file"
                 ))
             })?;
+        let total = self.bytes_read.get().saturating_add(span);
+        if total > self.len.saturating_mul(READ_FACTOR) {
+            return corrupt("too many bytes read: the file's trees reference pages over and over");
+        }
+        self.bytes_read.set(total);
         let mut bytes = vec![0u8; span as usize];
         self.src
             .read_at(off, &mut bytes)
             .map_err(|e| BoltError(format!("cannot read page {id}: {e}")))?;
-        Ok(Page {
-            bytes: bytes.into(),
-            id,
-        })
+        let bytes: Rc<[u8]> = bytes.into();
+        if self.cached.get().saturating_add(span) <= CACHE_BYTES {
+            self.cached.set(self.cached.get() + span);
+            self.cache.borrow_mut().insert(id, bytes.clone());
+        }
+        Ok(Page { bytes, id })
     }
 
     /// Every entry of `bucket`, in key order.
@@ -543,7 +569,7 @@ fn decode(flags: u32, key: &[u8], value: &[u8], what: &str) -> Result<Value> {
     }))
 }
 
-fn collect_leaf(page: &Page<'_>, out: &mut Vec<(Vec<u8>, Value)>) -> Result<()> {
+fn collect_leaf(page: &Page, out: &mut Vec<(Vec<u8>, Value)>) -> Result<()> {
     if page.id == 0 {
         check_inline(page)?;
     }
@@ -554,7 +580,7 @@ fn collect_leaf(page: &Page<'_>, out: &mut Vec<(Vec<u8>, Value)>) -> Result<()> 
     Ok(())
 }
 
-fn find_in_leaf(page: &Page<'_>, key: &[u8]) -> Result<Option<Value>> {
+fn find_in_leaf(page: &Page, key: &[u8]) -> Result<Option<Value>> {
     if page.id == 0 {
         check_inline(page)?;
     }
@@ -568,7 +594,7 @@ fn find_in_leaf(page: &Page<'_>, key: &[u8]) -> Result<Option<Value>> {
 }
 
 /// An inline page must be a leaf whose elements fit in it.
-fn check_inline(page: &Page<'_>) -> Result<()> {
+fn check_inline(page: &Page) -> Result<()> {
     if page.bytes.len() < PAGE_HEADER {
         return corrupt("inline bucket shorter than a page header");
     }

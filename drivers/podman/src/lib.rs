@@ -383,6 +383,13 @@ impl Driver for Podman {
             .collect())
     }
 
+    fn host_roots(&self) -> Vec<String> {
+        // Root's storage, and each user's rootless storage.
+        vec![
+            "var/lib/containers/storage".into(),
+            "~/.local/share/containers/storage".into(),
+        ]
+    }
     fn catalog(&self, root: &Path) -> Result<Catalog, DriverError> {
         catalog(root)
     }
