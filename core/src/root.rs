@@ -46,8 +46,8 @@ struct Catalogued {
 
 impl Catalogued {
     fn problems(&self) -> impl Iterator<Item = ItemError> + '_ {
-        self.problems.iter().map(|(name, p)| ItemError {
-            name: name.clone(),
+        self.problems.iter().map(|(driver, p)| ItemError {
+            name: format!("{driver} metadata"),
             error: Error::Usage(p.clone()),
         })
     }
@@ -111,7 +111,7 @@ impl DockerRoot {
                 Err(e) => root
                     .catalog
                     .problems
-                    .push((d.name().to_string(), format!("{}: {e}", d.name()))),
+                    .push((d.name().to_string(), e.to_string())),
             }
         }
         if !docker && !claimed {

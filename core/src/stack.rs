@@ -115,14 +115,14 @@ pub fn container_stack(root: &DockerRoot, drivers: &Drivers, c: &Container) -> R
         return legacy_container_stack(root, driver, c, name);
     }
     if let Some(record) = &c.catalog {
-        return catalog_stack(root, driver, &record.layers);
+        return catalog_stack(root, driver, &record.layers, Some(&c.config_path));
     }
     let mount = match layerdb::read_mount(root.dir(), &name, &c.id) {
         Ok(m) => m,
         // Engines such as the containerd image store keep the layers of
         // docker's containers themselves.
         Err(e) => match driver.container_layers(root.path(), &c.id) {
-            Ok(layers) => return catalog_stack(root, driver, &layers),
+            Ok(layers) => return catalog_stack(root, driver, &layers, Some(&c.config_path)),
             Err(d) if d.kind == ErrorKind::Unsupported => return Err(e),
             Err(d) => return Err(d.into()),
         },
@@ -159,12 +159,24 @@ pub fn container_stack(root: &DockerRoot, drivers: &Drivers, c: &Container) -> R
     Ok(stack)
 }
 
-/// A stack an engine's catalog describes: its layer ids, top first.
+/// A stack an engine's catalog describes: its layer ids, top first;
+/// `container` is the file of the container it belongs to, if any.
 fn catalog_stack(
     root: &DockerRoot,
     driver: &LoadedDriver,
     layers: &[CatalogLayer],
+    container: Option<&Path>,
 ) -> Result<Stack> {
+    // An image may have no layers; a container always has its rw layer.
+    if let (Some(source), true) = (container, layers.is_empty()) {
+        return Err(Error::invalid(
+            source,
+            format!(
+                "the {} driver records no layers for it (its snapshot or layer is missing)",
+                driver.name()
+            ),
+        ));
+    }
     let layers = layers
         .iter()
         .map(|l| {
@@ -248,7 +260,7 @@ fn legacy_container_stack(
 pub fn image_stack(root: &DockerRoot, drivers: &Drivers, image: &Image) -> Result<Stack> {
     let driver = detect::require(drivers, &image.store)?;
     if let Some(record) = &image.catalog {
-        return catalog_stack(root, driver, &record.layers);
+        return catalog_stack(root, driver, &record.layers, None);
     }
     if image.legacy {
         return Ok(Stack {

@@ -1197,7 +1197,12 @@ fn remove_cgroups(ids: &[std::ffi::OsString]) {
 fn cleanup_stale(dir: &Path) {
     if let Ok(run) = fs::read(dir.join("run-dir")) {
         let run = PathBuf::from(OsStr::from_bytes(&run));
-        if run.starts_with("/tmp/dmr.") {
+        // Path::starts_with compares whole components: check the name.
+        let ours = run.parent() == Some(Path::new("/tmp"))
+            && run
+                .file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(b"dmr."));
+        if ours {
             let survivors = kill_run(&run);
             assert!(
                 survivors.is_empty(),

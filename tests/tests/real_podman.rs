@@ -54,6 +54,7 @@ fn list_matches_podman_ps() {
         assert_eq!(got["image"], want["Image"], "{}", c.name);
         assert_eq!(got["image_id"], want["ImageID"], "{}", c.name);
         assert_eq!(got["driver"], "podman");
+        assert_eq!(got["engine"], "podman");
         assert_eq!(got["driver_loaded"], true);
         assert_eq!(got["running_at_shutdown"], c.running_at_crash, "{}", c.name);
         assert_eq!(got["state"], want["State"], "{}", c.name);

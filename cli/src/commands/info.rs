@@ -229,6 +229,9 @@ pub fn run(cli: &Cli, query: &str) -> Result<()> {
     field("Finished", s.finished_at.as_deref().unwrap_or("-"));
     field("Command", s.command.escape_debug());
     field("Driver", &s.driver);
+    if let Some(engine) = &s.engine {
+        field("Engine", engine);
+    }
     if let Some(note) = &s.note {
         field("Note", note);
     }

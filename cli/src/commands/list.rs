@@ -22,6 +22,10 @@ pub struct ContainerSummary {
     pub driver: String,
     /// Whether a plugin for `driver` is loaded.
     pub driver_loaded: bool,
+    /// The engine that recorded it when not dockerd (`podman`,
+    /// `containerd/<namespace>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     pub created: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -60,6 +64,7 @@ pub fn summarize(ctx: &Context, c: &Container) -> ContainerSummary {
         exit_code: s.exit_code,
         driver,
         driver_loaded,
+        engine: c.catalog.as_ref().map(|r| r.engine.clone()),
         created: c.config.created.clone(),
         started_at: time(&s.started_at),
         finished_at: time(&s.finished_at),
@@ -81,6 +86,7 @@ fn broken(name: String, error: String) -> ContainerSummary {
         exit_code: 0,
         driver: String::new(),
         driver_loaded: false,
+        engine: None,
         created: String::new(),
         started_at: None,
         finished_at: None,

@@ -136,7 +136,7 @@ pub fn convert(driver: &str, catalog: Catalog) -> (Vec<Container>, Vec<Image>, V
     let problems = catalog
         .problems
         .into_iter()
-        .map(|p| format!("{driver}: {p}"))
+        .map(|p| p.to_string())
         .collect();
     (containers, images, problems)
 }
