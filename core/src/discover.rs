@@ -351,13 +351,22 @@ impl Builder<'_> {
         }
     }
 
-    /// An engine's root at `host_path` when the driver recognises it.
+    /// An engine's root at `host_path` when the driver recognises it and
+    /// it holds containers or images.
     fn add_engine(&mut self, host_path: &str, driver: &LoadedDriver, user: Option<&str>) {
         let Ok(r) = self.fs.resolve(host_path) else {
             return;
         };
         let local = self.fs.local(&r);
         if !driver.detect(&local).is_ok_and(|c| c > Confidence::NONE) {
+            return;
+        }
+        // An engine installed but unused (containerd under docker 20.10, a
+        // podman never run) holds nothing to choose.
+        let used = driver
+            .catalog(&local)
+            .is_ok_and(|c| !c.containers.is_empty() || !c.images.is_empty());
+        if !used {
             return;
         }
         self.merge(FoundRoot {

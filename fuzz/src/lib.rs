@@ -37,8 +37,8 @@ pub mod overlay2;
 #[path = "../../drivers/aufs/src/lib.rs"]
 pub mod aufs;
 
-/// The containerd overlayfs snapshotter driver's own source (its bolt
-/// reader and containerd's metadata).
+/// The containerd overlayfs snapshotter driver's own source (containerd's
+/// metadata, read from bolt files by core's `driver_kit::bolt`).
 #[path = "../../drivers/containerd-overlayfs/src/lib.rs"]
 pub mod overlayfs;
 
@@ -73,7 +73,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("union_lookup", union_lookup),
     ("logs", logs),
     ("dm_thin", dm_thin),
-    ("containerd_bolt", containerd_bolt),
+    ("bolt", bolt),
 ];
 
 /// The target called `name`.
@@ -85,7 +85,7 @@ pub fn target(name: &str) -> Option<Target> {
 pub fn max_len(name: &str) -> usize {
     match name {
         "dm_thin" => 64 * 1024,
-        "containerd_bolt" => 256 * 1024,
+        "bolt" => 256 * 1024,
         "tarsplit" | "logs" | "image" | "container" => 16 * 1024,
         _ => 4096,
     }
@@ -665,14 +665,16 @@ pub fn logs(data: &[u8]) {
     }
 }
 
-/// containerd's bolt databases, read by the overlayfs driver: the first
-/// byte says what the rest is — bit 0 set: containerd's `meta.db`, else the
-/// overlayfs snapshotter's `metadata.db` (the other file is missing). Every
-/// bucket of the raw file is walked, then the driver reads it from a
-/// scratch containerd root as `list`, `images` and `export` would.
-pub fn containerd_bolt(data: &[u8]) {
+/// bbolt files, read by core's `driver_kit::bolt` for the drivers (seeds:
+/// containerd's databases and podman's `libpod/bolt_state.db`): every
+/// bucket of the raw file is walked; then, as one of containerd's
+/// databases, the overlayfs driver reads it from a scratch containerd root
+/// as `list`, `images` and `export` would. The first byte says which —
+/// bit 0 set: containerd's `meta.db`, else the overlayfs snapshotter's
+/// `metadata.db` (the other file is missing).
+pub fn bolt(data: &[u8]) {
+    use docker_mount_core::driver_kit::bolt::{Bucket, Db, Value};
     use docker_mount_core::Driver;
-    use overlayfs::bolt::{Bucket, Db, Value};
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

@@ -132,5 +132,5 @@ targets!(
     union_lookup,
     logs,
     dm_thin,
-    containerd_bolt,
+    bolt,
 );

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use docker_mount_driver_overlayfs::fixture::{digest, Fixture, KIND_ACTIVE, KIND_COMMITTED};
 use docker_mount_driver_overlayfs::meta::chain_ids;
-use docker_mount_tests::mounts::{assert_read_only_mount, MountPoint};
+use docker_mount_tests::mounts::{assert_read_only_mount, BoundHost, MountPoint};
 use docker_mount_tests::real_containerd as rc;
 use docker_mount_tests::{cli, integrity, manifest};
 use serde_json::Value;
@@ -346,4 +346,42 @@ fn containerd_root_ids_shared_by_namespaces_need_the_qualified_name() {
         assert_eq!(base.ok(), "base\n");
     }
     before.assert_unchanged(&integrity::snapshot(t.path()));
+}
+
+#[test]
+fn a_host_tree_holding_a_containerd_root_is_discovered() {
+    if !rc::require_containerd() {
+        return;
+    }
+    let r = rc::containerd_root();
+    let before = integrity::snapshot(&r.root);
+    let rel = "var/lib/containerd";
+    let host = BoundHost::new(&[("hostname", "seized\n".into())], &[(rel, &r.root)]);
+    let roots = cli::run(host.path(), &["roots", "--json"]).json();
+    let found: Vec<&Value> = roots["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["present"] == true)
+        .collect();
+    assert_eq!(found.len(), 1, "{roots:#}");
+    assert_eq!(found[0]["kind"], "engine", "{roots:#}");
+    assert_eq!(found[0]["engine"], "overlayfs");
+    assert_eq!(found[0]["host_path"], format!("/{rel}"));
+    assert_eq!(found[0]["containers"], r.containers.len(), "{roots:#}");
+    // An unused containerd (what docker 20.10 leaves) is not a root to choose.
+    let empty = tempfile::tempdir().unwrap();
+    fs::create_dir_all(empty.path().join("io.containerd.metadata.v1.bolt")).unwrap();
+    let idle = BoundHost::new(&[("hostname", "idle\n".into())], &[(rel, empty.path())]);
+    let roots = cli::run(idle.path(), &["roots", "--json"]).json();
+    assert!(
+        roots["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["present"] != true),
+        "{roots:#}"
+    );
+    drop(host);
+    before.assert_unchanged(&integrity::snapshot(&r.root));
 }

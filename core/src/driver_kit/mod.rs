@@ -1,6 +1,7 @@
 //! Helpers drivers share: opening their store beneath the root, checking
-//! ids, listing layer directories. Plain functions over the driver's own
-//! directory names, so core still names no driver.
+//! ids, listing layer directories, reading engines' bolt databases
+//! ([`bolt`]). Plain functions over the driver's own directory and file
+//! names, so core still names no driver.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::beneath::{is_safe_component, Beneath};
 use crate::driver::{Confidence, DriverError, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle};
+
+pub mod bolt;
 
 /// An I/O error naming its file.
 pub fn io_err(path: &Path, e: impl std::fmt::Display) -> DriverError {

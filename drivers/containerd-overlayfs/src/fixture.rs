@@ -6,10 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use docker_mount_core::driver_kit::bolt::writer::{Node, Writer};
 use sha2::{Digest, Sha256};
 
 use super::meta::{chain_ids, CONTENT_BLOBS, META_DB, SNAPSHOTTER_DB};
-use super::writer::{Node, Writer};
 use super::SNAPSHOTTER_DIR;
 
 /// Go's `time.Time.MarshalBinary` of a UTC time.

@@ -3,8 +3,9 @@
 //! Each layer is a snapshot directory
 //! `io.containerd.snapshotter.v1.overlayfs/snapshots/<id>/fs` with overlay
 //! whiteouts; which snapshot is whose, and the parent chains, live in
-//! bolt databases (see [`meta`], read by the bounds-checked reader of
-//! [`bolt`]). Layer ids crossing to core are the snapshotter's numeric ids.
+//! bolt databases (see [`meta`], read by core's bounds-checked reader
+//! `driver_kit::bolt`). Layer ids crossing to core are the snapshotter's
+//! numeric ids.
 //!
 //! Two kinds of `--root`:
 //! - containerd's own root (`/var/lib/containerd`): the catalog lists the
@@ -32,12 +33,9 @@ use docker_mount_core::{
     ABI_VERSION,
 };
 
-pub mod bolt;
 #[cfg(any(test, feature = "writer"))]
 pub mod fixture;
 pub mod meta;
-#[cfg(any(test, feature = "writer"))]
-pub mod writer;
 
 use meta::{Content, MetaDb, SnapDb};
 
@@ -510,6 +508,10 @@ impl Driver for Overlayfs {
             .collect();
         out.sort_by_key(|l| l.id.parse::<u64>().unwrap_or(u64::MAX));
         Ok(out)
+    }
+
+    fn host_roots(&self) -> Vec<String> {
+        vec!["var/lib/containerd".into()]
     }
 
     fn catalog(&self, root: &Path) -> Result<Catalog, DriverError> {

@@ -26,7 +26,7 @@ use docker_mount_core::beneath::Beneath;
 use docker_mount_core::{DriverError, ErrorKind};
 use sha2::{Digest, Sha256};
 
-use super::bolt::{self, Bucket, Db, Value};
+use docker_mount_core::driver_kit::bolt::{self, BoltError, Bucket, Db, Value};
 
 pub const META_DB: &str = "io.containerd.metadata.v1.bolt/meta.db";
 pub const CONTENT_BLOBS: &str = "io.containerd.content.v1.content/blobs";
@@ -43,29 +43,6 @@ const BOLT_LIMIT: u64 = 4 << 30;
 
 fn invalid(msg: impl Into<String>, path: &Path) -> DriverError {
     DriverError::new(ErrorKind::Invalid, msg, Some(path))
-}
-
-fn bolt_err(e: bolt::BoltError, path: &Path) -> DriverError {
-    invalid(format!("corrupt bolt database: {e}"), path)
-}
-
-/// Opens a bolt file beneath `dir`, read-only and without updating atimes.
-fn open_bolt(dir: &Beneath, rel: &Path) -> Result<Db<File>, DriverError> {
-    let path = dir.path().join(rel);
-    let fd = dir.open_regular(rel).map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            ErrorKind::NotFound
-        } else {
-            ErrorKind::Io
-        };
-        DriverError::new(kind, format!("cannot open: {e}"), Some(&path))
-    })?;
-    let file = File::from(fd);
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > BOLT_LIMIT {
-        return Err(invalid(format!("{len} bytes is too large"), &path));
-    }
-    Db::open(file).map_err(|e| bolt_err(e, &path))
 }
 
 /// A Go `time.Time` from `MarshalBinary`, as RFC 3339 in UTC.
@@ -210,13 +187,13 @@ pub struct MetaDb {
 impl MetaDb {
     pub fn open(root: &Beneath) -> Result<MetaDb, DriverError> {
         Ok(MetaDb {
-            db: open_bolt(root, Path::new(META_DB))?,
+            db: bolt::open(root, Path::new(META_DB), BOLT_LIMIT)?,
             path: root.path().join(META_DB),
         })
     }
 
-    fn err(&self, e: bolt::BoltError) -> DriverError {
-        bolt_err(e, &self.path)
+    fn err(&self, e: BoltError) -> DriverError {
+        e.at(&self.path)
     }
 
     fn labels(&self, b: &Bucket) -> Result<Vec<(String, String)>, DriverError> {
@@ -397,8 +374,8 @@ impl SnapDb {
     /// Reads the whole snapshot table of the snapshotter directory `dir`.
     pub fn read(dir: &Beneath) -> Result<SnapDb, DriverError> {
         let path = dir.path().join(SNAPSHOTTER_DB);
-        let db = open_bolt(dir, Path::new(SNAPSHOTTER_DB))?;
-        let err = |e| bolt_err(e, &path);
+        let db = bolt::open(dir, Path::new(SNAPSHOTTER_DB), BOLT_LIMIT)?;
+        let err = |e: BoltError| e.at(&path);
         let mut out = SnapDb {
             path: path.clone(),
             ..SnapDb::default()

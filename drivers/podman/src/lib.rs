@@ -10,7 +10,6 @@
 //! Like every driver it only describes; core reads and mounts. The
 //! containers and images come to core as a [`Catalog`].
 
-mod bolt;
 mod libpod;
 mod store;
 

@@ -12,9 +12,9 @@ use std::path::Path;
 
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::driver::{DriverError, ErrorKind};
+use docker_mount_core::driver_kit::bolt::{self, BoltError, Db, Value};
 use serde::Deserialize;
 
-use crate::bolt::{Db, Value};
 use crate::store::problem;
 
 pub const BOLT_DB: &str = "libpod/bolt_state.db";
@@ -94,21 +94,17 @@ pub fn read(root: &Beneath, problems: &mut Vec<DriverError>) -> HashMap<String, 
     if !root.exists(rel) {
         return HashMap::new();
     }
-    let db = match root
-        .read(rel, BOLT_LIMIT, "podman state database")
-        .map_err(|e| e.to_string())
-        .and_then(Db::new)
-    {
+    let db = match bolt::open(root, rel, BOLT_LIMIT) {
         Ok(db) => db,
         Err(e) => {
-            problems.push(problem(ErrorKind::Invalid, e, &path));
+            problems.push(e);
             return HashMap::new();
         }
     };
     match records(&db, &path, problems) {
         Ok(m) => m,
         Err(e) => {
-            problems.push(problem(ErrorKind::Invalid, e, &path));
+            problems.push(e.at(&path));
             HashMap::new()
         }
     }
@@ -118,13 +114,13 @@ fn records(
     db: &Db,
     path: &Path,
     problems: &mut Vec<DriverError>,
-) -> Result<HashMap<String, Libpod>, String> {
+) -> Result<HashMap<String, Libpod>, BoltError> {
     let mut out = HashMap::new();
-    let Some(ctrs) = db.bucket(db.root(), b"ctr")? else {
+    let Some(ctrs) = db.bucket(&db.root(), b"ctr")? else {
         return Ok(out);
     };
-    for (id, value) in db.entries(ctrs)? {
-        let id = String::from_utf8_lossy(id).into_owned();
+    for (id, value) in db.entries(&ctrs)? {
+        let id = String::from_utf8_lossy(&id).into_owned();
         let Value::Bucket(bucket) = value else {
             continue;
         };
@@ -135,30 +131,24 @@ fn records(
                 path,
             ))
         };
-        let json = |key: &[u8]| -> Result<Option<&[u8]>, String> {
-            Ok(match db.get(bucket, key)? {
-                Some(Value::Data(d)) => Some(d),
-                _ => None,
-            })
-        };
-        let config: Config = match json(b"config") {
-            Ok(Some(d)) => serde_json::from_slice(d).unwrap_or_else(|e| {
+        let config: Config = match db.value(&bucket, b"config") {
+            Ok(Some(d)) => serde_json::from_slice(&d).unwrap_or_else(|e| {
                 bad("config", e.to_string());
                 Config::default()
             }),
             Ok(None) => Config::default(),
             Err(e) => {
-                bad("config", e);
+                bad("config", e.to_string());
                 Config::default()
             }
         };
-        let state: Option<State> = match json(b"state") {
-            Ok(Some(d)) => serde_json::from_slice(d)
+        let state: Option<State> = match db.value(&bucket, b"state") {
+            Ok(Some(d)) => serde_json::from_slice(&d)
                 .map_err(|e| bad("state", e.to_string()))
                 .ok(),
             Ok(None) => None,
             Err(e) => {
-                bad("state", e);
+                bad("state", e.to_string());
                 None
             }
         };
@@ -192,54 +182,51 @@ fn records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bolt::tests::{file, inline, leaf, on_page};
+    use docker_mount_core::driver_kit::bolt::writer::{Node, Writer};
 
     #[test]
     fn reads_state_and_config_of_each_container() {
         let state = br#"{"state":6,"startedTime":"2024-01-02T03:04:05Z","finishedTime":"2024-01-02T03:04:06Z","exitCode":3,"exited":true}"#;
         let config = br#"{"spec":{"process":{"args":["sh","-c","exit 3"]}},"labels":{"a":"b"},"rootfsImageName":"localhost/x:1"}"#;
         let running = br#"{"state":3,"startedTime":"2024-01-02T03:04:05Z","pid":77}"#;
-        let ctr = leaf(
-            3,
-            &[
-                (
-                    b"aaaa",
-                    inline(&[
-                        (b"config", config.to_vec(), false),
-                        (b"state", state.to_vec(), false),
-                    ]),
-                    true,
-                ),
-                (
-                    b"bbbb",
-                    inline(&[(b"state", running.to_vec(), false)]),
-                    true,
-                ),
-                (
-                    b"cccc",
-                    inline(&[(b"state", b"{not json".to_vec(), false)]),
-                    true,
-                ),
-            ],
-        );
-        let root = leaf(2, &[(b"ctr", on_page(3), true)]);
+        let mut root = Node::bucket();
+        let ctr = root.child("ctr");
+        ctr.child("aaaa")
+            .put("config", config.as_slice())
+            .put("state", state.as_slice());
+        ctr.child("bbbb").put("state", running.as_slice());
+        ctr.child("cccc").put("state", "{not json");
+        // Buckets beside `ctr` (podman keeps several) are not containers,
+        // nor is a plain value in `ctr`.
+        root.child("pod").put("x", "y");
+        root.child("ctr").put("stray", "not a bucket");
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("libpod")).unwrap();
-        std::fs::write(t.path().join(BOLT_DB), file(2, &[root, ctr])).unwrap();
-        let mut problems = Vec::new();
-        let m = read(&Beneath::open(t.path()).unwrap(), &mut problems);
-        let a = &m["aaaa"];
-        assert_eq!(a.state, "exited");
-        assert_eq!(a.exit_code, Some(3));
-        assert_eq!(a.args, ["sh", "-c", "exit 3"]);
-        assert_eq!(a.labels, [("a".to_string(), "b".to_string())]);
-        assert_eq!(a.image_name, "localhost/x:1");
-        assert_eq!(m["bbbb"].state, "running");
-        assert_eq!(m["bbbb"].pid, Some(77));
-        assert_eq!(m["bbbb"].exit_code, None);
-        assert_eq!(m["cccc"].state, "unknown");
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].message.contains("container cccc: state"));
+        // Inline sub-buckets (small ones, as bbolt keeps them) and ones on
+        // their own pages read the same.
+        for inline in [true, false] {
+            let bytes = Writer {
+                inline,
+                ..Writer::default()
+            }
+            .write(&root);
+            std::fs::write(t.path().join(BOLT_DB), bytes).unwrap();
+            let mut problems = Vec::new();
+            let m = read(&Beneath::open(t.path()).unwrap(), &mut problems);
+            assert_eq!(m.len(), 3, "{m:?}");
+            let a = &m["aaaa"];
+            assert_eq!(a.state, "exited");
+            assert_eq!(a.exit_code, Some(3));
+            assert_eq!(a.args, ["sh", "-c", "exit 3"]);
+            assert_eq!(a.labels, [("a".to_string(), "b".to_string())]);
+            assert_eq!(a.image_name, "localhost/x:1");
+            assert_eq!(m["bbbb"].state, "running");
+            assert_eq!(m["bbbb"].pid, Some(77));
+            assert_eq!(m["bbbb"].exit_code, None);
+            assert_eq!(m["cccc"].state, "unknown");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].message.contains("container cccc: state"));
+        }
     }
 
     #[test]

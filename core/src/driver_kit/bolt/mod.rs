@@ -1,5 +1,7 @@
-//! A read-only, bounds-checked reader of bbolt (boltdb) files, the key/value
-//! store containerd keeps its metadata in.
+//! A read-only, bounds-checked reader of bbolt (boltdb) files, the
+//! key/value store engines keep their own metadata in (containerd's
+//! `meta.db` and its snapshotters' `metadata.db`, podman 4's
+//! `libpod/bolt_state.db`). [`open`] opens one beneath a driver's store.
 //!
 //! The format (go.etcd.io/bbolt): a file of fixed-size pages. Pages 0 and 1
 //! are meta pages (the one with a valid checksum and the higher transaction
@@ -16,13 +18,23 @@
 //! reader is bounded, so a crafted file yields an error, never a panic, a
 //! huge allocation or an endless loop. Little-endian files only (bbolt
 //! writes native byte order; amd64 and arm64 hosts are little-endian).
+//!
+//! `writer` (tests, and feature `bolt-writer` for other crates' tests)
+//! lays out such files for fixtures.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::rc::Rc;
+
+use crate::beneath::Beneath;
+use crate::driver::{DriverError, ErrorKind};
+
+#[cfg(any(test, feature = "bolt-writer"))]
+pub mod writer;
 
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
@@ -64,10 +76,48 @@ impl fmt::Display for BoltError {
 
 impl std::error::Error for BoltError {}
 
+impl BoltError {
+    /// This error as a driver's error about bolt file `path`.
+    pub fn at(&self, path: &Path) -> DriverError {
+        DriverError::new(
+            ErrorKind::Invalid,
+            format!("corrupt bolt database: {self}"),
+            Some(path),
+        )
+    }
+}
+
 pub type Result<T> = std::result::Result<T, BoltError>;
 
 fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
     Err(BoltError(msg.into()))
+}
+
+/// Opens the bolt file `rel` beneath `dir` (read-only, without updating
+/// atimes) and reads its meta pages; pages are read on demand. A file
+/// larger than `limit` bytes is refused. Errors name the file: `NotFound`
+/// when it is missing, `Invalid` when it is too large or not a readable
+/// bolt file (`corrupt bolt database: ...`).
+pub fn open(dir: &Beneath, rel: &Path, limit: u64) -> std::result::Result<Db<File>, DriverError> {
+    let path = dir.path().join(rel);
+    let fd = dir.open_regular(rel).map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io
+        };
+        DriverError::new(kind, format!("cannot open: {e}"), Some(&path))
+    })?;
+    let file = File::from(fd);
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > limit {
+        return Err(DriverError::new(
+            ErrorKind::Invalid,
+            format!("{len} bytes is too large"),
+            Some(&path),
+        ));
+    }
+    Db::open(file).map_err(|e| e.at(&path))
 }
 
 /// Where the bytes come from: an evidence file, or memory in tests.
@@ -609,7 +659,7 @@ fn check_inline(page: &Page) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::writer::{Node, Writer};
+    use super::writer::{fix_meta_checksums, Node, Writer};
     use super::*;
 
     fn sample() -> Node {
@@ -734,7 +784,7 @@ mod tests {
                 // Keep the meta checksums right half of the time, so that
                 // corrupt meta fields are exercised too.
                 if seed & 1 == 0 {
-                    super::super::writer::fix_meta_checksums(&mut b, 4096);
+                    fix_meta_checksums(&mut b, 4096);
                 }
                 visit(b);
             }
@@ -785,7 +835,55 @@ mod tests {
         for at in [PAGE_HEADER, ps + PAGE_HEADER] {
             b[at + 16..at + 24].copy_from_slice(&(root + 100_000).to_le_bytes());
         }
-        super::super::writer::fix_meta_checksums(&mut b, ps);
+        fix_meta_checksums(&mut b, ps);
         assert!(Db::new(b).is_err());
+    }
+
+    #[test]
+    fn elements_outside_their_page_are_errors() {
+        let mut root = Node::bucket();
+        root.put("a", "1");
+        let bytes = Writer::default().write(&root);
+        let db = Db::new(bytes.clone()).unwrap();
+        let off = db.meta().root as usize * 4096;
+        assert_eq!(db.value(&db.root(), b"a").unwrap(), Some(b"1".to_vec()));
+        // A value running past the page.
+        let mut b = bytes.clone();
+        b[off + PAGE_HEADER + 12..off + PAGE_HEADER + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+        let db = Db::new(b).unwrap();
+        assert!(db.entries(&db.root()).is_err());
+        assert!(db.get(&db.root(), b"a").is_err());
+        // More elements than fit in the page.
+        let mut b = bytes;
+        b[off + 10..off + 12].copy_from_slice(&u16::MAX.to_le_bytes());
+        let db = Db::new(b).unwrap();
+        assert!(db.entries(&db.root()).is_err());
+        assert!(db.get(&db.root(), b"a").is_err());
+    }
+
+    #[test]
+    fn open_names_the_file_in_its_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = Beneath::open(t.path()).unwrap();
+        let err = open(&dir, Path::new("missing.db"), 1 << 20).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert_eq!(
+            err.path.as_deref(),
+            Some(t.path().join("missing.db").as_path())
+        );
+        std::fs::write(t.path().join("garbage.db"), b"garbage").unwrap();
+        let err = open(&dir, Path::new("garbage.db"), 1 << 20).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(err.message.contains("corrupt bolt database"), "{err:?}");
+        assert_eq!(
+            err.path.as_deref(),
+            Some(t.path().join("garbage.db").as_path())
+        );
+        std::fs::write(t.path().join("good.db"), Writer::default().write(&sample())).unwrap();
+        let err = open(&dir, Path::new("good.db"), 4096).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(err.message.contains("too large"), "{err:?}");
+        let db = open(&dir, Path::new("good.db"), 16 << 20).unwrap();
+        assert!(db.path(&[b"v1", b"default"]).unwrap().is_some());
     }
 }

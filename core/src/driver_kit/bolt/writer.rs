@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 
-const PAGE_HEADER: usize = 16;
-const ELEMENT: usize = 16;
-const BRANCH_PAGE: u16 = 0x01;
-const LEAF_PAGE: u16 = 0x02;
+use super::{
+    fnv1a64, BRANCH_PAGE, BUCKET_HEADER, BUCKET_LEAF, ELEMENT, LEAF_PAGE, MAGIC, META_SIZE,
+    PAGE_HEADER, VERSION,
+};
+
 const META_PAGE: u16 = 0x04;
 const FREELIST_PAGE: u16 = 0x10;
-const BUCKET_LEAF: u32 = 0x01;
 
 /// A value or a bucket of a fixture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,8 +167,8 @@ impl Writer {
             file[at..at + 8].copy_from_slice(&(i as u64).to_le_bytes());
             file[at + 8..at + 10].copy_from_slice(&META_PAGE.to_le_bytes());
             let m = at + PAGE_HEADER;
-            file[m..m + 4].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
-            file[m + 4..m + 8].copy_from_slice(&2u32.to_le_bytes());
+            file[m..m + 4].copy_from_slice(&MAGIC.to_le_bytes());
+            file[m + 4..m + 8].copy_from_slice(&VERSION.to_le_bytes());
             file[m + 8..m + 12].copy_from_slice(&(ps as u32).to_le_bytes());
             file[m + 16..m + 24].copy_from_slice(&root_id.to_le_bytes());
             file[m + 32..m + 40].copy_from_slice(&2u64.to_le_bytes());
@@ -245,7 +245,7 @@ impl Writer {
                 .collect();
             let inline = page(LEAF_PAGE, &elements, false);
             if inline.len() <= self.page_size / 4 {
-                let mut v = vec![0u8; 16];
+                let mut v = vec![0u8; BUCKET_HEADER];
                 v.extend_from_slice(&inline);
                 return v;
             }
@@ -260,14 +260,10 @@ impl Writer {
 /// Recomputes the checksums of both meta pages (after a test edited them).
 pub fn fix_meta_checksums(file: &mut [u8], page_size: usize) {
     for at in [PAGE_HEADER, page_size + PAGE_HEADER] {
-        if file.len() < at + 64 {
+        if file.len() < at + META_SIZE {
             continue;
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &x in &file[at..at + 56] {
-            h ^= u64::from(x);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        file[at + 56..at + 64].copy_from_slice(&h.to_le_bytes());
+        let sum = fnv1a64(&file[at..at + 56]);
+        file[at + 56..at + META_SIZE].copy_from_slice(&sum.to_le_bytes());
     }
 }

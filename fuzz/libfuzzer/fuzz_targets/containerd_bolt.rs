@@ -1,2 +1,0 @@
-#![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| docker_mount_fuzz_targets::containerd_bolt(data));
