@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{umount2, MntFlags};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -47,13 +48,18 @@ pub const FULL_TREE_DEEP_LAYERS: usize = 20;
 /// Size of the sparse btrfs image holding the btrfs root.
 pub const BTRFS_IMAGE_BYTES: u64 = 2 << 30;
 
-/// btrfs-progs' `mkfs.btrfs`, from `PATH`, `/usr/sbin` or `/sbin`.
-pub fn mkfs_btrfs() -> Option<PathBuf> {
+/// A program from `PATH`, `/usr/sbin`, `/sbin` or `/usr/bin`.
+pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join("mkfs.btrfs"))
+        .chain(["/usr/sbin".into(), "/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// btrfs-progs' `mkfs.btrfs` ([`which`]).
+pub fn mkfs_btrfs() -> Option<PathBuf> {
+    which("mkfs.btrfs")
 }
 
 /// Total layers of `dm-deep:1` made with storage driver `driver`.
@@ -109,10 +115,7 @@ pub struct RealContainer {
 impl RealRoot {
     /// The container named `name`; panics if there is none.
     pub fn container(&self, name: &str) -> &RealContainer {
-        self.containers
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("real root has no container {name:?}"))
+        container_named(&self.containers, name, |c| &c.name, "real root")
     }
 
     /// The container's `config.v2.json` as now on disk.
@@ -124,6 +127,20 @@ impl RealRoot {
             .join("config.v2.json");
         read_json(&p)
     }
+}
+
+/// The container of `containers` named `name` (the name `name_of` gives);
+/// panics, naming the `root` it is not in, if there is none.
+pub fn container_named<'a, T>(
+    containers: &'a [T],
+    name: &str,
+    name_of: impl Fn(&T) -> &str,
+    root: &str,
+) -> &'a T {
+    containers
+        .iter()
+        .find(|c| name_of(c) == name)
+        .unwrap_or_else(|| panic!("{root} has no container {name:?}"))
 }
 
 /// The overlay2 root, built once per process and cached on disk.
@@ -163,17 +180,28 @@ pub fn btrfs_root() -> &'static RealRoot {
     })
 }
 
+/// Whether this process runs as root.
+pub fn root_available() -> Result<(), String> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err("not running as root".into())
+    }
+}
+
+/// Whether every program in `programs` is installed; if not, which one is
+/// missing and the Debian packages (`packages`) that bring them.
+pub fn programs_available(programs: &[&str], packages: &str) -> Result<(), String> {
+    match programs.iter().find(|p| !Path::new(p).exists()) {
+        Some(p) => Err(format!("{p} is missing (apt-get install {packages})")),
+        None => Ok(()),
+    }
+}
+
 /// Whether real roots can be built here: root, dockerd, docker CLI, busybox.
 pub fn privileged_available() -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not running as root".into());
-    }
-    for bin in [DOCKERD, DOCKER, BUSYBOX] {
-        if !Path::new(bin).exists() {
-            return Err(format!("{bin} is missing"));
-        }
-    }
-    Ok(())
+    root_available()?;
+    programs_available(&[DOCKERD, DOCKER, BUSYBOX], "docker.io busybox-static")
 }
 
 /// Whether a real root of `driver` can be built here: what
@@ -207,20 +235,23 @@ pub fn driver_available(driver: &str) -> Result<(), String> {
 /// (privileged tests must fail in CI), else prints `skipping: <why>` to
 /// stderr and returns false.
 pub fn require_privileged() -> bool {
-    require(privileged_available())
+    require("privileged", privileged_available())
 }
 
 /// [`require_privileged`] for a root of `driver` ([`driver_available`]).
 pub fn require_driver(driver: &str) -> bool {
-    require(driver_available(driver))
+    require("privileged", driver_available(driver))
 }
 
-fn require(available: Result<(), String>) -> bool {
-    match available {
+/// True if `check` passed. Otherwise panics when `CI=true` (a `what`
+/// test, privileged or rootless, must fail in CI, not skip), else prints
+/// `skipping: <why>` to stderr and returns false.
+pub fn require(what: &str, check: Result<(), String>) -> bool {
+    match check {
         Ok(()) => true,
         Err(why) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("privileged test cannot run in CI: {why}");
+                panic!("{what} test cannot run in CI: {why}");
             }
             eprintln!("skipping: {why}");
             false
@@ -238,52 +269,159 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Cache key of a driver's root: the driver and a hash of this file.
-fn cache_key(driver: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(include_str!("real.rs"));
-    h.update(b"\0");
-    h.update(driver);
-    format!("{driver}-{}", &hex::encode(h.finalize())[..16])
+/// Loads the cached root of `driver`, building it first if needed.
+fn cached(driver: &str) -> RealRoot {
+    let (dir, meta) = cached_root(
+        driver,
+        include_str!("real.rs"),
+        driver_available(driver),
+        &LEFTOVERS,
+        |dir| build(driver, dir),
+    );
+    from_meta(&dir, meta)
 }
 
-/// Loads the cached root of `driver`, building it first if needed (under an
-/// exclusive flock, so parallel test processes build it once).
-fn cached(driver: &str) -> RealRoot {
-    if let Err(why) = driver_available(driver) {
-        panic!("cannot build a real {driver} root: {why}");
+// ---------------------------------------------------------------------
+// The cache of real roots, shared by every real-root builder (this file,
+// `real_triage`, `real_podman`, `real_rootless`, `real_containerd`).
+
+/// What an interrupted build of a real root may have left behind: a run
+/// directory `/tmp/<tag><pid>.<n>` (short: unix socket paths), named in
+/// the cache dir's `run-dir` file, mounts under it and under the cache
+/// dir, and processes that `stop` ends.
+pub struct Leftovers {
+    /// The run directories' name prefix, e.g. `dmr.`.
+    pub tag: &'static str,
+    /// Stops what the build in cache dir `dir` with run dir `run` left
+    /// running (it knows its own kind: pid files, command lines); panics
+    /// if something survives.
+    pub stop: fn(dir: &Path, run: &Path),
+}
+
+impl Leftovers {
+    /// Creates a fresh run directory `/tmp/<tag><pid>.<n>` and records it
+    /// in `<dest>/run-dir`.
+    pub fn run_dir(&self, dest: &Path) -> PathBuf {
+        let run = (0..1000)
+            .map(|n| PathBuf::from(format!("/tmp/{}{}.{n}", self.tag, std::process::id())))
+            .find(|p| fs::create_dir(p).is_ok())
+            .expect("a run dir under /tmp");
+        write(&dest.join("run-dir"), run.as_os_str().as_bytes());
+        run
+    }
+
+    /// The run directory recorded in `dir`, if it is one of ours: right in
+    /// `/tmp` and named `<tag>…`. Path::starts_with compares whole
+    /// components, so the name is checked on its own.
+    fn recorded(&self, dir: &Path) -> Option<PathBuf> {
+        let run = PathBuf::from(OsStr::from_bytes(&fs::read(dir.join("run-dir")).ok()?));
+        let ours = run.parent() == Some(Path::new("/tmp"))
+            && run
+                .file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(self.tag.as_bytes()));
+        ours.then_some(run)
+    }
+
+    /// Stops, unmounts and removes what an interrupted build in `dir` left:
+    /// the processes of its run dir, the mounts under it and the run dir,
+    /// then the mounts under `dir`.
+    fn clean(&self, dir: &Path) {
+        if let Some(run) = self.recorded(dir) {
+            (self.stop)(dir, &run);
+            unmount_under(&[&run]).unwrap_or_else(|e| panic!("{e}"));
+            let _ = fs::remove_dir_all(&run);
+        }
+        unmount_under(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// The leftovers of this file's builds: a dockerd's run dir.
+const LEFTOVERS: Leftovers = Leftovers {
+    tag: "dmr.",
+    stop: stop_dockerd,
+};
+
+/// Stops a dockerd whose exec-root is `<run>/x` and pidfile `<run>/pid`,
+/// its containerd and their containers ([`kill_run`]); panics if one
+/// survives SIGKILL.
+pub(crate) fn stop_dockerd(_dir: &Path, run: &Path) {
+    let survivors = kill_run(run);
+    assert!(
+        survivors.is_empty(),
+        "stale processes {survivors:?} survived SIGKILL"
+    );
+}
+
+/// The root a builder makes, built once and cached across processes in
+/// `<target>/real-roots/<prefix>-<hash>/`, `<hash>` being 16 hex digits
+/// of the sha256 of `source` (the builder's own file, by `include_str!`):
+/// changing a builder rebuilds its roots and no others.
+///
+/// Under an exclusive flock on `<prefix>-<hash>.lock` (parallel test
+/// processes build it once), if `meta.json` is missing: what an
+/// interrupted build left is stopped and removed ([`Leftovers`]), roots
+/// of other versions of the builder are pruned, and `build(dir)` makes the
+/// root in `dir` (which does not exist yet) and returns its metadata, then
+/// written to `meta.json`: the mark of a finished build. Returns the cache
+/// dir and `meta.json` as read back. Panics if `available` is an error.
+pub fn cached_root<M: Serialize + DeserializeOwned>(
+    prefix: &str,
+    source: &str,
+    available: Result<(), String>,
+    leftovers: &Leftovers,
+    build: impl FnOnce(&Path) -> M,
+) -> (PathBuf, M) {
+    if let Err(why) = available {
+        panic!("cannot build the real {prefix} root: {why}");
     }
     let base = target_dir().join("real-roots");
     fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
     // Canonical, so that it matches the mount points in mountinfo.
     let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
-    let key = cache_key(driver);
+    let key = format!("{prefix}-{}", &hex::encode(Sha256::digest(source))[..16]);
     let dir = base.join(&key);
     let lock_path = base.join(format!("{key}.lock"));
     let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
     let _lock = Flock::lock(lock, FlockArg::LockExclusive)
         .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
-    if !dir.join("meta.json").exists() {
+    let meta = dir.join("meta.json");
+    if !meta.exists() {
         if dir.exists() {
             // An interrupted build: stop what it left running, then redo it.
-            cleanup_stale(&dir);
+            leftovers.clean(&dir);
             fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -rf {}: {e}", dir.display()));
         }
-        prune_stale(&base, driver, &key);
-        build(driver, &dir);
+        prune(&base, prefix, &key, &|old| leftovers.clean(old));
+        let built = build(&dir);
+        let tmp = dir.join("meta.json.tmp");
+        write(
+            &tmp,
+            serde_json::to_vec_pretty(&built).expect("serialize meta"),
+        );
+        fs::rename(&tmp, &meta).unwrap_or_else(|e| panic!("rename {}: {e}", tmp.display()));
     }
-    load(&dir)
+    let meta = read_meta(&dir);
+    (dir, meta)
 }
 
-/// Removes roots of `driver` built by other versions of this file, unless
-/// some process holds their lock.
-pub(crate) fn prune_stale(base: &Path, driver: &str, key: &str) {
+/// Removes roots of `prefix` built by other versions of their builder,
+/// unless some process holds their lock. For roots made without a run dir
+/// (converted from another real root): their mounts are undone first.
+pub(crate) fn prune_stale(base: &Path, prefix: &str, key: &str) {
+    prune(base, prefix, key, &|old| {
+        unmount_under(&[old]).unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
+/// Removes the roots `<prefix>-<16 hex>` in `base` other than `key` whose
+/// lock no process holds, after `clean` of each.
+fn prune(base: &Path, prefix: &str, key: &str, clean: &dyn Fn(&Path)) {
     let Ok(entries) = fs::read_dir(base) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let is_root = name.strip_prefix(driver).and_then(|r| r.strip_prefix('-'));
+        let is_root = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-'));
         if name == key || !is_root.is_some_and(|h| h.len() == 16 && !h.contains('.')) {
             continue;
         }
@@ -294,10 +432,18 @@ pub(crate) fn prune_stale(base: &Path, driver: &str, key: &str) {
         let Ok(_held) = Flock::lock(lock, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
-        cleanup_stale(&e.path());
+        clean(&e.path());
         let _ = fs::remove_dir_all(e.path());
         let _ = fs::remove_file(&lock_path);
     }
+}
+
+/// A built root's `meta.json`, read without moving its atime.
+fn read_meta<M: DeserializeOwned>(dir: &Path) -> M {
+    let p = dir.join("meta.json");
+    let b =
+        crate::integrity::read_noatime(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    serde_json::from_slice(&b).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -320,8 +466,11 @@ struct Meta {
 /// in an image (btrfs) is not mounted: `root` is then an empty mount point;
 /// use [`btrfs_root`].
 pub fn load(dir: &Path) -> RealRoot {
-    let meta: Meta = serde_json::from_value(read_json(&dir.join("meta.json")))
-        .unwrap_or_else(|e| panic!("{}/meta.json: {e}", dir.display()));
+    from_meta(dir, read_meta(dir))
+}
+
+/// The root in cache dir `dir` that `meta` describes.
+fn from_meta(dir: &Path, meta: Meta) -> RealRoot {
     RealRoot {
         driver: meta.driver,
         root: dir.join(meta.root),
@@ -351,7 +500,8 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&b).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
 }
 
-fn write(p: &Path, content: impl AsRef<[u8]>) {
+/// Writes a file, creating its parent directories.
+pub(crate) fn write(p: &Path, content: impl AsRef<[u8]>) {
     if let Some(parent) = p.parent() {
         fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
     }
@@ -376,8 +526,9 @@ fn long_data_root(dir: &Path) -> PathBuf {
 }
 
 /// Builds a crashed root with storage driver `driver` in `dest` (which must
-/// not exist): images, containers, oracles, SIGKILL, unmount, `meta.json`.
-pub fn build(driver: &str, dest: &Path) {
+/// not exist): images, containers, oracles, SIGKILL, unmount; returns what
+/// [`cached_root`] writes to `meta.json`.
+fn build(driver: &str, dest: &Path) -> Meta {
     let t0 = Instant::now();
     let root = long_data_root(dest);
     fs::create_dir_all(&root).unwrap_or_else(|e| panic!("mkdir {}: {e}", root.display()));
@@ -405,22 +556,8 @@ pub fn build(driver: &str, dest: &Path) {
     let rootfs = b.join("base-rootfs");
     make_base_rootfs(&rootfs);
     let base_tar = b.join("base.tar");
-    run_ok(
-        Command::new("tar")
-            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&base_tar)
-            .arg("."),
-        60,
-    );
-    d.docker([
-        OsStr::new("import"),
-        OsStr::new("--change"),
-        OsStr::new("CMD [\"/bin/sh\"]"),
-        base_tar.as_os_str(),
-        OsStr::new("dm-base:latest"),
-    ]);
+    tar_rootfs(&rootfs, &base_tar, true);
+    d.docker(import_args(&base_tar, "dm-base:latest"));
 
     // dm-awkward:1
     let awk = b.join("awkward");
@@ -676,14 +813,35 @@ pub fn build(driver: &str, dest: &Path) {
         }),
         image_sha256,
     };
-    let json = serde_json::to_vec_pretty(&meta).expect("serialize meta");
-    write(&dest.join("meta.json.tmp"), json);
-    fs::rename(dest.join("meta.json.tmp"), dest.join("meta.json")).expect("rename meta.json");
     eprintln!(
         "built real {driver} root in {build_seconds:.1} s at {} ({} bytes)",
         root.display(),
         root.as_os_str().len()
     );
+    meta
+}
+
+/// Tars the directory `rootfs` into `tar`: numeric owners, and with
+/// `xattrs` the extended attributes.
+pub(crate) fn tar_rootfs(rootfs: &Path, tar: &Path, xattrs: bool) {
+    let mut c = Command::new("tar");
+    c.arg("--numeric-owner");
+    if xattrs {
+        c.args(["--xattrs", "--xattrs-include=*"]);
+    }
+    run_ok(c.arg("-C").arg(rootfs).arg("-cf").arg(tar).arg("."), 60);
+}
+
+/// `import` of the rootfs tar `tar` as image `image` running `/bin/sh`:
+/// arguments for docker or podman.
+pub(crate) fn import_args<'a>(tar: &'a Path, image: &'a str) -> [&'a OsStr; 5] {
+    [
+        OsStr::new("import"),
+        OsStr::new("--change"),
+        OsStr::new("CMD [\"/bin/sh\"]"),
+        tar.as_os_str(),
+        OsStr::new(image),
+    ]
 }
 
 fn make_base_rootfs(r: &Path) {
@@ -791,8 +949,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(driver: &str, root: &Path, dest: &Path) -> Daemon {
-        let run = short_run_dir();
-        write(&dest.join("run-dir"), run.as_os_str().as_bytes());
+        let run = LEFTOVERS.run_dir(dest);
         let log = dest.join("dockerd.log");
         let logf = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let logf2 = logf.try_clone().expect("dup log fd");
@@ -834,7 +991,7 @@ impl Daemon {
                 panic!(
                     "dockerd did not come up ({}):\n{}",
                     exited.map_or("timeout".into(), |s| s.to_string()),
-                    d.log_tail()
+                    log_tail(&d.log)
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -848,21 +1005,8 @@ impl Daemon {
         d
     }
 
-    fn log_tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
     fn cmd(&self) -> Command {
-        let mut c = Command::new(DOCKER);
-        c.env("DOCKER_HOST", &self.sock)
-            .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_CONFIG", &self.config)
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH");
-        c
+        docker_cli(&self.sock, &self.config)
     }
 
     fn docker_status<I, S>(&self, args: I, timeout: u64) -> (i32, String, String)
@@ -880,16 +1024,13 @@ impl Daemon {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
+        let args = os_args(args);
         let (code, out, err) = self.docker_status(&args, timeout);
         if code != 0 {
             panic!(
                 "docker {:?} failed ({code}):\n{out}\n{err}\n--- dockerd log ---\n{}",
                 args,
-                self.log_tail()
+                log_tail(&self.log)
             );
         }
         out
@@ -936,17 +1077,6 @@ impl Drop for Daemon {
     }
 }
 
-/// `/tmp/dmr.<pid>.<n>` (unix socket paths must stay under ~108 bytes).
-fn short_run_dir() -> PathBuf {
-    for n in 0..1000 {
-        let p = PathBuf::from(format!("/tmp/dmr.{}.{n}", std::process::id()));
-        if fs::create_dir(&p).is_ok() {
-            return p;
-        }
-    }
-    panic!("cannot create a run dir under /tmp");
-}
-
 /// The lines of a `docker diff` (or `docker-mount diff`) output as a sorted
 /// set: docker's own order follows Go map iteration, ours is path order.
 pub fn diff_lines(s: &str) -> Vec<String> {
@@ -957,6 +1087,38 @@ pub fn diff_lines(s: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The docker CLI talking to the private daemon at `sock` (`unix://…`),
+/// with its own config dir and the legacy builder, whatever the
+/// environment says.
+pub(crate) fn docker_cli(sock: &str, config: &Path) -> Command {
+    let mut c = Command::new(DOCKER);
+    c.env("DOCKER_HOST", sock)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CONFIG", config)
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH");
+    c
+}
+
+/// The last 40 lines of a daemon's log, for failure messages.
+pub(crate) fn log_tail(log: &Path) -> String {
+    let s = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A command's arguments, collected: to pass them, then to show them.
+pub(crate) fn os_args<I, S>(args: I) -> Vec<std::ffi::OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    args.into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect()
 }
 
 /// Runs a command with a timeout, capturing output in files (no pipe
@@ -1010,13 +1172,20 @@ fn run_capture(c: &mut Command, timeout: u64, scratch: &Path) -> (i32, String, S
     )
 }
 
-fn run_ok(c: &mut Command, timeout: u64) -> String {
-    let (code, out, err) = run_capture(c, timeout, Path::new("/tmp"));
-    assert_eq!(code, 0, "{c:?} failed:\n{out}\n{err}");
+/// [`run_capture`] with its output files in `/tmp`.
+pub(crate) fn run(c: &mut Command, timeout: u64) -> (i32, String, String) {
+    run_capture(c, timeout, Path::new("/tmp"))
+}
+
+/// [`run`] that must succeed; its stdout.
+pub(crate) fn run_ok(c: &mut Command, timeout: u64) -> String {
+    let (code, out, err) = run(c, timeout);
+    assert_eq!(code, 0, "{c:?} failed ({code}):\n{out}\n{err}");
     out
 }
 
-fn cmdline(pid: i32) -> Vec<Vec<u8>> {
+/// The arguments of `pid`'s command line.
+pub(crate) fn cmdline(pid: i32) -> Vec<Vec<u8>> {
     fs::read(format!("/proc/{pid}/cmdline"))
         .unwrap_or_default()
         .split(|&b| b == 0)
@@ -1025,7 +1194,8 @@ fn cmdline(pid: i32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn alive(pid: i32) -> bool {
+/// Whether `pid` runs (and is not a zombie).
+pub(crate) fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the ")" closing the command name.
         Ok(s) => s
@@ -1046,23 +1216,74 @@ fn children(pid: i32) -> Vec<i32> {
     out
 }
 
-fn sigkill(pid: i32) {
+/// `pid` and all its descendants, parents first.
+pub(crate) fn tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() && out.len() < 10_000 {
+        out.extend(children(out[i]));
+        i += 1;
+    }
+    out
+}
+
+/// Sends `sig` to the one process `pid` (never to a group or to init).
+pub(crate) fn signal(pid: i32, sig: libc::c_int) {
     if pid > 1 {
         // SAFETY: kill(2) has no memory effects; pid is a single positive id.
         unsafe {
-            libc::kill(pid, libc::SIGKILL);
+            libc::kill(pid, sig);
         }
     }
+}
+
+/// SIGKILLs, in order, those of `pids` still alive; returns those that
+/// survive 20 s.
+pub(crate) fn kill_all(pids: &[i32]) -> Vec<i32> {
+    for &p in pids {
+        if alive(p) {
+            signal(p, libc::SIGKILL);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pids.iter().copied().filter(|&p| alive(p)).collect()
 }
 
 fn read_pid(p: &Path) -> Option<i32> {
     fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-fn mentions(pid: i32, needle: &[u8]) -> bool {
-    cmdline(pid)
-        .iter()
-        .any(|a| a.windows(needle.len()).any(|w| w == needle))
+/// Whether an argument of `pid`'s command line contains `needle`.
+pub(crate) fn mentions(pid: i32, needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && cmdline(pid)
+            .iter()
+            .any(|a| a.windows(needle.len()).any(|w| w == needle))
+}
+
+/// The containerd shims (runc v2 or v1) whose `-address` lies under `run`.
+pub(crate) fn shims(run: &Path) -> Vec<i32> {
+    let needle = run.as_os_str().as_bytes();
+    let mut out = Vec::new();
+    for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let args = cmdline(pid);
+        let is_shim = args.first().is_some_and(|a| {
+            a.ends_with(b"containerd-shim-runc-v2") || a.ends_with(b"containerd-shim")
+        });
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == b"-address" && under(&w[1], needle));
+        if is_shim && ours {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// SIGKILLs, by pid, the processes of the dockerd whose exec-root is
@@ -1071,57 +1292,42 @@ fn mentions(pid: i32, needle: &[u8]) -> bool {
 /// checked to still name `run` (or be a shim's child) before it is killed.
 fn kill_run(run: &Path) -> Vec<i32> {
     let needle = run.as_os_str().as_bytes();
-    let mut victims = Vec::new();
-    if let Some(p) = read_pid(&run.join("pid")) {
-        if mentions(p, needle) {
-            victims.push(p);
-        }
-    }
-    if let Some(p) = read_pid(&run.join("x/containerd/containerd.pid")) {
-        if mentions(p, needle) {
-            victims.push(p);
-        }
-    }
-    let mut shims = Vec::new();
-    if let Ok(procs) = fs::read_dir("/proc") {
-        for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let args = cmdline(pid);
-            let is_shim = args.first().is_some_and(|a| {
-                a.ends_with(b"containerd-shim-runc-v2") || a.ends_with(b"containerd-shim")
-            });
-            let ours = args
-                .windows(2)
-                .any(|w| w[0] == b"-address" && w[1].starts_with(needle));
-            if is_shim && ours {
-                shims.push(pid);
-            }
-        }
-    }
-    // dockerd and containerd first (nothing may record the deaths), then
-    // the container inits (killing a pid namespace's init kills it all),
-    // then the shims.
-    for &p in &victims {
-        sigkill(p);
-    }
-    for &s in &shims {
-        for c in children(s) {
-            sigkill(c);
-            victims.push(c);
-        }
-    }
-    for &s in &shims {
-        sigkill(s);
-        victims.push(s);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while victims.iter().any(|&p| alive(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    victims.retain(|&p| alive(p));
-    victims
+    let daemons = [run.join("pid"), run.join("x/containerd/containerd.pid")]
+        .iter()
+        .filter_map(|pidfile| read_pid(pidfile))
+        .filter(|&p| mentions(p, needle))
+        .collect();
+    kill_with_shims(daemons, run)
+}
+
+/// SIGKILLs `daemons` first (nothing may record the deaths), then the
+/// containers of the shims whose `-address` lies under `run` (killing a pid
+/// namespace's init kills it all), then those shims; returns the processes
+/// that survive.
+pub(crate) fn kill_with_shims(mut daemons: Vec<i32>, run: &Path) -> Vec<i32> {
+    let shims = shims(run);
+    daemons.extend(shims.iter().flat_map(|&s| children(s)));
+    daemons.extend(shims);
+    kill_all(&daemons)
+}
+
+/// The live processes, other than this one, whose command line mentions
+/// one of `paths`.
+pub(crate) fn mentioning(paths: &[&Path]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            pid != me
+                && alive(pid)
+                && paths
+                    .iter()
+                    .any(|p| mentions(pid, p.as_os_str().as_bytes()))
+        })
+        .collect()
 }
 
 fn unescape_mountinfo(s: &str) -> Vec<u8> {
@@ -1191,28 +1397,6 @@ fn remove_cgroups(ids: &[std::ffi::OsString]) {
             }
         }
     }
-}
-
-/// Stops and unmounts what an interrupted build in `dir` left behind.
-fn cleanup_stale(dir: &Path) {
-    if let Ok(run) = fs::read(dir.join("run-dir")) {
-        let run = PathBuf::from(OsStr::from_bytes(&run));
-        // Path::starts_with compares whole components: check the name.
-        let ours = run.parent() == Some(Path::new("/tmp"))
-            && run
-                .file_name()
-                .is_some_and(|n| n.as_bytes().starts_with(b"dmr."));
-        if ours {
-            let survivors = kill_run(&run);
-            assert!(
-                survivors.is_empty(),
-                "stale processes {survivors:?} survived SIGKILL"
-            );
-            unmount_under(&[&run]).unwrap_or_else(|e| panic!("{e}"));
-            let _ = fs::remove_dir_all(&run);
-        }
-    }
-    unmount_under(&[dir]).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// One line of `/proc/self/mountinfo`.

@@ -26,11 +26,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::real::{target_dir, unmount_under, BUSYBOX};
+use crate::real::{
+    cached_root, container_named, kill_with_shims, log_tail, mentioning, programs_available,
+    require, root_available, run, run_ok, unmount_under, which, write, Leftovers, BUSYBOX,
+};
 
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 pub const CTR: &str = "/usr/bin/ctr";
@@ -72,25 +74,14 @@ pub struct CtrRoot {
 impl CtrRoot {
     /// The container of that (qualified) name.
     pub fn container(&self, name: &str) -> &CtrContainer {
-        self.containers
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("no container {name}"))
+        container_named(&self.containers, name, |c| &c.name, "containerd root")
     }
 }
 
 /// Whether a real containerd root can be built here.
 pub fn containerd_available() -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not running as root".into());
-    }
-    for bin in [CONTAINERD, CTR, BUSYBOX] {
-        if !Path::new(bin).exists() {
-            return Err(format!(
-                "{bin} is missing (apt-get install containerd busybox-static)"
-            ));
-        }
-    }
+    root_available()?;
+    programs_available(&[CONTAINERD, CTR, BUSYBOX], "containerd busybox-static")?;
     if which("runc").is_none() {
         return Err("runc is missing (apt-get install runc)".into());
     }
@@ -100,98 +91,25 @@ pub fn containerd_available() -> Result<(), String> {
     Ok(())
 }
 
-fn which(cmd: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into(), "/usr/bin".into()])
-        .map(|d| d.join(cmd))
-        .find(|p| p.is_file())
-}
-
 /// True if the containerd tests can run; otherwise panics under `CI=true`
 /// (privileged tests must fail in CI) or prints why and returns false.
 pub fn require_containerd() -> bool {
-    match containerd_available() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("privileged test cannot run in CI: {why}");
-            }
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    require("privileged", containerd_available())
 }
 
 /// The root, built once per process and cached on disk.
 pub fn containerd_root() -> &'static CtrRoot {
     static ROOT: OnceLock<CtrRoot> = OnceLock::new();
-    ROOT.get_or_init(cached)
-}
-
-fn cache_key() -> String {
-    let mut h = Sha256::new();
-    h.update(include_str!("real_containerd.rs"));
-    format!("containerd-{}", &hex::encode(h.finalize())[..16])
-}
-
-fn cached() -> CtrRoot {
-    if let Err(why) = containerd_available() {
-        panic!("cannot build the real containerd root: {why}");
-    }
-    let base = target_dir().join("real-roots");
-    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
-    let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
-    let key = cache_key();
-    let dir = base.join(&key);
-    let lock_path = base.join(format!("{key}.lock"));
-    let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
-    let meta = dir.join("meta.json");
-    if !meta.exists() {
-        if dir.exists() {
-            // An interrupted build: stop what it left, then redo it.
-            if let Ok(run) = fs::read(dir.join("run-dir")) {
-                let run = PathBuf::from(std::ffi::OsStr::from_bytes(&run));
-                if run.starts_with("/tmp/dmc.") {
-                    stop_leftovers(&run);
-                    let _ = unmount_under(&[&run]);
-                    let _ = fs::remove_dir_all(&run);
-                }
-            }
-            let _ = unmount_under(&[&dir]);
-            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -rf {}: {e}", dir.display()));
-        }
-        crate::real::prune_stale(&base, "containerd", &key);
-        build(&dir);
-    }
-    let bytes =
-        crate::integrity::read_noatime(&meta).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", meta.display()))
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-    }
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
-/// Runs a command; (exit code or -1, stdout, stderr) as text.
-fn run(c: &mut Command, timeout: u64) -> (i32, String, String) {
-    let (code, out, err) = crate::real::run_capture_bytes(c, timeout, Path::new("/tmp"));
-    (
-        code,
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-    )
-}
-
-fn run_ok(c: &mut Command, timeout: u64) -> String {
-    let (code, out, err) = run(c, timeout);
-    assert_eq!(code, 0, "{c:?} failed ({code}):\n{out}\n{err}");
-    out
+    ROOT.get_or_init(|| {
+        let (_, root) = cached_root(
+            "containerd",
+            include_str!("real_containerd.rs"),
+            containerd_available(),
+            &LEFTOVERS,
+            build,
+        );
+        root
+    })
 }
 
 // ---- image tars -----------------------------------------------------------
@@ -422,11 +340,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(dest: &Path, root: &Path) -> Daemon {
-        let run_dir = (0..1000)
-            .map(|n| PathBuf::from(format!("/tmp/dmc.{}.{n}", std::process::id())))
-            .find(|p| fs::create_dir(p).is_ok())
-            .expect("a run dir under /tmp");
-        write(&dest.join("run-dir"), run_dir.as_os_str().as_bytes());
+        let run_dir = LEFTOVERS.run_dir(dest);
         let sock = run_dir.join("s");
         let config = dest.join("config.toml");
         write(
@@ -467,17 +381,11 @@ impl Daemon {
             }
             let exited = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
-                panic!("containerd did not come up:\n{}", d.log_tail());
+                panic!("containerd did not come up:\n{}", log_tail(&d.log));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         d
-    }
-
-    fn log_tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     fn ctr(&self, ns: &str) -> Command {
@@ -495,7 +403,7 @@ impl Daemon {
         if code != 0 {
             panic!(
                 "ctr -n {ns} {args:?} failed ({code}):\n{out}\n{err}\n--- containerd log ---\n{}",
-                self.log_tail()
+                log_tail(&self.log)
             );
         }
         out
@@ -510,7 +418,7 @@ impl Daemon {
             got,
             code,
             "ctr -n {ns} {all:?} exited {got}:\n{out}\n{err}\n--- containerd log ---\n{}",
-            self.log_tail()
+            log_tail(&self.log)
         );
     }
 
@@ -532,7 +440,8 @@ impl Daemon {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        stop_leftovers(&self.run);
+        // Shims it left, and their containers.
+        let _ = kill_with_shims(Vec::new(), &self.run);
         let unmounted = unmount_under(&[&self.run]);
         let _ = fs::remove_dir_all(&self.run);
         if !std::thread::panicking() {
@@ -549,31 +458,23 @@ impl Drop for Daemon {
     }
 }
 
-/// SIGKILLs, by pid, shims of the containerd whose run dir is `run`.
-fn stop_leftovers(run: &Path) {
-    let needle = run.as_os_str().as_bytes();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let shim = args
-            .first()
-            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
-        let ours = args
-            .windows(2)
-            .any(|w| w[0] == b"-address" && w[1].starts_with(needle));
-        if shim && ours && pid > 1 {
-            // SAFETY: kill(2) of a shim started by our containerd.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
+/// The leftovers of a build: containerd's state, sockets and mount
+/// point, the containerd given the cache dir's config, and its shims.
+const LEFTOVERS: Leftovers = Leftovers {
+    tag: "dmc.",
+    stop: stop_stale,
+};
+
+/// Kills what an interrupted build in `dir` with run dir `run` left: the
+/// containerd started with its `config.toml`, the shims and containers of
+/// that containerd.
+fn stop_stale(dir: &Path, run: &Path) {
+    let containerd = mentioning(&[&dir.join("config.toml")]);
+    let survivors = kill_with_shims(containerd, run);
+    assert!(
+        survivors.is_empty(),
+        "stale containerd processes {survivors:?} survived SIGKILL"
+    );
 }
 
 /// containerd's own mount of snapshot `key` (`ctr snapshots mounts`),
@@ -643,8 +544,9 @@ fn tar_view(point: &Path, out: &Path) {
     let _ = fs::remove_file(list);
 }
 
-/// Builds the root in `dest` (which must not exist).
-pub fn build(dest: &Path) {
+/// Builds the root in `dest` (which must not exist); returns what
+/// [`cached_root`] writes to `meta.json`.
+pub fn build(dest: &Path) -> CtrRoot {
     let t0 = Instant::now();
     fs::create_dir_all(dest).unwrap_or_else(|e| panic!("mkdir {}: {e}", dest.display()));
     let root = dest.join("containerd");
@@ -817,14 +719,10 @@ pub fn build(dest: &Path) {
         images: image_list,
         build_seconds: t0.elapsed().as_secs_f64(),
     };
-    write(
-        &dest.join("meta.json.tmp"),
-        serde_json::to_vec_pretty(&built).expect("serialize"),
-    );
-    fs::rename(dest.join("meta.json.tmp"), dest.join("meta.json")).expect("rename meta.json");
     eprintln!(
         "built real containerd root in {:.1} s at {}",
         built.build_seconds,
         built.root.display()
     );
+    built
 }

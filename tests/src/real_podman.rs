@@ -15,19 +15,20 @@
 //! itself, `merged/`, `shm`) is unmounted afterwards.
 
 use std::ffi::OsStr;
-use std::fs::{self, File};
-use std::os::unix::ffi::OsStrExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::real::{run_capture_bytes, target_dir, unmount_under, BUSYBOX};
+use crate::real::{
+    alive, cached_root, cmdline, container_named, import_args, kill_all, mentioning, os_args,
+    programs_available, require, root_available, run_capture_bytes, tar_rootfs, tree,
+    unmount_under, write, Leftovers, BUSYBOX,
+};
 
 /// Debian's podman.
 pub const PODMAN: &str = "/usr/bin/podman";
@@ -65,95 +66,37 @@ pub struct PodmanContainer {
 impl PodmanRoot {
     /// The container named `name`; panics if there is none.
     pub fn container(&self, name: &str) -> &PodmanContainer {
-        self.containers
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("podman root has no container {name:?}"))
+        container_named(&self.containers, name, |c| &c.name, "podman root")
     }
 }
 
 /// Whether a podman root can be built here.
 pub fn podman_available() -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not running as root".into());
-    }
-    for bin in [PODMAN, CONMON, BUSYBOX] {
-        if !Path::new(bin).exists() {
-            return Err(format!(
-                "{bin} is missing (apt-get install podman busybox-static)"
-            ));
-        }
-    }
-    Ok(())
+    root_available()?;
+    programs_available(&[PODMAN, CONMON, BUSYBOX], "podman busybox-static")
 }
 
 /// True if the podman tests can run; otherwise panics under `CI=true`
 /// (a privileged test must fail there, not skip), else says why and
 /// returns false.
 pub fn require_podman() -> bool {
-    match podman_available() {
-        Ok(()) => true,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("privileged test cannot run in CI: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    require("privileged", podman_available())
 }
 
 /// The root, built once per process and cached on disk.
 pub fn podman_root() -> &'static PodmanRoot {
     static ROOT: OnceLock<PodmanRoot> = OnceLock::new();
-    ROOT.get_or_init(cached)
-}
-
-fn cache_key() -> String {
-    let mut h = Sha256::new();
-    h.update(include_str!("real_podman.rs"));
-    format!("podman-{}", &hex::encode(h.finalize())[..16])
-}
-
-fn cached() -> PodmanRoot {
-    if let Err(why) = podman_available() {
-        panic!("cannot build the real podman root: {why}");
-    }
-    let base = target_dir().join("real-roots");
-    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
-    let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
-    let key = cache_key();
-    let dir = base.join(&key);
-    let lock_path = base.join(format!("{key}.lock"));
-    let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
-    let meta = dir.join("meta.json");
-    if !meta.exists() {
-        if dir.exists() {
-            cleanup_stale(&dir);
-            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -rf {}: {e}", dir.display()));
+    ROOT.get_or_init(|| {
+        let source = include_str!("real_podman.rs");
+        let (dir, mut r): (_, PodmanRoot) =
+            cached_root("podman", source, podman_available(), &LEFTOVERS, build);
+        r.root = dir.join(&r.root);
+        for c in &mut r.containers {
+            c.export_tar = dir.join(&c.export_tar);
         }
-        crate::real::prune_stale(&base, "podman", &key);
-        build(&dir);
-    }
-    let bytes =
-        crate::integrity::read_noatime(&meta).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
-    let mut r: PodmanRoot =
-        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
-    r.root = dir.join(&r.root);
-    r.dir = dir.clone();
-    for c in &mut r.containers {
-        c.export_tar = dir.join(&c.export_tar);
-    }
-    r
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-    }
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        r.dir = dir;
+        r
+    })
 }
 
 /// A private podman: its own storage root, run root and tmp dir, and a
@@ -201,10 +144,7 @@ impl Podman {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
+        let args = os_args(args);
         let (code, out, err) = self.status(&args, 300);
         assert_eq!(code, 0, "podman {args:?} failed:\n{out}\n{err}");
         out
@@ -270,13 +210,9 @@ const EXITED_SCRIPT: &str = "set -e; echo added > /added-file; echo changed >> /
 const RUNNING_SCRIPT: &str =
     "echo hi > /run-file; rm /etc/group; mkdir -p /var/tmp/x; sleep 100000";
 
-fn build(dest: &Path) {
+fn build(dest: &Path) -> PodmanRoot {
     let t0 = Instant::now();
-    let run = (0..1000)
-        .map(|n| PathBuf::from(format!("/tmp/dmp.{}.{n}", std::process::id())))
-        .find(|p| fs::create_dir(p).is_ok())
-        .expect("a run dir under /tmp");
-    write(&dest.join("run-dir"), run.as_os_str().as_bytes());
+    let run = LEFTOVERS.run_dir(dest);
     let root = dest.join("storage");
     let p = Podman {
         root: root.clone(),
@@ -321,14 +257,12 @@ fn build(dest: &Path) {
         images,
         build_seconds: t0.elapsed().as_secs_f64(),
     };
-    let json = serde_json::to_vec_pretty(&meta).expect("serialize meta");
-    write(&dest.join("meta.json.tmp"), json);
-    fs::rename(dest.join("meta.json.tmp"), dest.join("meta.json")).expect("rename meta.json");
     eprintln!(
         "built real podman root in {:.1} s at {}",
         meta.build_seconds,
         root.display()
     );
+    meta
 }
 
 type Oracles = (Vec<PodmanContainer>, Value, Value);
@@ -337,24 +271,8 @@ fn build_in(p: &Podman, dest: &Path) -> Oracles {
     let rootfs = dest.join("build/rootfs");
     base_rootfs(&rootfs);
     let tar = dest.join("build/base.tar");
-    let (code, _, err) = run_capture_bytes(
-        Command::new("tar")
-            .args(["--numeric-owner", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-        60,
-        &p.scratch,
-    );
-    assert_eq!(code, 0, "tar: {}", String::from_utf8_lossy(&err));
-    p.ok([
-        OsStr::new("import"),
-        OsStr::new("--change"),
-        OsStr::new("CMD [\"/bin/sh\"]"),
-        tar.as_os_str(),
-        OsStr::new("pm-base:latest"),
-    ]);
+    tar_rootfs(&rootfs, &tar, false);
+    p.ok(import_args(&tar, "pm-base:latest"));
     let run = |args: &[&str]| {
         let mut a: Vec<&str> = vec!["run"];
         a.extend(RUN_OPTS);
@@ -510,20 +428,7 @@ fn stop(run: &Path, root: &Path, crash: &Crash) -> Vec<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     reap_conmons();
-    let needles = [run.as_os_str().as_bytes(), root.as_os_str().as_bytes()];
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if alive(pid)
-            && needles
-                .iter()
-                .any(|n| cmdline.windows(n.len()).any(|w| w == *n))
-        {
-            left.push(pid);
-        }
-    }
+    left.extend(mentioning(&[run, root]));
     left
 }
 
@@ -548,13 +453,6 @@ fn reap_conmons() {
     }
 }
 
-fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
-}
-
 /// Removes the (now empty) cgroups `libpod_parent/libpod-<id>` that
 /// podman's cgroupfs manager made for the killed containers `ids`, in
 /// every hierarchy (podman's own cleanup never ran for them).
@@ -570,19 +468,34 @@ fn remove_cgroups(ids: &[String]) {
     }
 }
 
-/// Stops and unmounts what an interrupted build in `dir` left behind.
-fn cleanup_stale(dir: &Path) {
-    if let Ok(run) = fs::read(dir.join("run-dir")) {
-        let run = PathBuf::from(OsStr::from_bytes(&run));
-        if run.starts_with("/tmp/dmp.") {
-            let left = stop(&run, &dir.join("storage"), &Crash::default());
-            for pid in left {
-                // SAFETY: kill(2) of one positive pid that names our dirs.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            let _ = unmount_under(&[&run]);
-            let _ = fs::remove_dir_all(&run);
-        }
+/// The leftovers of a build: podman's run root and tmp dir, and the
+/// conmons and containers that name it or the storage root.
+const LEFTOVERS: Leftovers = Leftovers {
+    tag: "dmp.",
+    stop: stop_stale,
+};
+
+/// Kills what an interrupted build in `dir` with run dir `run` left: the
+/// processes that name the run dir or the storage root, and their
+/// descendants (a conmon's container names neither); then the cgroups of
+/// the containers those conmons ran.
+fn stop_stale(dir: &Path, run: &Path) {
+    let named = stop(run, &dir.join("storage"), &Crash::default());
+    let ids: Vec<String> = named.iter().filter_map(|&p| conmon_container(p)).collect();
+    let survivors = kill_all(&named.into_iter().flat_map(tree).collect::<Vec<_>>());
+    assert!(
+        survivors.is_empty(),
+        "stale podman processes {survivors:?} survived SIGKILL"
+    );
+    remove_cgroups(&ids);
+}
+
+/// The container id (`-c <id>`) a conmon `pid` monitors.
+fn conmon_container(pid: i32) -> Option<String> {
+    let args = cmdline(pid);
+    if !args.first()?.ends_with(b"conmon") {
+        return None;
     }
-    unmount_under(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+    let id = args.windows(2).find(|w| w[0] == b"-c")?[1].clone();
+    String::from_utf8(id).ok()
 }

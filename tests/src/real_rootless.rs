@@ -36,12 +36,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::real::{privileged_available, target_dir, unmount_under, BUSYBOX, DOCKER};
+use crate::real::{
+    alive, cached_root, container_named, docker_cli, import_args, kill_all, log_tail, mentions,
+    os_args, privileged_available, programs_available, require, run, run_ok, signal, tar_rootfs,
+    tree, unmount_under, write, Leftovers, BUSYBOX,
+};
 
 /// The unprivileged user that runs the rootless daemon.
 pub const USER: &str = "dmrootless";
@@ -63,32 +66,17 @@ const SUBID_FLOOR: u32 = 300_000;
 /// newuidmap / newgidmap, useradd / usermod.
 pub fn rootless_available() -> Result<(), String> {
     privileged_available()?;
-    for bin in std::iter::once(ROOTLESS_SH)
+    let programs: Vec<&str> = std::iter::once(ROOTLESS_SH)
         .chain(ROOTLESS_TOOLS)
         .chain(["/usr/sbin/useradd", "/usr/sbin/usermod"])
-    {
-        if !Path::new(bin).exists() {
-            return Err(format!(
-                "{bin} is missing (apt-get install docker.io rootlesskit uidmap)"
-            ));
-        }
-    }
-    Ok(())
+        .collect();
+    programs_available(&programs, "docker.io rootlesskit uidmap")
 }
 
 /// True if rootless tests can run. Otherwise panics when `CI=true` (a
 /// privileged test must fail in CI), else prints `skipping: <why>`.
 pub fn require_rootless() -> bool {
-    match rootless_available() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("rootless test cannot run in CI: {why}");
-            }
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    require("rootless", rootless_available())
 }
 
 /// One container of the root, with its oracles.
@@ -164,10 +152,7 @@ pub struct RootlessRoot {
 impl RootlessRoot {
     /// The container named `name`; panics if there is none.
     pub fn container(&self, name: &str) -> &RootlessContainer {
-        self.containers
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("rootless root has no container {name:?}"))
+        container_named(&self.containers, name, |c| &c.name, "rootless root")
     }
 
     /// `--uid-map` for this root: `0:<uid>:1,1:<subuid>:<count>`.
@@ -210,71 +195,18 @@ fn host_id(c: u64, own: u32, (first, count): (u32, u32)) -> Option<u64> {
 /// The root, built once per process and cached on disk.
 pub fn rootless_root() -> &'static RootlessRoot {
     static ROOT: OnceLock<RootlessRoot> = OnceLock::new();
-    ROOT.get_or_init(cached)
-}
-
-fn cache_key() -> String {
-    let mut h = Sha256::new();
-    h.update(include_str!("real_rootless.rs"));
-    format!("rootless-{}", &hex::encode(h.finalize())[..16])
-}
-
-fn cached() -> RootlessRoot {
-    if let Err(why) = rootless_available() {
-        panic!("cannot build the real rootless root: {why}");
-    }
-    let base = target_dir().join("real-roots");
-    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
-    let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
-    let key = cache_key();
-    let dir = base.join(&key);
-    let lock_path = base.join(format!("{key}.lock"));
-    let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
-    let meta = dir.join("meta.json");
-    if !meta.exists() {
-        if dir.exists() {
-            // An interrupted build: stop what it left running, then redo it.
-            cleanup_stale(&dir);
-            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -rf {}: {e}", dir.display()));
+    ROOT.get_or_init(|| {
+        let source = include_str!("real_rootless.rs");
+        let (dir, mut r): (_, RootlessRoot) =
+            cached_root("rootless", source, rootless_available(), &LEFTOVERS, build);
+        // Paths are stored relative to the cache directory.
+        r.root = dir.join(&r.root);
+        for c in &mut r.containers {
+            c.export_tar = dir.join(&c.export_tar);
         }
-        crate::real::prune_stale(&base, "rootless", &key);
-        build(&dir);
-    }
-    let bytes =
-        crate::integrity::read_noatime(&meta).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
-    let mut r: RootlessRoot =
-        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
-    // Paths are stored relative to the cache directory.
-    r.root = dir.join(&r.root);
-    for c in &mut r.containers {
-        c.export_tar = dir.join(&c.export_tar);
-    }
-    r.dir = dir;
-    r
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-    }
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
-fn run(c: &mut Command, timeout: u64) -> (i32, String, String) {
-    let (code, out, err) = crate::real::run_capture_bytes(c, timeout, Path::new("/tmp"));
-    (
-        code,
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-    )
-}
-
-fn run_ok(c: &mut Command, timeout: u64) -> String {
-    let (code, out, err) = run(c, timeout);
-    assert_eq!(code, 0, "{c:?} failed:\n{out}\n{err}");
-    out
+        r.dir = dir;
+        r
+    })
 }
 
 /// `(first, count)` of `user`'s (or `uid`'s) first line in a subid file.
@@ -376,67 +308,17 @@ fn chmod(p: &Path, mode: u32) {
 // ---------------------------------------------------------------------
 // Processes.
 
-fn cmdline(pid: i32) -> Vec<u8> {
-    fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
-}
-
-fn mentions(pid: i32, needle: &[u8]) -> bool {
-    !needle.is_empty() && cmdline(pid).windows(needle.len()).any(|w| w == needle)
-}
-
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
-}
-
-/// `pid` and all its descendants, parents first.
-fn tree(pid: i32) -> Vec<i32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() && out.len() < 10_000 {
-        let p = out[i];
-        if let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) {
-            for t in tasks.flatten() {
-                let s = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                out.extend(s.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn signal(pid: i32, sig: libc::c_int) {
-    if pid > 1 {
-        // SAFETY: kill(2) has no memory effects; pid is one positive id.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
-/// SIGKILLs the processes `pids` still alive; returns those that survive.
-fn kill_all(pids: &[i32]) -> Vec<i32> {
-    for &p in pids {
-        if alive(p) {
-            signal(p, libc::SIGKILL);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    pids.iter().copied().filter(|&p| alive(p)).collect()
-}
+/// The leftovers of a build: the daemon's `XDG_RUNTIME_DIR`, and the
+/// rootlesskit process tree.
+const LEFTOVERS: Leftovers = Leftovers {
+    tag: "dmrl.",
+    stop: stop_stale,
+};
 
 /// Stops what an interrupted build in `dir` left running: the rootlesskit
 /// whose pid it recorded, if that process still names this data root, and
-/// its descendants; then its run directory.
-fn cleanup_stale(dir: &Path) {
+/// its descendants. (Its mounts lived in rootlesskit's namespace.)
+fn stop_stale(dir: &Path, _run: &Path) {
     let data_root = dir.join("data-root");
     if let Some(pid) = fs::read_to_string(dir.join("rootlesskit.pid"))
         .ok()
@@ -450,18 +332,6 @@ fn cleanup_stale(dir: &Path) {
             );
         }
     }
-    if let Ok(run) = fs::read(dir.join("run-dir")) {
-        let run = PathBuf::from(OsStr::from_bytes(&run));
-        let ours = run.parent() == Some(Path::new("/tmp"))
-            && run
-                .file_name()
-                .is_some_and(|n| n.as_bytes().starts_with(b"dmrl."));
-        if ours {
-            unmount_under(&[&run]).unwrap_or_else(|e| panic!("{e}"));
-            let _ = fs::remove_dir_all(&run);
-        }
-    }
-    unmount_under(&[dir]).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The rootless daemon: `dockerd-rootless.sh` run as `USER`.
@@ -477,13 +347,9 @@ struct Daemon {
 
 impl Daemon {
     fn start(dest: &Path, data_root: &Path, home: &Path, uid: u32, gid: u32) -> Daemon {
-        let run = (0..1000)
-            .map(|n| PathBuf::from(format!("/tmp/dmrl.{}.{n}", std::process::id())))
-            .find(|p| fs::create_dir(p).is_ok())
-            .expect("a run dir under /tmp");
+        let run = LEFTOVERS.run_dir(dest);
         chown(&run, uid, gid);
         chmod(&run, 0o700);
-        write(&dest.join("run-dir"), run.as_os_str().as_bytes());
         let log = dest.join("dockerd.log");
         let logf = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let config = dest.join("docker-config");
@@ -532,7 +398,7 @@ impl Daemon {
                 panic!(
                     "the rootless dockerd did not come up ({}):\n{}",
                     exited.map_or("timeout".into(), |s| s.to_string()),
-                    d.log_tail()
+                    log_tail(&d.log)
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -540,26 +406,12 @@ impl Daemon {
         d
     }
 
-    fn log_tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
     fn status<I, S>(&self, args: I, timeout: u64) -> (i32, String, String)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut c = Command::new(DOCKER);
-        c.env("DOCKER_HOST", &self.sock)
-            .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_CONFIG", &self.config)
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH")
-            .args(args);
-        run(&mut c, timeout)
+        run(docker_cli(&self.sock, &self.config).args(args), timeout)
     }
 
     fn docker<I, S>(&self, args: I) -> String
@@ -567,16 +419,13 @@ impl Daemon {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
+        let args = os_args(args);
         let (code, out, err) = self.status(&args, 300);
         assert_eq!(
             code,
             0,
             "docker {args:?} failed:\n{out}\n{err}\n--- dockerd ---\n{}",
-            self.log_tail()
+            log_tail(&self.log)
         );
         out
     }
@@ -797,7 +646,7 @@ const LOADED_SCRIPT: &str = "set -e; rm -rf /loaded-keep; mkdir -p /loaded-keep/
     echo again > /loaded-keep/again/f; rm /owned-1000; chmod 0600 /loaded-file; \
     rm -rf /keep/sub; echo new-in-keep > /keep/c";
 
-fn build(dest: &Path) {
+fn build(dest: &Path) -> RootlessRoot {
     let t0 = Instant::now();
     let (uid, gid, subuid, subgid) = ensure_user();
     fs::create_dir_all(dest).unwrap_or_else(|e| panic!("mkdir {}: {e}", dest.display()));
@@ -832,22 +681,8 @@ fn build(dest: &Path) {
     let rootfs = b.join("rootfs");
     base_rootfs(&rootfs);
     let base_tar = b.join("base.tar");
-    run_ok(
-        Command::new("tar")
-            .args(["--numeric-owner", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&base_tar)
-            .arg("."),
-        60,
-    );
-    d.docker([
-        OsStr::new("import"),
-        OsStr::new("--change"),
-        OsStr::new("CMD [\"/bin/sh\"]"),
-        base_tar.as_os_str(),
-        OsStr::new("rl-base:1"),
-    ]);
+    tar_rootfs(&rootfs, &base_tar, false);
+    d.docker(import_args(&base_tar, "rl-base:1"));
     let ctx = b.join("built");
     write(&ctx.join("Dockerfile"), BUILT_DOCKERFILE);
     d.docker([
@@ -874,7 +709,12 @@ fn build(dest: &Path) {
         ]),
         120,
     );
-    assert_eq!(code, 3, "c-replace should exit 3: {err}\n{}", d.log_tail());
+    assert_eq!(
+        code,
+        3,
+        "c-replace should exit 3: {err}\n{}",
+        log_tail(&d.log)
+    );
     d.docker(["run", "--name", "c-loaded"].iter().chain(&none).chain(&[
         "rl-loaded:1",
         "sh",
@@ -980,16 +820,12 @@ fn build(dest: &Path) {
         build_seconds: t0.elapsed().as_secs_f64(),
     };
     write(&dest.join("layers.txt"), layers_text(&meta.layers));
-    write(
-        &dest.join("meta.json.tmp"),
-        serde_json::to_vec_pretty(&meta).expect("meta"),
-    );
-    fs::rename(dest.join("meta.json.tmp"), dest.join("meta.json")).expect("rename meta.json");
     eprintln!(
         "built the real rootless root in {:.1} s at {}",
         meta.build_seconds,
         data_root.display()
     );
+    meta
 }
 
 /// A value as text when printable ASCII, else `0x` and hex.

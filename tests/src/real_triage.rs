@@ -21,12 +21,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::real::{privileged_available, target_dir, unmount_under, BUSYBOX, DOCKER, DOCKERD};
+use crate::real::{
+    cached_root, docker_cli, import_args, log_tail, os_args, privileged_available,
+    run_capture_bytes as run, stop_dockerd, tar_rootfs, unmount_under, write, Leftovers, BUSYBOX,
+    DOCKERD,
+};
 
 /// What a container printed, as `docker logs` gave it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,53 +85,23 @@ impl TriageRoot {
 /// The root, built once per process and cached on disk.
 pub fn triage_root() -> &'static TriageRoot {
     static ROOT: OnceLock<TriageRoot> = OnceLock::new();
-    ROOT.get_or_init(cached)
+    ROOT.get_or_init(|| {
+        let (_, root) = cached_root(
+            "triage",
+            include_str!("real_triage.rs"),
+            privileged_available(),
+            &LEFTOVERS,
+            build,
+        );
+        root
+    })
 }
 
-fn cache_key() -> String {
-    let mut h = Sha256::new();
-    h.update(include_str!("real_triage.rs"));
-    format!("triage-{}", &hex::encode(h.finalize())[..16])
-}
-
-fn cached() -> TriageRoot {
-    if let Err(why) = privileged_available() {
-        panic!("cannot build the real triage root: {why}");
-    }
-    let base = target_dir().join("real-roots");
-    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
-    let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
-    let key = cache_key();
-    let dir = base.join(&key);
-    let lock_path = base.join(format!("{key}.lock"));
-    let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
-    let meta = dir.join("meta.json");
-    if !meta.exists() {
-        if dir.exists() {
-            let _ = unmount_under(&[&dir]);
-            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -rf {}: {e}", dir.display()));
-        }
-        crate::real::prune_stale(&base, "triage", &key);
-        build(&dir);
-    }
-    let bytes =
-        crate::integrity::read_noatime(&meta).unwrap_or_else(|e| panic!("{}: {e}", meta.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", meta.display()))
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-    }
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
-/// Runs a command with a timeout; (exit code or -1, stdout, stderr) as bytes.
-fn run(c: &mut Command, timeout: u64, scratch: &Path) -> (i32, Vec<u8>, Vec<u8>) {
-    crate::real::run_capture_bytes(c, timeout, scratch)
-}
+/// The leftovers of a build: a dockerd's run dir, as [`real`](crate::real)'s.
+const LEFTOVERS: Leftovers = Leftovers {
+    tag: "dmt.",
+    stop: stop_dockerd,
+};
 
 struct Daemon {
     child: Option<Child>,
@@ -143,10 +115,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(dest: &Path, data_root: &Path) -> Daemon {
-        let run = (0..1000)
-            .map(|n| PathBuf::from(format!("/tmp/dmt.{}.{n}", std::process::id())))
-            .find(|p| fs::create_dir(p).is_ok())
-            .expect("a run dir under /tmp");
+        let run = LEFTOVERS.run_dir(dest);
         let log = dest.join("dockerd.log");
         let logf = File::create(&log).expect("dockerd log");
         let sock = format!("unix://{}/s", run.display());
@@ -186,17 +155,11 @@ impl Daemon {
             }
             let exited = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
-                panic!("dockerd did not come up:\n{}", d.log_tail());
+                panic!("dockerd did not come up:\n{}", log_tail(&d.log));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         d
-    }
-
-    fn log_tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     fn docker_status<I, S>(&self, args: I) -> (i32, Vec<u8>, Vec<u8>)
@@ -204,14 +167,11 @@ impl Daemon {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut c = Command::new(DOCKER);
-        c.env("DOCKER_HOST", &self.sock)
-            .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_CONFIG", &self.config)
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .args(args);
-        run(&mut c, 300, &self.scratch)
+        run(
+            docker_cli(&self.sock, &self.config).args(args),
+            300,
+            &self.scratch,
+        )
     }
 
     fn docker<I, S>(&self, args: I) -> Vec<u8>
@@ -219,10 +179,7 @@ impl Daemon {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
+        let args = os_args(args);
         let (code, out, err) = self.docker_status(&args);
         assert_eq!(
             code,
@@ -230,7 +187,7 @@ impl Daemon {
             "docker {args:?} failed:\n{}\n{}\n--- dockerd ---\n{}",
             String::from_utf8_lossy(&out),
             String::from_utf8_lossy(&err),
-            self.log_tail()
+            log_tail(&self.log)
         );
         out
     }
@@ -308,7 +265,7 @@ fn base_rootfs(r: &Path) {
 const LOG_SCRIPT: &str = "i=0; while [ $i -lt 60 ]; do echo \"out line $i\"; echo \"err line $i\" >&2; i=$((i+1)); done; \
     dd if=/dev/zero bs=20000 count=1 2>/dev/null | tr '\\0' x; echo; echo 'after the long line'; printf 'no newline at the end'";
 
-fn build(dest: &Path) {
+fn build(dest: &Path) -> TriageRoot {
     let t0 = Instant::now();
     fs::create_dir_all(dest).expect("mkdir dest");
     let data_root = dest.join("data-root");
@@ -326,24 +283,8 @@ fn build(dest: &Path) {
     let rootfs = dest.join("build/rootfs");
     base_rootfs(&rootfs);
     let tar = dest.join("build/base.tar");
-    let (code, _, err) = run(
-        Command::new("tar")
-            .args(["--numeric-owner", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-        60,
-        Path::new("/tmp"),
-    );
-    assert_eq!(code, 0, "tar: {}", String::from_utf8_lossy(&err));
-    d.docker([
-        OsStr::new("import"),
-        OsStr::new("--change"),
-        OsStr::new("CMD [\"/bin/sh\"]"),
-        tar.as_os_str(),
-        OsStr::new("dm-tbase:1"),
-    ]);
+    tar_rootfs(&rootfs, &tar, false);
+    d.docker(import_args(&tar, "dm-tbase:1"));
     let none = ["--network", "none"];
     let small = ["--log-opt", "max-size=2k", "--log-opt", "max-file=3"];
     let json_args: Vec<&str> = ["run", "--name", "c-json"]
@@ -467,10 +408,6 @@ fn build(dest: &Path) {
         removed_layer,
         build_seconds: t0.elapsed().as_secs_f64(),
     };
-    write(
-        &dest.join("meta.json.tmp"),
-        serde_json::to_vec_pretty(&meta).expect("meta"),
-    );
-    fs::rename(dest.join("meta.json.tmp"), dest.join("meta.json")).expect("rename meta.json");
     eprintln!("built the real triage root in {:.1} s", meta.build_seconds);
+    meta
 }
