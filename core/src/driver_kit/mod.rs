@@ -38,17 +38,20 @@ pub fn check_id(id: &str, driver: &str) -> Result<(), DriverError> {
     }
 }
 
-/// `rel` beneath `store` as a path, if it is a real directory.
+/// `rel` beneath `store` as a path, if it is a real directory; else an
+/// error saying what it is instead.
 pub fn require_dir(store: &Beneath, rel: &Path, what: &str) -> Result<PathBuf, DriverError> {
-    if store.is_dir(rel) {
-        Ok(store.path().join(rel))
-    } else {
-        Err(DriverError::new(
-            ErrorKind::NotFound,
-            format!("{what} is missing (or not a directory)"),
-            Some(&store.path().join(rel)),
-        ))
-    }
+    let instead = match store.lstat(rel).map(|st| st.st_mode & libc::S_IFMT) {
+        Ok(libc::S_IFDIR) => return Ok(store.path().join(rel)),
+        Ok(libc::S_IFLNK) => "is a symlink (never followed), not a directory",
+        Ok(_) => "is not a directory",
+        Err(_) => "is missing",
+    };
+    Err(DriverError::new(
+        ErrorKind::NotFound,
+        format!("{what} {instead}"),
+        Some(&store.path().join(rel)),
+    ))
 }
 
 /// Layers named by the entries of `dir` beneath `store` (all but `skip`).
