@@ -464,6 +464,9 @@ pub struct LayerVersion {
     pub containers: Vec<ContainerName>,
     /// For image layers: every image whose chain includes the layer.
     pub images: Vec<ImageName>,
+    /// A layer directory no container or image records any more (the
+    /// remnant of a removed one; see `layers --orphans`).
+    pub orphan: bool,
     #[serde(flatten)]
     pub version: Version,
 }
@@ -549,6 +552,8 @@ fn serialize_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result
 enum Who {
     Container(ContainerName),
     Image(ImageName),
+    /// An orphan layer directory, searched on its own.
+    Orphan,
 }
 
 struct Subject {
@@ -634,14 +639,40 @@ fn subjects(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Ve
     }
     containers.sort_by_key(|s| match &s.who {
         Who::Container(c) => (c.name.clone(), c.id.clone()),
-        Who::Image(i) => (String::new(), i.id.clone()),
+        _ => (String::new(), String::new()),
     });
     images.sort_by_key(|s| match &s.who {
         Who::Image(i) => (i.tags.is_empty(), i.tags.first().cloned(), i.id.clone()),
-        Who::Container(c) => (true, None, c.id.clone()),
+        _ => (true, None, String::new()),
     });
     containers.extend(images);
+    containers.extend(orphans(root, drivers, warnings));
     containers
+}
+
+/// Every orphan layer directory as a one-layer subject: what removed
+/// containers and images left behind is searched too.
+fn orphans(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Vec<Subject> {
+    let inventory = crate::orphans::inventory(root, drivers, false);
+    let found = inventory
+        .layers
+        .into_iter()
+        .filter(|l| l.role == crate::orphans::LayerRole::Orphan);
+    let mut out = Vec::new();
+    for l in found {
+        let Some(driver) = drivers.by_name(&l.driver) else {
+            continue;
+        };
+        match stack::layer_stack(root, driver, &l.id) {
+            Ok(stack) => out.push(Subject {
+                who: Who::Orphan,
+                stack,
+                slots: Vec::new(),
+            }),
+            Err(e) => warnings.push(format!("orphan layer {} skipped: {e}", l.id)),
+        }
+    }
+    out
 }
 
 /// Gives every stack layer its slot, one per distinct layer directory.
@@ -668,7 +699,9 @@ fn index_layers(subjects: &mut [Subject]) -> Vec<Slot> {
             });
             let owns = matches!(
                 (&subject.who, layer.role),
-                (Who::Image(_), Role::Image) | (Who::Container(_), Role::Rw | Role::Init)
+                (Who::Image(_), Role::Image)
+                    | (Who::Container(_), Role::Rw | Role::Init)
+                    | (Who::Orphan, _)
             );
             if owns {
                 slots[slot].owners.insert(s);
@@ -687,6 +720,7 @@ fn open_view(root: &DockerRoot, subject: &Subject, warnings: &mut Warnings) -> O
     let what = match &subject.who {
         Who::Container(c) => format!("container {} ({})", c.name, c.id),
         Who::Image(i) => format!("image {}", i.id),
+        Who::Orphan => format!("orphan layer {}", subject.stack.layers[0].driver_id),
     };
     for w in &subject.stack.warnings {
         warnings.push(format!("{what}: {w}"));
@@ -1080,6 +1114,8 @@ pub fn find(
                     tags: i.tags.clone(),
                     sight,
                 }),
+                // An orphan is no view anyone sees: its layer row says it all.
+                Who::Orphan => {}
             }
         }
         reports.push(report);
@@ -1098,10 +1134,12 @@ pub fn find(
 fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVersion {
     let mut containers = Vec::new();
     let mut images = Vec::new();
+    let mut orphan = false;
     for &s in &slot.owners {
         match &subjects[s].who {
             Who::Container(c) => containers.push(c.clone()),
             Who::Image(i) => images.push(i.clone()),
+            Who::Orphan => orphan = true,
         }
     }
     LayerVersion {
@@ -1112,6 +1150,7 @@ fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVe
         role: slot.layer.role,
         containers,
         images,
+        orphan,
         version,
     }
 }

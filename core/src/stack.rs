@@ -295,6 +295,22 @@ pub fn image_stack(root: &DockerRoot, drivers: &Drivers, image: &Image) -> Resul
     Ok(stack)
 }
 
+/// One layer on its own (an orphan, say), as a stack of one image layer.
+pub fn layer_stack(root: &DockerRoot, driver: &LoadedDriver, id: &str) -> Result<Stack> {
+    Ok(Stack {
+        driver: driver.name().to_string(),
+        layers: vec![StackLayer {
+            role: Role::Image,
+            driver_id: id.to_string(),
+            chain_id: None,
+            diff_id: None,
+            size: None,
+            source: describe(root, driver, id)?,
+        }],
+        warnings: Vec::new(),
+    })
+}
+
 /// The path of a layer directory relative to the root (checked by `describe`).
 pub fn relative_dir<'a>(root: &DockerRoot, dir: &'a Path) -> Result<&'a Path> {
     dir.strip_prefix(root.path())

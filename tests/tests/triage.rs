@@ -816,6 +816,24 @@ fn layers_lists_users_and_orphans() {
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
     assert_eq!(names, ["tmp", "tmp/payload"]);
+    // find searches the orphans too: the stray payload is found in its
+    // layer, marked orphan, and seen by no container or image.
+    let found = cli::run(r.path(), &["find", "/tmp/payload", "--json"]).json();
+    let versions = found["paths"][0]["layers"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{found:#}");
+    assert_eq!(versions[0]["driver_id"], stray.as_str());
+    assert_eq!(versions[0]["orphan"], true);
+    assert_eq!(versions[0]["state"], "present");
+    assert_eq!(versions[0]["size"], 10);
+    assert!(found["paths"][0]["containers"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let table = cli::run(r.path(), &["find", "/tmp/payload"]);
+    assert!(table.ok().contains("orphan"), "{}", table.stdout);
+    // And a glob reaches into them.
+    let globbed = cli::run(r.path(), &["find", "/tmp/*", "--json"]).json();
+    assert!(globbed.to_string().contains("/tmp/payload"), "{globbed:#}");
     let nosuch = cli::run(r.path(), &["layers", "--export", "0000nosuch"]);
     assert!(
         nosuch.stderr.contains("no layer directory"),

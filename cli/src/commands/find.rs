@@ -122,7 +122,7 @@ fn role(r: Role) -> &'static str {
 fn layer_row(l: &LayerVersion, path: &str) -> Vec<String> {
     let mut row = vec![
         ids::short(&l.driver_id).to_string(),
-        role(l.role).to_string(),
+        if l.orphan { "orphan" } else { role(l.role) }.to_string(),
     ];
     match &l.version {
         Version::Present(e) => {
