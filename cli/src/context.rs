@@ -182,12 +182,34 @@ pub fn owner(uid: u32, gid: u32, container: Option<ContainerIds>) -> String {
 /// `--gid-map`): how ids on disk relate to the container's.
 pub fn id_map(cli: &Cli, ctx: &Context) -> Result<Option<IdMap>> {
     let host = ctx.host.as_deref().and_then(|h| HostFs::open(h).ok());
-    Ok(userns::resolve(
+    let map = userns::resolve(
         host.as_ref(),
         ctx.found.as_ref(),
         cli.uid_map.as_deref(),
         cli.gid_map.as_deref(),
-    )?)
+    )?;
+    if map.is_none() {
+        warn_if_unmapped_rootless(ctx);
+    }
+    Ok(map)
+}
+
+/// A root owned by a user, not root, is a rootless daemon's: its ids on
+/// disk are shifted by that user's subordinate range, which is unknown
+/// without the host tree or `--uid-map`. Say so rather than show disk ids
+/// as if the container had them.
+fn warn_if_unmapped_rootless(ctx: &Context) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(ctx.root.path()) else {
+        return;
+    };
+    if meta.uid() != 0 {
+        eprintln!(
+            "warning: {} is owned by uid {}, like a rootless daemon's root: owners are shown as stored on disk (shifted by the user's subuid range); pass the host tree as --root, or --uid-map/--gid-map, to see the container's ids",
+            ctx.root.path().display(),
+            meta.uid()
+        );
+    }
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -140,7 +140,14 @@ fn export_writes_container_ids_equal_to_docker_export() {
         // Without a map (a bare root says nothing of its owner's ranges):
         // the ids on disk, which are docker's shifted by the map.
         let disk = out.path().join(format!("{}-disk.tar", c.name));
-        cli::run(&r.root, &["export", &c.name, "-o", disk.to_str().unwrap()]).ok();
+        let plain = cli::run(&r.root, &["export", &c.name, "-o", disk.to_str().unwrap()]);
+        plain.ok();
+        // ... and says so: the root's owner gives the rootless daemon away.
+        assert!(
+            plain.stderr.contains("like a rootless daemon's root"),
+            "{}",
+            plain.stderr
+        );
         assert_same(
             &on_disk(r, &want),
             &manifest::from_tar(&disk),
