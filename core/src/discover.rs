@@ -177,7 +177,7 @@ pub fn kind_name(k: RootKind) -> &'static str {
 
 /// Whether a directory holds docker's top-level directories.
 pub fn is_docker_root(dir: &Beneath) -> bool {
-    ["containers", "image", "graph"]
+    crate::root::DOCKER_DIRS
         .iter()
         .any(|d| dir.is_dir(Path::new(d)))
 }

@@ -53,7 +53,8 @@ impl Catalogued {
     }
 }
 
-const DOCKER_DIRS: [&str; 3] = ["containers", "image", "graph"];
+/// docker's top-level directories: a root holds at least one.
+pub const DOCKER_DIRS: [&str; 3] = ["containers", "image", "graph"];
 
 impl DockerRoot {
     /// Opens a docker root. Fails only when the directory cannot be opened

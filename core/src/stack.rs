@@ -297,18 +297,11 @@ pub fn image_stack(root: &DockerRoot, drivers: &Drivers, image: &Image) -> Resul
 
 /// One layer on its own (an orphan, say), as a stack of one image layer.
 pub fn layer_stack(root: &DockerRoot, driver: &LoadedDriver, id: &str) -> Result<Stack> {
-    Ok(Stack {
-        driver: driver.name().to_string(),
-        layers: vec![StackLayer {
-            role: Role::Image,
-            driver_id: id.to_string(),
-            chain_id: None,
-            diff_id: None,
-            size: None,
-            source: describe(root, driver, id)?,
-        }],
-        warnings: Vec::new(),
-    })
+    let layer = CatalogLayer {
+        id: id.to_string(),
+        role: Role::Image,
+    };
+    catalog_stack(root, driver, &[layer], None)
 }
 
 /// The path of a layer directory relative to the root (checked by `describe`).

@@ -165,6 +165,19 @@ impl BoundHost {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// `roots --json` on the host tree: the one root it finds present.
+    pub fn only_root(&self) -> serde_json::Value {
+        let roots = crate::cli::run(self.path(), &["roots", "--json"]).json();
+        let mut present: Vec<&serde_json::Value> = roots["roots"]
+            .as_array()
+            .expect("roots")
+            .iter()
+            .filter(|x| x["present"] == true)
+            .collect();
+        assert_eq!(present.len(), 1, "{roots:#}");
+        present.remove(0).clone()
+    }
 }
 
 impl Drop for BoundHost {

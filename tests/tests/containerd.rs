@@ -357,18 +357,11 @@ fn a_host_tree_holding_a_containerd_root_is_discovered() {
     let before = integrity::snapshot(&r.root);
     let rel = "var/lib/containerd";
     let host = BoundHost::new(&[("hostname", "seized\n".into())], &[(rel, &r.root)]);
-    let roots = cli::run(host.path(), &["roots", "--json"]).json();
-    let found: Vec<&Value> = roots["roots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["present"] == true)
-        .collect();
-    assert_eq!(found.len(), 1, "{roots:#}");
-    assert_eq!(found[0]["kind"], "engine", "{roots:#}");
-    assert_eq!(found[0]["engine"], "overlayfs");
-    assert_eq!(found[0]["host_path"], format!("/{rel}"));
-    assert_eq!(found[0]["containers"], r.containers.len(), "{roots:#}");
+    let found = host.only_root();
+    assert_eq!(found["kind"], "engine", "{found:#}");
+    assert_eq!(found["engine"], "overlayfs");
+    assert_eq!(found["host_path"], format!("/{rel}"));
+    assert_eq!(found["containers"], r.containers.len(), "{found:#}");
     // An unused containerd (what docker 20.10 leaves) is not a root to choose.
     let empty = tempfile::tempdir().unwrap();
     fs::create_dir_all(empty.path().join("io.containerd.metadata.v1.bolt")).unwrap();

@@ -252,18 +252,11 @@ fn a_host_tree_holding_podman_storage_is_discovered() {
     let before = integrity::snapshot(&r.root);
     let rel = "var/lib/containers/storage";
     let host = BoundHost::new(&[("hostname", "seized\n".into())], &[(rel, &r.root)]);
-    let roots = cli::run(host.path(), &["roots", "--json"]).json();
-    let found: Vec<&Value> = roots["roots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["present"] == true)
-        .collect();
-    assert_eq!(found.len(), 1, "{roots:#}");
-    assert_eq!(found[0]["kind"], "engine", "{roots:#}");
-    assert_eq!(found[0]["engine"], "podman");
-    assert_eq!(found[0]["host_path"], format!("/{rel}"));
-    assert_eq!(found[0]["containers"], r.containers.len());
+    let found = host.only_root();
+    assert_eq!(found["kind"], "engine", "{found:#}");
+    assert_eq!(found["engine"], "podman");
+    assert_eq!(found["host_path"], format!("/{rel}"));
+    assert_eq!(found["containers"], r.containers.len());
     // The one root is used by the other commands.
     let listed = cli::run(host.path(), &["list", "--all", "--json"]).json();
     let mut ids: Vec<&str> = listed

@@ -360,15 +360,8 @@ fn a_host_tree_with_the_root_in_a_home_is_discovered_as_rootless() {
     let Some(r) = root() else { return };
     let before = integrity::snapshot(&r.root);
     let (host, point) = fake_host(r);
-    let roots = cli::run(host.path(), &["roots", "--json"]).json();
-    let found: Vec<&Value> = roots["roots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["present"] == true)
-        .collect();
-    assert_eq!(found.len(), 1, "{roots:#}");
-    let f = found[0];
+    let found = host.only_root();
+    let f = &found;
     assert_eq!(f["kind"], "rootless", "{f:#}");
     assert_eq!(f["user"], USER);
     assert_eq!(f["path"], point.display().to_string());

@@ -12,6 +12,29 @@ use crate::driver::{Confidence, DriverError, ErrorKind, LayerEntry, LayerSource,
 
 pub mod bolt;
 
+/// Standard base64 with padding (Go's `encoding/base64.StdEncoding`): how
+/// containers/storage names big-data files, how Go's JSON writes `[]byte`.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// An I/O error naming its file.
 pub fn io_err(path: &Path, e: impl std::fmt::Display) -> DriverError {
     DriverError::new(ErrorKind::Io, format!("cannot read: {e}"), Some(path))

@@ -49,29 +49,6 @@ fn open_root(root: &Path) -> Result<Beneath, DriverError> {
     Beneath::open(root).map_err(|e| io_err(root, e))
 }
 
-/// Standard base64 with padding: how containers/storage names the file of
-/// a big-data item whose key is not plain (`=` + base64 of the key).
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The file name containers/storage gives big-data item `key`.
 fn big_data_name(key: &str) -> String {
     if key
@@ -81,7 +58,7 @@ fn big_data_name(key: &str) -> String {
     {
         key.to_string()
     } else {
-        format!("={}", base64(key.as_bytes()))
+        format!("={}", driver_kit::base64(key.as_bytes()))
     }
 }
 

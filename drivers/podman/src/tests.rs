@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::*;
+use docker_mount_core::driver_kit::base64;
 
 const BASE: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const MID: &str = "2222222222222222222222222222222222222222222222222222222222222222";
