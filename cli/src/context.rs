@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use docker_mount_core::discover::{self, FoundRoot};
-use docker_mount_core::host::HostFs;
 use docker_mount_core::loader::Drivers;
-use docker_mount_core::root::DockerRoot;
-use docker_mount_core::stack::{self, Stack};
-use docker_mount_core::userns::{self, ContainerIds, IdMap};
-use docker_mount_core::view::{self, View};
+use docker_mount_engine::evidence::discover::{self, FoundRoot};
+use docker_mount_engine::evidence::host::HostFs;
+use docker_mount_engine::evidence::userns::{self, ContainerIds, IdMap};
+use docker_mount_engine::model::root::DockerRoot;
+use docker_mount_engine::model::stack::{self, Stack};
+use docker_mount_engine::union::view::{self, View};
 
 use crate::Cli;
 

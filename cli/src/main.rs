@@ -189,7 +189,7 @@ Example: docker-mount --root ./docker diff web --layers"
         /// An absolute path as containers see it (/etc/passwd) or a glob ('/etc/*.conf').
         query: std::ffi::OsString,
         /// Report at most this many paths (a glob may match many).
-        #[arg(long, value_name = "N", default_value_t = docker_mount_core::provenance::DEFAULT_LIMIT)]
+        #[arg(long, value_name = "N", default_value_t = docker_mount_engine::analysis::provenance::DEFAULT_LIMIT)]
         limit: usize,
     },
     /// Unmount what `docker-mount mount` mounted.

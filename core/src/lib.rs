@@ -1,48 +1,26 @@
-//! docker-mount-core: read a docker root offline, without ever writing to it.
+//! docker-mount-core: the small, stable crate every storage driver plugin
+//! depends on — the contract, the loader, and the helpers drivers need.
+//! Nothing here mounts or analyses: that is `docker-mount-engine`.
 //!
-//! - [`driver`] and [`abi`]: the storage driver contract and its stable FFI form;
-//! - [`loader`]: finds driver plugins in trusted directories;
-//! - [`model`] and [`root`]: what docker wrote about containers, images, layers;
-//! - [`detect`] and [`stack`]: which driver holds a container, and its layers;
-//! - [`mount`]: read-only kernel mounts of a stack;
-//! - [`capabilities`]: what this machine can do (root, overlay, FUSE, loop);
-//! - [`beneath`]: the only way evidence files are opened.
+//! - [`driver`]: the storage driver contract in plain Rust;
+//! - [`abi`]: its stable FFI form (abi_stable) and `export_driver!`;
+//! - [`loader`]: finds driver plugins in trusted directories and loads them;
+//! - [`beneath`]: the only way evidence files are opened (no symlinks, no atime);
+//! - [`driver_kit`]: layouts and readers drivers share (stores, ids, the bbolt reader);
+//! - [`error`]: errors that name the file they are about;
+//! - [`stat`]: file metadata (kind, mode, owners, times);
+//! - [`time`]: RFC 3339 times to and from [`stat::Time`].
 //!
 //! Core never names a storage driver: drivers are plugins.
 
 pub mod abi;
-pub mod audit;
 pub mod beneath;
-pub mod blockimage;
-pub mod blockmount;
-pub mod capabilities;
-pub mod daemon_config;
-pub mod deleted;
-pub mod detect;
-pub mod diff;
-pub mod discover;
 pub mod driver;
 pub mod driver_kit;
 pub mod error;
-pub mod export;
-pub mod fuse;
-pub mod history;
-pub mod host;
 pub mod loader;
-pub mod logs;
-pub mod model;
-pub mod mount;
-pub mod orphans;
-pub mod pathfmt;
-pub mod provenance;
-pub mod root;
-pub mod stack;
-pub mod timeline;
-pub mod union;
-pub mod usage;
-pub mod userns;
-pub mod view;
-pub mod volumes;
+pub mod stat;
+pub mod time;
 
 pub use driver::{
     Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle,

@@ -49,13 +49,13 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use docker_mount_core::beneath::{is_safe_component, Beneath};
-use docker_mount_core::model::container::{ContainerConfigFile, HostConfig};
-use docker_mount_core::model::image::ImageConfig;
-use docker_mount_core::model::layerdb::{self, LayerDb, MAX_CHAIN};
-use docker_mount_core::model::legacy;
-use docker_mount_core::model::tarsplit::TarSplit;
-use docker_mount_core::root::DockerRoot;
-use docker_mount_core::union::{FileKind, Tree, Union};
+use docker_mount_engine::model::container::{ContainerConfigFile, HostConfig};
+use docker_mount_engine::model::image::ImageConfig;
+use docker_mount_engine::model::layerdb::{self, LayerDb, MAX_CHAIN};
+use docker_mount_engine::model::legacy;
+use docker_mount_engine::model::root::DockerRoot;
+use docker_mount_engine::model::tarsplit::TarSplit;
+use docker_mount_engine::union::{FileKind, Tree, Union};
 use sha2::{Digest, Sha256};
 
 /// A fuzz target: bytes in, a panic only on a bug.
@@ -596,7 +596,7 @@ fn assert_plain_or_root(p: &Path) {
 /// as a rotated `.gz` (bit 1) and whether to filter by time (bit 2). The
 /// bytes are also decoded as one `local` record.
 pub fn logs(data: &[u8]) {
-    use docker_mount_core::logs::{self, Filter, LogFamily, LogFile, LogFormat};
+    use docker_mount_engine::analysis::logs::{self, Filter, LogFamily, LogFile, LogFormat};
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

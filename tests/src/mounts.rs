@@ -42,7 +42,8 @@ impl Drop for MountPoint {
 /// topmost mount on `dir`; `None` if nothing is mounted there.
 pub fn mount_options(dir: &Path) -> Option<(String, Vec<String>)> {
     let dir = std::fs::canonicalize(dir).ok()?;
-    let mounts = docker_mount_core::mount::mountinfo().expect("read /proc/self/mountinfo");
+    let mounts =
+        docker_mount_engine::mounts::kernel::mountinfo().expect("read /proc/self/mountinfo");
     mounts
         .into_iter()
         .rev()

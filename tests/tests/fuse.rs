@@ -387,7 +387,7 @@ fn check_all(report: &Value, base: &Path, want: &[&str], method: Option<&str>) -
 
 fn mounts_below(base: &Path) -> Vec<PathBuf> {
     let base = std::fs::canonicalize(base).unwrap();
-    docker_mount_core::mount::mountinfo()
+    docker_mount_engine::mounts::kernel::mountinfo()
         .unwrap()
         .into_iter()
         .map(|m| m.mount_point)
@@ -483,7 +483,7 @@ fn mount_without_root_uses_fuse() {
     if !require_root() {
         return;
     }
-    if docker_mount_core::fuse::fusermount_path().is_none() {
+    if docker_mount_engine::mounts::fuse::fusermount_path().is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "fusermount3 is missing"

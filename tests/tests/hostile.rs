@@ -103,7 +103,7 @@ fn unmount_all(root: &Path, dir: &Path) {
         &[OsStr::new("umount"), OsStr::new("--all"), dir.as_os_str()],
         LIMIT,
     );
-    while let Some(m) = docker_mount_core::mount::mountinfo()
+    while let Some(m) = docker_mount_engine::mounts::kernel::mountinfo()
         .unwrap()
         .into_iter()
         .rev()
@@ -205,7 +205,7 @@ fn check(case: Case, driver: &'static str) {
             }
             Slot::MountAll => {
                 let all = scratch.path().join("all");
-                for m in docker_mount_core::mount::mountinfo().unwrap() {
+                for m in docker_mount_engine::mounts::kernel::mountinfo().unwrap() {
                     if m.mount_point.starts_with(&all) {
                         assert_read_only_mount(&m.mount_point);
                         let leaks = hostile::tree_leaks(&m.mount_point, &needles);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use docker_mount_core::timeline::bodyfile_escape;
+use docker_mount_engine::analysis::timeline::bodyfile_escape;
 use docker_mount_tests::fixture::DEFAULT_MTIME;
 use docker_mount_tests::scene::{self, Scene};
 use docker_mount_tests::{cli, integrity, manifest, real};

@@ -146,3 +146,45 @@ pub fn build_test_plugins(profile_dir: &Path) -> Result<()> {
         &profile_dir.join("test-plugins"),
     )
 }
+
+/// Crates no driver plugin may depend on: the engine, and what only the
+/// engine needs (FUSE, tar, progress bars). Drivers see only core.
+const NOT_FOR_DRIVERS: &[&str] = &[
+    "docker-mount-engine",
+    "docker-mount",
+    "fuser",
+    "tar",
+    "indicatif",
+];
+
+/// Fails if any driver crate's normal dependency tree holds a crate of
+/// [`NOT_FOR_DRIVERS`] (the invariant "drivers see only core").
+pub fn check_driver_deps() -> Result<()> {
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for name in driver_names()? {
+        let package = format!("docker-mount-driver-{name}");
+        let out = Command::new(&cargo_bin)
+            .args(["tree", "--quiet", "-e", "normal", "--prefix", "none"])
+            .args(["--format", "{p}", "-p", &package])
+            .current_dir(workspace())
+            .output()
+            .context("cannot run cargo tree")?;
+        if !out.status.success() {
+            bail!(
+                "cargo tree -p {package} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let found: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| NOT_FOR_DRIVERS.contains(c))
+            .collect();
+        if !found.is_empty() {
+            bail!("driver {package} depends on {found:?}: drivers may depend on docker-mount-core, never on the engine");
+        }
+    }
+    eprintln!("xtask: every driver depends on core only (no engine, fuser, tar or indicatif)");
+    Ok(())
+}

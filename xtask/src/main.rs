@@ -2,8 +2,8 @@
 //!
 //! - `build-drivers [--release]`: the CLI plus every `drivers/*` plugin, the
 //!   `.so` files placed in `target/<profile>/drivers/` beside the binary;
-//! - `test-drivers`: installs what the tests need (as root), checks format
-//!   and lints, builds, and runs every test (both tiers);
+//! - `test-drivers`: installs what the tests need (as root), checks format,
+//!   lints and that drivers depend on core only, builds, and runs every test (both tiers);
 //! - `dist [--drivers NAME,...] [--target-dir DIR] [--out DIR] [--debug]`:
 //!   a release tarball with the binary, the chosen driver plugins, the man
 //!   page, completions, README, guide and SHA256SUMS (`target/dist/`);
@@ -40,6 +40,7 @@ fn main() -> Result<()> {
 fn test_drivers() -> Result<()> {
     packages::ensure()?;
     build::cargo(&["fmt", "--all", "--check"])?;
+    build::check_driver_deps()?;
     build::cargo(&[
         "clippy",
         "--workspace",

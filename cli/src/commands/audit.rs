@@ -2,8 +2,8 @@
 //! configuration and every container of every root found.
 
 use anyhow::{Context as _, Result};
-use docker_mount_core::audit::{self, Severity};
-use docker_mount_core::discover;
+use docker_mount_engine::analysis::audit::{self, Severity};
+use docker_mount_engine::evidence::discover;
 
 use crate::context;
 use crate::{table, Cli};

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use docker_mount_core::deleted::{find_layer, open_file};
+use docker_mount_engine::analysis::deleted::{find_layer, open_file};
 
 use crate::context;
 use crate::Cli;

@@ -2,9 +2,9 @@
 //! image's) layers, with what each hid and where to recover it from.
 
 use anyhow::Result;
-use docker_mount_core::deleted::{deletions, map_ids, Deletion, Hidden};
-use docker_mount_core::pathfmt;
-use docker_mount_core::union::FileKind;
+use docker_mount_engine::analysis::deleted::{deletions, map_ids, Deletion, Hidden};
+use docker_mount_engine::evidence::pathfmt;
+use docker_mount_engine::union::FileKind;
 
 use crate::context::{self, owner};
 use crate::Cli;

@@ -1,8 +1,8 @@
 //! `diff`: what a container changed against its image, like `docker diff`.
 
 use anyhow::Result;
-use docker_mount_core::diff::{self, Content, Options};
-use docker_mount_core::pathfmt;
+use docker_mount_engine::analysis::diff::{self, Content, Options};
+use docker_mount_engine::evidence::pathfmt;
 
 use crate::context;
 use crate::Cli;

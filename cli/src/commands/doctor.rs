@@ -4,8 +4,8 @@
 //! Touches no evidence: `--root` is not opened.
 
 use anyhow::Result;
-use docker_mount_core::capabilities::{self, Capabilities, Check, Status};
 use docker_mount_core::loader::PluginFailure;
+use docker_mount_engine::mounts::capabilities::{self, Capabilities, Check, Status};
 use serde::Serialize;
 
 use crate::context::{self, driver_dirs};

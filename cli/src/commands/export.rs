@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use docker_mount_core::export::{export_sources, ExportStats, IdMapper, Source};
-use docker_mount_core::union::Union;
-use docker_mount_core::view;
+use docker_mount_engine::analysis::export::{export_sources, ExportStats, IdMapper, Source};
+use docker_mount_engine::union::view;
+use docker_mount_engine::union::Union;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::context;

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use docker_mount_core::blockimage::BlockImage;
-use docker_mount_core::detect;
 use docker_mount_core::driver::{Confidence, LayerSource};
+use docker_mount_engine::model::detect;
+use docker_mount_engine::mounts::blockimage::BlockImage;
 
 use crate::context::{self, Context};
 use crate::Cli;

@@ -1,19 +1,19 @@
 //! `find`: which layers hold a path (or the paths matching a glob), which
 //! images are built on them, which version each container and image sees,
 //! and where the path was deleted or hidden. The JSON form is documented in
-//! `docker_mount_core::provenance`.
+//! `docker_mount_engine::analysis::provenance`.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::Result;
-use docker_mount_core::model::ids;
-use docker_mount_core::pathfmt;
-use docker_mount_core::provenance::{
+use docker_mount_engine::analysis::provenance::{
     self, HiddenBy, ImageName, LayerVersion, PathReport, Sight, Version,
 };
-use docker_mount_core::stack::Role;
-use docker_mount_core::union::{FileKind, Time};
+use docker_mount_engine::evidence::pathfmt;
+use docker_mount_engine::model::ids;
+use docker_mount_engine::model::stack::Role;
+use docker_mount_engine::union::{FileKind, Time};
 
 use crate::context;
 use crate::{table, Cli};

@@ -1,8 +1,8 @@
 //! `history`: an image's build steps joined with its layers on disk.
 
 use anyhow::Result;
-use docker_mount_core::history;
-use docker_mount_core::model::ids;
+use docker_mount_engine::analysis::history;
+use docker_mount_engine::model::ids;
 
 use crate::context;
 use crate::{table, Cli};

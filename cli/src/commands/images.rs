@@ -1,9 +1,9 @@
 //! `images`: every image of every image store, tagged or not.
 
 use anyhow::Result;
-use docker_mount_core::model::ids;
-use docker_mount_core::model::layerdb::chain_ids;
-use docker_mount_core::model::legacy;
+use docker_mount_engine::model::ids;
+use docker_mount_engine::model::layerdb::chain_ids;
+use docker_mount_engine::model::legacy;
 use serde::Serialize;
 
 use crate::context::{self, Context};
@@ -28,7 +28,7 @@ pub struct ImageSummary {
     pub warnings: Vec<String>,
 }
 
-fn summarize(ctx: &Context, image: &docker_mount_core::model::image::Image) -> ImageSummary {
+fn summarize(ctx: &Context, image: &docker_mount_engine::model::image::Image) -> ImageSummary {
     if image.legacy {
         let (layers, warnings) = match legacy::chain(ctx.root.dir(), &image.id) {
             Ok(chain) => (chain.len(), Vec::new()),
@@ -69,7 +69,7 @@ fn summarize(ctx: &Context, image: &docker_mount_core::model::image::Image) -> I
 }
 
 /// The fields every image has, whatever its layout.
-fn summary_fields(image: &docker_mount_core::model::image::Image) -> ImageSummary {
+fn summary_fields(image: &docker_mount_engine::model::image::Image) -> ImageSummary {
     ImageSummary {
         id: image.id.clone(),
         tags: image.tags.clone(),

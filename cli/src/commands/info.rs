@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use docker_mount_core::host::HostFs;
-use docker_mount_core::stack::{self, Role};
-use docker_mount_core::userns::IdMap;
-use docker_mount_core::volumes;
+use docker_mount_engine::evidence::host::HostFs;
+use docker_mount_engine::evidence::userns::IdMap;
+use docker_mount_engine::evidence::volumes;
+use docker_mount_engine::model::stack::{self, Role};
 use serde::Serialize;
 
 use crate::commands::list::{summarize, ContainerSummary};
@@ -83,7 +83,7 @@ struct LayerFact {
     path: Option<String>,
 }
 
-fn host_facts(h: &docker_mount_core::model::container::HostConfig) -> HostFacts {
+fn host_facts(h: &docker_mount_engine::model::container::HostConfig) -> HostFacts {
     let ports = h
         .port_bindings
         .iter()
@@ -248,7 +248,7 @@ pub fn run(cli: &Cli, query: &str) -> Result<()> {
         },
     );
     if let Some(m) = &info.id_map {
-        let ranges = |r: &[docker_mount_core::userns::IdRange]| {
+        let ranges = |r: &[docker_mount_engine::evidence::userns::IdRange]| {
             r.iter()
                 .map(|r| format!("{}:{}:{}", r.container, r.host, r.count))
                 .collect::<Vec<_>>()

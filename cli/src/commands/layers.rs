@@ -2,8 +2,8 @@
 //! and containers using it; `--orphans` for those nobody uses.
 
 use anyhow::Result;
-use docker_mount_core::model::ids;
-use docker_mount_core::orphans::{self, LayerRole};
+use docker_mount_engine::analysis::orphans::{self, LayerRole};
+use docker_mount_engine::model::ids;
 
 use crate::commands::history::human;
 use crate::context;
@@ -93,10 +93,10 @@ pub fn export(cli: &Cli, id: &str, output: Option<&std::path::Path>) -> Result<(
     if to_stdout && std::io::stdout().is_terminal() {
         anyhow::bail!("refusing to write a tar stream to a terminal; use -o FILE or a pipe");
     }
-    let mut none = |_: &docker_mount_core::export::ExportStats| {};
+    let mut none = |_: &docker_mount_engine::analysis::export::ExportStats| {};
     let stats = if to_stdout {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        let s = docker_mount_core::export::export(&union, &mut out, &mut none)?;
+        let s = docker_mount_engine::analysis::export::export(&union, &mut out, &mut none)?;
         out.flush()?;
         s
     } else {
@@ -105,7 +105,7 @@ pub fn export(cli: &Cli, id: &str, output: Option<&std::path::Path>) -> Result<(
         let file = std::fs::File::create(path)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let s = docker_mount_core::export::export(&union, &mut out, &mut none)?;
+        let s = docker_mount_engine::analysis::export::export(&union, &mut out, &mut none)?;
         out.flush()?;
         s
     };

@@ -1,9 +1,9 @@
 //! `list`: the containers of the root, like `docker ps`.
 
 use anyhow::Result;
-use docker_mount_core::detect;
-use docker_mount_core::model::container::Container;
-use docker_mount_core::model::ids;
+use docker_mount_engine::model::container::Container;
+use docker_mount_engine::model::detect;
+use docker_mount_engine::model::ids;
 use serde::Serialize;
 
 use crate::context::{self, Context};
@@ -38,7 +38,7 @@ pub struct ContainerSummary {
 }
 
 fn time(t: &str) -> Option<String> {
-    (!docker_mount_core::model::container::is_zero_time(t)).then(|| t.to_string())
+    (!docker_mount_engine::model::container::is_zero_time(t)).then(|| t.to_string())
 }
 
 pub fn summarize(ctx: &Context, c: &Container) -> ContainerSummary {

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use docker_mount_core::logs::{self, Filter, LogRecord};
+use docker_mount_engine::analysis::logs::{self, Filter, LogRecord};
 
 use crate::context;
 use crate::Cli;
@@ -19,7 +19,7 @@ pub struct LogsArgs<'a> {
     pub files: bool,
 }
 
-fn time_arg(flag: &str, v: Option<&str>) -> Result<Option<docker_mount_core::union::Time>> {
+fn time_arg(flag: &str, v: Option<&str>) -> Result<Option<docker_mount_engine::union::Time>> {
     match v {
         None => Ok(None),
         Some(s) => match logs::parse_time_arg(s) {

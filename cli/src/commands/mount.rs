@@ -9,10 +9,10 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context as _, Result};
 use docker_mount_core::driver::{LayerSource, WhiteoutStyle};
-use docker_mount_core::fuse::{self, FuseOptions, FuseReport, Signals};
-use docker_mount_core::mount::{self, MountApi, MOUNT_SOURCE};
-use docker_mount_core::stack::{self, Stack};
-use docker_mount_core::view;
+use docker_mount_engine::model::stack::{self, Stack};
+use docker_mount_engine::mounts::fuse::{self, FuseOptions, FuseReport, Signals};
+use docker_mount_engine::mounts::kernel::{self, MountApi, MOUNT_SOURCE};
+use docker_mount_engine::union::view;
 use serde::Serialize;
 
 use crate::context::{self, Context};
@@ -156,7 +156,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<()> {
         }
     }
     if !args.fuse && why.is_none() {
-        let report = mount::mount_stack(&ctx.root, &stack, dir, args.mount_api.into())
+        let report = kernel::mount_stack(&ctx.root, &stack, dir, args.mount_api.into())
             .with_context(|| format!("cannot mount {what} on {}", dir.display()))?;
         if args.with_volumes {
             if let Err(e) = mount_volumes(&ctx, target, &report.target) {
@@ -515,7 +515,7 @@ fn mount_all(cli: &Cli, base: &Path, args: &MountArgs) -> Result<()> {
 fn mount_container(
     cli: &Cli,
     ctx: &Context,
-    c: &docker_mount_core::model::container::Container,
+    c: &docker_mount_engine::model::container::Container,
     sub: &Path,
     args: &MountArgs,
     entry: &mut AllEntry,
@@ -527,7 +527,7 @@ fn mount_container(
     }
     let mut kernel_error = None;
     if !args.fuse && kernel_cannot(&stack).is_none() {
-        match mount::mount_stack(&ctx.root, &stack, sub, args.mount_api.into()) {
+        match kernel::mount_stack(&ctx.root, &stack, sub, args.mount_api.into()) {
             Ok(r) => {
                 entry.method = Some(r.method);
                 entry.layers = Some(r.layers);
@@ -577,7 +577,7 @@ pub fn unmount(args: &UmountArgs) -> Result<()> {
 
 /// A mount docker-mount made: FUSE or overlay with our source, or one of
 /// our read-only noatime binds.
-fn is_docker_mount(m: &mount::MountInfo) -> bool {
+fn is_docker_mount(m: &kernel::MountInfo) -> bool {
     fuse::is_read_only_mount(m)
         && (fuse::is_ours(m)
             || m.source == MOUNT_SOURCE
@@ -589,7 +589,7 @@ fn is_docker_mount(m: &mount::MountInfo) -> bool {
 fn mounts_below(dir: &Path) -> Result<Vec<PathBuf>> {
     let dir =
         std::fs::canonicalize(dir).with_context(|| format!("cannot use {}", dir.display()))?;
-    let mut below: Vec<PathBuf> = mount::mountinfo()?
+    let mut below: Vec<PathBuf> = kernel::mountinfo()?
         .into_iter()
         .filter(|m| m.mount_point.starts_with(&dir) && m.mount_point != dir && is_docker_mount(m))
         .map(|m| m.mount_point)
@@ -653,7 +653,7 @@ fn mount_volumes(ctx: &Context, target: &str, top: &Path) -> Result<()> {
             }],
             warnings: Vec::new(),
         };
-        mount::mount_stack(&ctx.root, &volume, &at, MountApi::Auto)
+        kernel::mount_stack(&ctx.root, &volume, &at, MountApi::Auto)
             .with_context(|| format!("cannot mount volume {} at {}", m.name, m.destination))?;
         eprintln!("mounted volume {} at {} read-only", m.name, m.destination);
     }
@@ -676,7 +676,7 @@ fn unmount_all(base: &Path, lazy: bool) -> Result<()> {
     let mut removed = 0;
     let unique: HashSet<&PathBuf> = targets.iter().collect();
     for t in unique {
-        let still = mount::mountinfo()?.iter().any(|m| &m.mount_point == t);
+        let still = kernel::mountinfo()?.iter().any(|m| &m.mount_point == t);
         if t.parent() == Some(base.as_path()) && !still && std::fs::remove_dir(t).is_ok() {
             removed += 1;
         }

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use docker_mount_core::daemon_config::SourceKind;
-use docker_mount_core::discover::{self, FoundRoot};
-use docker_mount_core::host::HostFs;
 use docker_mount_core::loader::Drivers;
-use docker_mount_core::model::image::Image;
-use docker_mount_core::root::DockerRoot;
-use docker_mount_core::userns::{self, IdMap};
+use docker_mount_engine::evidence::daemon_config::SourceKind;
+use docker_mount_engine::evidence::discover::{self, FoundRoot};
+use docker_mount_engine::evidence::host::HostFs;
+use docker_mount_engine::evidence::userns::{self, IdMap};
+use docker_mount_engine::model::image::Image;
+use docker_mount_engine::model::root::DockerRoot;
 use serde::Serialize;
 
 use crate::context;

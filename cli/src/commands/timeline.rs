@@ -6,10 +6,10 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use docker_mount_core::model::container::Container;
-use docker_mount_core::stack;
-use docker_mount_core::timeline::Timeline;
-use docker_mount_core::view::{self, View};
+use docker_mount_engine::analysis::timeline::Timeline;
+use docker_mount_engine::model::container::Container;
+use docker_mount_engine::model::stack;
+use docker_mount_engine::union::view::{self, View};
 
 use crate::context::{self, Context};
 use crate::Cli;

@@ -68,8 +68,8 @@ pub fn go_time(b: &[u8]) -> Option<String> {
     if !(-62_135_596_800..=253_402_300_799).contains(&unix) {
         return None;
     }
-    Some(docker_mount_core::timeline::format_rfc3339(
-        docker_mount_core::union::stat::Time {
+    Some(docker_mount_core::time::format_rfc3339(
+        docker_mount_core::stat::Time {
             sec: unix,
             nsec: i64::from(nsec),
         },

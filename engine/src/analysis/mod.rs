@@ -1,0 +1,23 @@
+//! The forensic commands, over the model and the union views.
+//!
+//! - [`export`]: a view as a tar stream, like `docker export`;
+//! - [`diff`]: what a container changed, like `docker diff`, with content checks;
+//! - [`deleted`]: what the layers deleted, and where an older copy survives;
+//! - [`provenance`]: `find` — which layer, image and container provide a path;
+//! - [`timeline`]: file times and docker's events as bodyfile or JSON lines;
+//! - [`logs`]: container logs as docker kept them;
+//! - [`history`]: an image's history joined with its layers;
+//! - [`audit`]: how exposed the daemon and its containers were;
+//! - [`orphans`]: every layer directory on disk and who uses it;
+//! - [`usage`]: what an evidence directory holds, like `du`.
+
+pub mod audit;
+pub mod deleted;
+pub mod diff;
+pub mod export;
+pub mod history;
+pub mod logs;
+pub mod orphans;
+pub mod provenance;
+pub mod timeline;
+pub mod usage;

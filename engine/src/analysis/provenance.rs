@@ -1,0 +1,1231 @@
+//! `find`: the provenance of a path, or of every path matching a glob,
+//! across all containers and images of a root: which layers hold it (and
+//! what each holds), which layers deleted or hid it, which images are built
+//! on those layers, and which version each container and image sees.
+//!
+//! Every distinct layer (keyed by its directory) is examined once, raw: the
+//! path is probed component by component in that layer alone, so a
+//! whiteout is "deleted here" and an opaque directory on the way is
+//! "hidden here". What a container or image sees comes from the union
+//! engine ([`crate::union::Union::lookup`]) on its own stack. Broken
+//! containers, images and layers become warnings; they never stop a search.
+//!
+//! # Queries
+//!
+//! A query is an absolute path. It is a glob when it holds an unescaped
+//! `*`, `?` or `[`: `*` matches any bytes within one name, `**` as a whole
+//! name matches any number of names (zero included), `?` one byte, and
+//! `[...]` one byte of a set (`[a-z]`, `[!...]` or `[^...]` negated, `]`
+//! first is literal). Names starting with `.` match like any other. The
+//! query uses the escaping of the output ([`crate::evidence::pathfmt`]): `\xNN` is
+//! the byte `NN`, `\\` a backslash, and `\*`, `\?`, `\[`, `\]` the
+//! character itself; any other backslash is literal.
+//!
+//! The matcher is our own (about 150 lines) rather than `globset`: paths
+//! from the evidence are raw bytes, often not UTF-8, the walk needs to know
+//! whether a directory can still lead to a match (to prune), and a
+//! forensic tool gains nothing from another dependency.
+//!
+//! # JSON (`docker-mount find --json`), stable
+//!
+//! ```json
+//! {
+//!   "query": "/etc/passwd",          // as given, escaped like paths
+//!   "glob": false,
+//!   "limit": 1000,
+//!   "truncated": false,              // more paths matched than `limit`
+//!   "layers_examined": 7,            // distinct layers probed
+//!   "paths": [{
+//!     "path": "/etc/passwd",
+//!     "layers": [{                   // base first (depth, then image < init < rw)
+//!       "driver": "overlay2", "driver_id": "…", "chain_id": "…" | null,
+//!       "diff_id": "…" | null, "role": "image" | "init" | "rw",
+//!       "containers": [{"id": "…", "name": "web"}],   // rw/init layers: their container
+//!       "images": [{"id": "…", "tags": ["small:1"]}], // image layers: images whose chain has it
+//!       "state": "present" | "deleted" | "hidden",
+//!       // present:
+//!       "type": "file", "size": 26, "mode": "0644", "uid": 0, "gid": 0,
+//!       "mtime": {"sec": 1614834367, "nsec": 0},
+//!       "sha256": "…" | null,        // regular files
+//!       "link_target": "…" | null,   // symlinks, escaped
+//!       "device": [1, 3] | null,     // character and block devices
+//!       "error": "…" | null,         // the content could not be read
+//!       // deleted: "at": the whiteout (the path itself or an ancestor)
+//!       // hidden: "at" and "by": "opaque_dir" | "non_directory" | "full_tree"
+//!     }],
+//!     "containers": [{"id": "…", "name": "web", "visible": true,
+//!                     "layer": "…", "role": "rw", "state": "present", "at": null}],
+//!     "images": [{"id": "…", "tags": ["small:1"], "visible": false,
+//!                 "layer": "…", "role": "image", "state": "deleted", "at": "/etc/passwd"}]
+//!   }]
+//! }
+//! ```
+//!
+//! A container or image is listed under a path when a layer of its stack
+//! holds, deletes or hides it. `visible` is whether the path exists in its
+//! merged view; `layer`/`role`/`state` name the layer whose version it sees
+//! or, when not visible, the topmost layer of its stack that deleted or
+//! hid the path (`at` tells where). A `hidden` record is kept only when a
+//! layer below it (in its stack) holds the path: there was a copy to hide.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::evidence::pathfmt;
+use crate::evidence::userns::{ContainerIds, IdMap};
+use crate::model::root::DockerRoot;
+use crate::model::stack::{self, Role, Stack, StackLayer};
+use crate::union::view;
+use crate::union::{FileKind, Lookup, Raw, Stat, Time, Tree};
+use docker_mount_core::beneath;
+use docker_mount_core::error::{Error, Result};
+use docker_mount_core::loader::Drivers;
+
+/// Paths reported unless told otherwise.
+pub const DEFAULT_LIMIT: usize = 1000;
+
+// ---------------------------------------------------------------- queries
+
+/// One element of a glob name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Byte(u8),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `[...]`: inclusive byte ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(u8, u8)>,
+    },
+}
+
+impl Tok {
+    fn matches(&self, b: u8) -> bool {
+        match self {
+            Tok::Byte(x) => *x == b,
+            Tok::One => true,
+            Tok::Star => false,
+            Tok::Class { negated, ranges } => {
+                ranges.iter().any(|&(lo, hi)| lo <= b && b <= hi) != *negated
+            }
+        }
+    }
+}
+
+/// One `/`-separated part of a glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    /// `**`: any number of names.
+    Any,
+    Name(Vec<Tok>),
+}
+
+/// A parsed glob over absolute paths.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    segs: Vec<Seg>,
+}
+
+/// What to look for.
+#[derive(Debug, Clone)]
+pub enum Query {
+    /// One path, relative to the root of the filesystem (empty = `/`).
+    Path(PathBuf),
+    Glob(Glob),
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// An escape at `s[i]` (a backslash): the byte it stands for and its length.
+fn escape_at(s: &[u8], i: usize) -> (u8, usize) {
+    match s.get(i + 1..) {
+        Some([b'x', h, l, ..]) => match (hex_digit(*h), hex_digit(*l)) {
+            (Some(h), Some(l)) => (h * 16 + l, 4),
+            _ => (b'\\', 1),
+        },
+        Some([c @ (b'\\' | b'*' | b'?' | b'[' | b']'), ..]) => (*c, 2),
+        _ => (b'\\', 1),
+    }
+}
+
+/// Parses `[...]` starting at `s[i] == b'['`: the class and the index after it.
+fn parse_class(s: &[u8], mut i: usize) -> Option<(Tok, usize)> {
+    i += 1;
+    let negated = matches!(s.get(i), Some(b'!' | b'^'));
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    let mut first = true;
+    loop {
+        let b = *s.get(i)?;
+        if b == b']' && !first {
+            return Some((Tok::Class { negated, ranges }, i + 1));
+        }
+        first = false;
+        let (lo, n) = if b == b'\\' { escape_at(s, i) } else { (b, 1) };
+        i += n;
+        if s.get(i) == Some(&b'-') && s.get(i + 1).is_some_and(|&c| c != b']') {
+            let (hi, n) = match s[i + 1] {
+                b'\\' => escape_at(s, i + 1),
+                c => (c, 1),
+            };
+            i += 1 + n;
+            ranges.push((lo.min(hi), lo.max(hi)));
+        } else {
+            ranges.push((lo, lo));
+        }
+    }
+}
+
+/// The tokens of one name of a query.
+fn parse_name(s: &[u8]) -> Vec<Tok> {
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => {
+                let (b, n) = escape_at(s, i);
+                toks.push(Tok::Byte(b));
+                i += n;
+            }
+            b'*' => {
+                if toks.last() != Some(&Tok::Star) {
+                    toks.push(Tok::Star);
+                }
+                i += 1;
+            }
+            b'?' => {
+                toks.push(Tok::One);
+                i += 1;
+            }
+            b'[' => match parse_class(s, i) {
+                Some((tok, next)) => {
+                    toks.push(tok);
+                    i = next;
+                }
+                None => {
+                    toks.push(Tok::Byte(b'['));
+                    i += 1;
+                }
+            },
+            b => {
+                toks.push(Tok::Byte(b));
+                i += 1;
+            }
+        }
+    }
+    toks
+}
+
+/// Whether a name matches the tokens of one glob name.
+fn match_name(toks: &[Tok], name: &[u8]) -> bool {
+    let (mut t, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match toks.get(t) {
+            Some(Tok::Star) => {
+                star = Some((t, n));
+                t += 1;
+                continue;
+            }
+            Some(tok) if tok.matches(name[n]) => {
+                t += 1;
+                n += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((st, sn)) => {
+                t = st + 1;
+                n = sn + 1;
+                star = Some((st, sn + 1));
+            }
+            None => return false,
+        }
+    }
+    toks[t..].iter().all(|t| *t == Tok::Star)
+}
+
+impl Query {
+    /// Parses an absolute path or glob (see the module documentation).
+    pub fn parse(query: &[u8]) -> Result<Query> {
+        if query.first() != Some(&b'/') {
+            return Err(Error::Usage(format!(
+                "{:?} is not an absolute path: give the path as the container sees it, e.g. /etc/passwd",
+                pathfmt::escape(Path::new(OsStr::from_bytes(query)))
+            )));
+        }
+        let mut segs = Vec::new();
+        for part in query.split(|b| *b == b'/') {
+            match part {
+                b"" | b"." => continue,
+                b".." => return Err(Error::Usage("a query may not contain `..`: give the path as the container sees it, e.g. /etc/passwd".into())),
+                b"**" => segs.push(Seg::Any),
+                _ => segs.push(Seg::Name(parse_name(part))),
+            }
+        }
+        let literal = segs.iter().all(|s| match s {
+            Seg::Any => false,
+            Seg::Name(toks) => toks.iter().all(|t| matches!(t, Tok::Byte(_))),
+        });
+        if !literal {
+            return Ok(Query::Glob(Glob { segs }));
+        }
+        let mut path = PathBuf::new();
+        for seg in &segs {
+            let Seg::Name(toks) = seg else { continue };
+            let name: Vec<u8> = toks
+                .iter()
+                .filter_map(|t| match t {
+                    Tok::Byte(b) => Some(*b),
+                    _ => None,
+                })
+                .collect();
+            if name.contains(&b'/') || name.contains(&0) {
+                return Err(Error::Usage(
+                    "a name in the query holds an escaped `/` or NUL byte".into(),
+                ));
+            }
+            path.push(OsStr::from_bytes(&name));
+        }
+        Ok(Query::Path(path))
+    }
+
+    pub fn is_glob(&self) -> bool {
+        matches!(self, Query::Glob(_))
+    }
+}
+
+impl Glob {
+    /// Whether an absolute path (`/a/b`) matches.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        let mut states = self.start();
+        for name in path.split(|b| *b == b'/').filter(|n| !n.is_empty()) {
+            states = self.step(&states, name);
+        }
+        self.accepts(&states)
+    }
+
+    /// `states[i]`: the path so far matches the first `i` parts.
+    fn start(&self) -> Vec<bool> {
+        let mut states = vec![false; self.segs.len() + 1];
+        states[0] = true;
+        self.close(&mut states);
+        states
+    }
+
+    /// `**` may match no name.
+    fn close(&self, states: &mut [bool]) {
+        for i in 0..self.segs.len() {
+            if states[i] && self.segs[i] == Seg::Any {
+                states[i + 1] = true;
+            }
+        }
+    }
+
+    fn step(&self, states: &[bool], name: &[u8]) -> Vec<bool> {
+        let mut next = vec![false; states.len()];
+        for (i, seg) in self.segs.iter().enumerate() {
+            if !states[i] {
+                continue;
+            }
+            match seg {
+                Seg::Any => next[i] = true,
+                Seg::Name(toks) if match_name(toks, name) => next[i + 1] = true,
+                Seg::Name(_) => {}
+            }
+        }
+        self.close(&mut next);
+        next
+    }
+
+    fn accepts(&self, states: &[bool]) -> bool {
+        states[self.segs.len()]
+    }
+
+    /// Whether a path below the one with these states may still match.
+    fn may_continue(&self, states: &[bool]) -> bool {
+        states[..self.segs.len()].iter().any(|s| *s)
+    }
+}
+
+// ---------------------------------------------------------------- report
+
+/// A container, as listed in a report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ContainerName {
+    pub id: String,
+    pub name: String,
+}
+
+/// An image, as listed in a report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ImageName {
+    pub id: String,
+    pub tags: Vec<String>,
+}
+
+/// Why a layer's lower copies of a path do not show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenBy {
+    /// An opaque directory on the way.
+    OpaqueDir,
+    /// A file, symlink, ... where a directory on the way was.
+    NonDirectory,
+    /// The layer is a complete tree (vfs, btrfs, zfs): lacking the path,
+    /// it hides every lower copy; `at` is its deepest existing parent.
+    FullTree,
+}
+
+/// An entry a layer holds at the path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    #[serde(rename = "type")]
+    pub kind: FileKind,
+    pub size: u64,
+    /// Permission bits in octal, setuid/setgid/sticky included (`"4755"`).
+    pub mode: String,
+    /// As stored on disk.
+    pub uid: u32,
+    pub gid: u32,
+    /// As the container saw them, when the root's ids are remapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_ids: Option<ContainerIds>,
+    pub mtime: Time,
+    /// Of the content, for regular files.
+    pub sha256: Option<String>,
+    /// For symlinks, escaped like paths.
+    pub link_target: Option<String>,
+    /// `[major, minor]` of device nodes.
+    pub device: Option<(u64, u64)>,
+    /// Why the content (or the link target) could not be read.
+    pub error: Option<String>,
+}
+
+/// What one layer has at the path.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Version {
+    Present(Entry),
+    /// A whiteout at the path or at `at`, one of its parents.
+    Deleted {
+        #[serde(serialize_with = "crate::evidence::pathfmt::serialize")]
+        at: PathBuf,
+    },
+    /// The layer lacks the path and hides the lower copies: `at` is an
+    /// opaque directory or a non-directory on the way.
+    Hidden {
+        #[serde(serialize_with = "crate::evidence::pathfmt::serialize")]
+        at: PathBuf,
+        by: HiddenBy,
+    },
+}
+
+impl Version {
+    pub fn state(&self) -> &'static str {
+        match self {
+            Version::Present(_) => "present",
+            Version::Deleted { .. } => "deleted",
+            Version::Hidden { .. } => "hidden",
+        }
+    }
+
+    fn at(&self) -> Option<&Path> {
+        match self {
+            Version::Present(_) => None,
+            Version::Deleted { at } | Version::Hidden { at, .. } => Some(at),
+        }
+    }
+}
+
+/// One layer's record for a path.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerVersion {
+    /// The storage driver (image store) holding the layer.
+    pub driver: String,
+    pub driver_id: String,
+    pub chain_id: Option<String>,
+    pub diff_id: Option<String>,
+    pub role: Role,
+    /// For rw and init layers: their container.
+    pub containers: Vec<ContainerName>,
+    /// For image layers: every image whose chain includes the layer.
+    pub images: Vec<ImageName>,
+    /// A layer directory no container or image records any more (the
+    /// remnant of a removed one; see `layers --orphans`).
+    pub orphan: bool,
+    #[serde(flatten)]
+    pub version: Version,
+}
+
+/// Whether a container or image sees the path, and through which layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sight {
+    pub visible: bool,
+    /// Visible: the layer whose version is seen. Otherwise: the topmost
+    /// layer of the stack that deleted or hid the path (null if none did).
+    pub layer: Option<String>,
+    pub role: Option<Role>,
+    /// That layer's state for the path.
+    pub state: Option<&'static str>,
+    /// Where it was deleted or hidden (whiteout, opaque dir, non-directory).
+    #[serde(serialize_with = "serialize_opt_path")]
+    pub at: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerSight {
+    pub id: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub sight: Sight,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSight {
+    pub id: String,
+    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub sight: Sight,
+}
+
+/// Everything known about one path.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathReport {
+    /// Absolute, escaped in JSON.
+    #[serde(serialize_with = "crate::evidence::pathfmt::serialize")]
+    pub path: PathBuf,
+    pub layers: Vec<LayerVersion>,
+    pub containers: Vec<ContainerSight>,
+    pub images: Vec<ImageSight>,
+}
+
+impl Report {
+    /// Adds the container's view of every owner.
+    pub fn map_ids(&mut self, map: &IdMap) {
+        let entries = self.paths.iter_mut().flat_map(|p| &mut p.layers);
+        for l in entries {
+            if let Version::Present(e) = &mut l.version {
+                e.container_ids = Some(map.container_ids(e.uid, e.gid));
+            }
+        }
+    }
+}
+
+/// The answer to a query.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub query: String,
+    pub glob: bool,
+    pub limit: usize,
+    /// More paths matched than `limit`; the first `limit` (by bytes) are reported.
+    pub truncated: bool,
+    pub layers_examined: usize,
+    pub paths: Vec<PathReport>,
+    /// What was skipped or could not be read (for stderr).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+fn serialize_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => pathfmt::serialize(p, s),
+        None => s.serialize_none(),
+    }
+}
+
+// ---------------------------------------------------------------- engine
+
+enum Who {
+    Container(ContainerName),
+    Image(ImageName),
+    /// An orphan layer directory, searched on its own.
+    Orphan,
+}
+
+struct Subject {
+    who: Who,
+    stack: Stack,
+    /// Slot of each stack layer, top first.
+    slots: Vec<usize>,
+}
+
+/// One distinct layer.
+struct Slot {
+    driver: String,
+    layer: StackLayer,
+    /// Layers below it in its stack.
+    depth: usize,
+    owners: BTreeSet<usize>,
+    walked: bool,
+    probed: bool,
+}
+
+/// Warnings, each once, in order.
+#[derive(Default)]
+struct Warnings {
+    seen: HashSet<String>,
+    list: Vec<String>,
+}
+
+impl Warnings {
+    fn push(&mut self, w: String) {
+        if self.seen.insert(w.clone()) {
+            self.list.push(w);
+        }
+    }
+}
+
+fn role_rank(role: Role) -> u8 {
+    match role {
+        Role::Image => 0,
+        Role::Init => 1,
+        Role::Rw => 2,
+    }
+}
+
+/// Every container and image with its stack; broken ones become warnings.
+fn subjects(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Vec<Subject> {
+    let mut containers = Vec::new();
+    for item in root.containers() {
+        match item {
+            Err(e) => warnings.push(format!("container {}: {}", e.name, e.error)),
+            Ok(c) => match stack::container_stack(root, drivers, &c) {
+                Ok(stack) => containers.push(Subject {
+                    who: Who::Container(ContainerName {
+                        name: c.name().to_string(),
+                        id: c.id.clone(),
+                    }),
+                    stack,
+                    slots: Vec::new(),
+                }),
+                Err(e) => warnings.push(format!("container {} ({}) skipped: {e}", c.name(), c.id)),
+            },
+        }
+    }
+    let mut images = Vec::new();
+    for item in root.images() {
+        match item {
+            Err(e) => warnings.push(format!("image {}: {}", e.name, e.error)),
+            Ok(i) => match stack::image_stack(root, drivers, &i) {
+                Ok(stack) => {
+                    let mut tags = i.tags.clone();
+                    tags.sort();
+                    images.push(Subject {
+                        who: Who::Image(ImageName {
+                            id: i.id.clone(),
+                            tags,
+                        }),
+                        stack,
+                        slots: Vec::new(),
+                    });
+                }
+                Err(e) => warnings.push(format!("image {} skipped: {e}", i.id)),
+            },
+        }
+    }
+    containers.sort_by_key(|s| match &s.who {
+        Who::Container(c) => (c.name.clone(), c.id.clone()),
+        _ => (String::new(), String::new()),
+    });
+    images.sort_by_key(|s| match &s.who {
+        Who::Image(i) => (i.tags.is_empty(), i.tags.first().cloned(), i.id.clone()),
+        _ => (true, None, String::new()),
+    });
+    containers.extend(images);
+    containers.extend(orphans(root, drivers, warnings));
+    containers
+}
+
+/// Every orphan layer directory as a one-layer subject: what removed
+/// containers and images left behind is searched too.
+fn orphans(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Vec<Subject> {
+    let inventory = crate::analysis::orphans::inventory(root, drivers, false);
+    let found = inventory
+        .layers
+        .into_iter()
+        .filter(|l| l.role == crate::analysis::orphans::LayerRole::Orphan);
+    let mut out = Vec::new();
+    for l in found {
+        let Some(driver) = drivers.by_name(&l.driver) else {
+            continue;
+        };
+        match stack::layer_stack(root, driver, &l.id) {
+            Ok(stack) => out.push(Subject {
+                who: Who::Orphan,
+                stack,
+                slots: Vec::new(),
+            }),
+            Err(e) => warnings.push(format!("orphan layer {} skipped: {e}", l.id)),
+        }
+    }
+    out
+}
+
+/// Gives every stack layer its slot, one per distinct layer directory.
+fn index_layers(subjects: &mut [Subject]) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut by_key: HashMap<PathBuf, usize> = HashMap::new();
+    for (s, subject) in subjects.iter_mut().enumerate() {
+        let n = subject.stack.layers.len();
+        for (i, layer) in subject.stack.layers.iter().enumerate() {
+            let key = match layer.source.dir() {
+                Some(dir) => dir.to_path_buf(),
+                None => PathBuf::from(format!("{}:{}", subject.stack.driver, layer.driver_id)),
+            };
+            let slot = *by_key.entry(key).or_insert_with(|| {
+                slots.push(Slot {
+                    driver: subject.stack.driver.clone(),
+                    layer: layer.clone(),
+                    depth: n - 1 - i,
+                    owners: BTreeSet::new(),
+                    walked: false,
+                    probed: false,
+                });
+                slots.len() - 1
+            });
+            let owns = matches!(
+                (&subject.who, layer.role),
+                (Who::Image(_), Role::Image)
+                    | (Who::Container(_), Role::Rw | Role::Init)
+                    | (Who::Orphan, _)
+            );
+            if owns {
+                slots[slot].owners.insert(s);
+            }
+            subject.slots.push(slot);
+        }
+    }
+    slots
+}
+
+/// Opens a subject's view, its warnings noted; `None` (and a warning) if it fails.
+fn open_view(root: &DockerRoot, subject: &Subject, warnings: &mut Warnings) -> Option<view::View> {
+    if subject.stack.layers.is_empty() {
+        return None;
+    }
+    let what = match &subject.who {
+        Who::Container(c) => format!("container {} ({})", c.name, c.id),
+        Who::Image(i) => format!("image {}", i.id),
+        Who::Orphan => format!("orphan layer {}", subject.stack.layers[0].driver_id),
+    };
+    for w in &subject.stack.warnings {
+        warnings.push(format!("{what}: {w}"));
+    }
+    match view::open(root, &subject.stack) {
+        Ok(v) => {
+            for w in &v.warnings {
+                warnings.push(w.clone());
+            }
+            Some(v)
+        }
+        Err(e) => {
+            warnings.push(format!("{what} skipped: cannot open its layers: {e}"));
+            None
+        }
+    }
+}
+
+/// Adds the paths of one layer that match `glob` to `out` (at most `limit`
+/// of them, the smallest; `truncated` set when more matched).
+fn walk_layer(
+    tree: &Tree,
+    glob: &Glob,
+    limit: usize,
+    out: &mut BTreeSet<PathBuf>,
+    truncated: &mut bool,
+    warnings: &mut Warnings,
+) {
+    let mut pending = vec![(PathBuf::new(), glob.start())];
+    while let Some((dir, states)) = pending.pop() {
+        let listing = match tree.list(&dir) {
+            Ok(l) => l,
+            Err(e) => {
+                warnings.push(format!(
+                    "layer {}: cannot list /{}: {e}",
+                    tree.id,
+                    pathfmt::escape(&dir)
+                ));
+                continue;
+            }
+        };
+        for (name, raw) in listing.entries {
+            let next = glob.step(&states, &name);
+            let rel = dir.join(OsStr::from_bytes(&name));
+            if glob.accepts(&next) && out.insert(rel.clone()) && out.len() > limit {
+                out.pop_last();
+                *truncated = true;
+            }
+            if matches!(&raw, Raw::Entry(st) if st.is_dir()) && glob.may_continue(&next) {
+                pending.push((rel, next));
+            }
+        }
+    }
+}
+
+fn entry(tree: &Tree, rel: &Path, st: &Stat) -> Entry {
+    let mut e = Entry {
+        kind: st.kind,
+        size: st.size,
+        mode: format!("{:04o}", st.mode),
+        uid: st.uid,
+        gid: st.gid,
+        container_ids: None,
+        mtime: st.mtime,
+        sha256: None,
+        link_target: None,
+        device: None,
+        error: None,
+    };
+    match st.kind {
+        FileKind::File => match tree.sha256(rel) {
+            Ok(h) => e.sha256 = Some(h),
+            Err(err) => e.error = Some(format!("cannot read the content: {err}")),
+        },
+        FileKind::Symlink => match tree.readlink(rel) {
+            Ok(t) => e.link_target = Some(pathfmt::escape(Path::new(OsStr::from_bytes(&t)))),
+            Err(err) => e.error = Some(format!("cannot read the link: {err}")),
+        },
+        FileKind::CharDev | FileKind::BlockDev => e.device = Some(st.rdev_parts()),
+        _ => {}
+    }
+    e
+}
+
+/// A path of a layer as the container sees it: `/` and `names` joined.
+fn absolute(names: &[&[u8]]) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    p.extend(names.iter().map(|n| OsStr::from_bytes(n)));
+    p
+}
+
+/// Probes one layer alone for paths in sorted order, keeping open the
+/// directories on the way to the last one, so that each new name costs one
+/// step (as [`crate::union::Lookup`] does for views).
+struct Prober<'t> {
+    tree: &'t Tree,
+    /// The layer's top, then each directory entered for the last path.
+    levels: Vec<ProbeLevel>,
+}
+
+struct ProbeLevel {
+    name: Vec<u8>,
+    /// Relative to the layer's top.
+    rel: PathBuf,
+    /// `None` when the layer lacks the directory.
+    fd: Option<OwnedFd>,
+    /// Depth of the deepest directory down to this one that hides what is
+    /// below it (opaque; every directory of a full tree).
+    hides_at: Option<usize>,
+}
+
+impl<'t> Prober<'t> {
+    fn new(tree: &'t Tree) -> Prober<'t> {
+        Prober {
+            tree,
+            levels: Vec::new(),
+        }
+    }
+
+    /// What the layer alone holds at `rel`: `None` when it neither holds,
+    /// deletes nor hides it.
+    fn probe(&mut self, rel: &Path) -> std::io::Result<Option<Version>> {
+        let tree = self.tree;
+        let names: Vec<&[u8]> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes()),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            let st = tree.list_self_stat()?;
+            return Ok(Some(Version::Present(entry(tree, rel, &st))));
+        }
+        if self.levels.is_empty() {
+            self.levels.push(ProbeLevel {
+                name: Vec::new(),
+                rel: PathBuf::new(),
+                fd: beneath::absent_if_missing(tree.open_dir(Path::new("")))?,
+                hides_at: None,
+            });
+        }
+        let shared = self.levels[1..]
+            .iter()
+            .zip(&names[..names.len() - 1])
+            .take_while(|(level, name)| level.name == **name)
+            .count();
+        self.levels.truncate(shared + 1);
+        let full = tree.style().is_none();
+        for (k, name) in names.iter().enumerate().skip(shared) {
+            let level = &self.levels[k];
+            let (raw, opaque) = match &level.fd {
+                Some(fd) => tree.probe_at(fd, &level.rel, name)?,
+                None => (None, false),
+            };
+            let hides_at = if opaque || full {
+                Some(k)
+            } else {
+                k.checked_sub(1).and_then(|p| self.levels[p].hides_at)
+            };
+            self.levels[k].hides_at = hides_at;
+            match raw {
+                None => {
+                    return Ok(hides_at.map(|d| Version::Hidden {
+                        at: absolute(&names[..d]),
+                        by: if full {
+                            HiddenBy::FullTree
+                        } else {
+                            HiddenBy::OpaqueDir
+                        },
+                    }))
+                }
+                Some(Raw::Whiteout) => {
+                    return Ok(Some(Version::Deleted {
+                        at: absolute(&names[..=k]),
+                    }))
+                }
+                Some(Raw::Entry(st)) if k + 1 == names.len() => {
+                    let here = self.levels[k].rel.join(OsStr::from_bytes(name));
+                    return Ok(Some(Version::Present(entry(tree, &here, &st))));
+                }
+                Some(Raw::Entry(st)) if st.is_dir() => {
+                    let level = &self.levels[k];
+                    let fd = match &level.fd {
+                        Some(fd) => {
+                            beneath::absent_if_missing(beneath::open_child_dir(fd.as_fd(), name))?
+                        }
+                        None => None,
+                    };
+                    let rel = level.rel.join(OsStr::from_bytes(name));
+                    self.levels.push(ProbeLevel {
+                        name: name.to_vec(),
+                        rel,
+                        fd,
+                        hides_at: None,
+                    });
+                }
+                Some(Raw::Entry(_)) => {
+                    return Ok(Some(Version::Hidden {
+                        at: absolute(&names[..=k]),
+                        by: HiddenBy::NonDirectory,
+                    }))
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Searches every container and image of `root` for `query` (a path or a
+/// glob, see the module documentation), reporting at most `limit` paths.
+pub fn find(
+    root: &DockerRoot,
+    drivers: &Drivers,
+    raw_query: &[u8],
+    limit: usize,
+) -> Result<Report> {
+    let query = &Query::parse(raw_query)?;
+    if limit == 0 {
+        return Err(Error::Usage("--limit must be at least 1".into()));
+    }
+    let mut warnings = Warnings::default();
+    let mut subjects = subjects(root, drivers, &mut warnings);
+    let mut slots = index_layers(&mut subjects);
+    let mut truncated = false;
+
+    // The paths: the query itself, or what the glob matches in any layer.
+    let paths: Vec<PathBuf> = match query {
+        Query::Path(p) => vec![p.clone()],
+        Query::Glob(glob) => {
+            let mut found = BTreeSet::new();
+            for subject in &subjects {
+                if subject.slots.iter().all(|&s| slots[s].walked) {
+                    continue;
+                }
+                let Some(v) = open_view(root, subject, &mut warnings) else {
+                    continue;
+                };
+                for (i, tree) in v.union.trees.iter().enumerate() {
+                    let slot = &mut slots[subject.slots[i]];
+                    if !slot.walked {
+                        slot.walked = true;
+                        walk_layer(tree, glob, limit, &mut found, &mut truncated, &mut warnings);
+                    }
+                }
+            }
+            found.into_iter().collect()
+        }
+    };
+
+    // Each distinct layer probed once; each subject's view looked up. Layers
+    // without a record for a path do not change what a view shows there,
+    // so views whose layers hold the same records see the same version:
+    // one lookup answers for all of them.
+    let mut records: Vec<BTreeMap<usize, Version>> = vec![BTreeMap::new(); paths.len()];
+    // (subject, path) → the slot whose version it sees, if any.
+    let mut seen: BTreeMap<(usize, usize), Option<usize>> = BTreeMap::new();
+    let mut answers: HashMap<(usize, Vec<usize>), Option<usize>> = HashMap::new();
+    // (path, slot) of hidden records with a copy below them to hide.
+    let mut effective: HashSet<(usize, usize)> = HashSet::new();
+    for (s, subject) in subjects.iter().enumerate() {
+        let opened: OnceCell<Option<view::View>> = OnceCell::new();
+        let mut lookup: Option<Lookup> = None;
+        if subject.slots.iter().any(|&l| !slots[l].probed) {
+            let Some(v) = opened.get_or_init(|| open_view(root, subject, &mut warnings)) else {
+                continue;
+            };
+            for (i, tree) in v.union.trees.iter().enumerate() {
+                let l = subject.slots[i];
+                if slots[l].probed {
+                    continue;
+                }
+                slots[l].probed = true;
+                let mut prober = Prober::new(tree);
+                for (p, path) in paths.iter().enumerate() {
+                    match prober.probe(path) {
+                        Ok(Some(version)) => {
+                            records[p].insert(l, version);
+                        }
+                        Ok(None) => {}
+                        Err(e) => warnings.push(format!(
+                            "layer {}: cannot probe /{}: {e}",
+                            tree.id,
+                            pathfmt::escape(path)
+                        )),
+                    }
+                }
+            }
+        }
+        for (p, path) in paths.iter().enumerate() {
+            let holding: Vec<usize> = subject
+                .slots
+                .iter()
+                .copied()
+                .filter(|l| records[p].contains_key(l))
+                .collect();
+            if holding.is_empty() {
+                continue;
+            }
+            let mut below = false;
+            for l in holding.iter().rev() {
+                match records[p].get(l) {
+                    Some(Version::Present(_)) => below = true,
+                    Some(Version::Hidden { .. }) if below => {
+                        effective.insert((p, *l));
+                    }
+                    _ => {}
+                }
+            }
+            let key = (p, holding);
+            if let Some(answer) = answers.get(&key) {
+                seen.insert((s, p), *answer);
+                continue;
+            }
+            let Some(v) = opened.get_or_init(|| open_view(root, subject, &mut warnings)) else {
+                break;
+            };
+            let found = match &mut lookup {
+                Some(l) => l.get(path),
+                None => Lookup::new(&v.union, 0).and_then(|l| lookup.insert(l).get(path)),
+            };
+            match found {
+                Ok(node) => {
+                    let answer = node.and_then(|n| subject.slots.get(n.layer).copied());
+                    seen.insert((s, p), answer);
+                    answers.insert(key, answer);
+                }
+                Err(e) => warnings.push(format!("cannot look up /{}: {e}", pathfmt::escape(path))),
+            }
+        }
+    }
+
+    let layers_examined = slots.iter().filter(|s| s.probed).count();
+    let mut reports = Vec::with_capacity(paths.len());
+    for (p, path) in paths.iter().enumerate() {
+        let recs = &mut records[p];
+        recs.retain(|l, v| !matches!(v, Version::Hidden { .. }) || effective.contains(&(p, *l)));
+        let mut layers: Vec<(usize, LayerVersion)> = recs
+            .iter()
+            .map(|(&l, version)| (l, layer_version(&slots[l], &subjects, version.clone())))
+            .collect();
+        layers.sort_by(|(a, _), (b, _)| {
+            let (a, b) = (&slots[*a], &slots[*b]);
+            (a.depth, role_rank(a.layer.role), &a.layer.driver_id).cmp(&(
+                b.depth,
+                role_rank(b.layer.role),
+                &b.layer.driver_id,
+            ))
+        });
+        let mut report = PathReport {
+            path: Path::new("/").join(path),
+            layers: layers.into_iter().map(|(_, l)| l).collect(),
+            containers: Vec::new(),
+            images: Vec::new(),
+        };
+        for (s, subject) in subjects.iter().enumerate() {
+            let Some(sees) = seen.get(&(s, p)) else {
+                continue;
+            };
+            let sight = match sees {
+                Some(l) => Sight {
+                    visible: true,
+                    layer: Some(slots[*l].layer.driver_id.clone()),
+                    role: Some(slots[*l].layer.role),
+                    state: Some("present"),
+                    at: None,
+                },
+                None => match subject
+                    .slots
+                    .iter()
+                    .find_map(|l| recs.get(l).map(|v| (l, v)))
+                {
+                    Some((l, v)) => Sight {
+                        visible: false,
+                        layer: Some(slots[*l].layer.driver_id.clone()),
+                        role: Some(slots[*l].layer.role),
+                        state: Some(v.state()),
+                        at: v.at().map(Path::to_path_buf),
+                    },
+                    None => continue,
+                },
+            };
+            match &subject.who {
+                Who::Container(c) => report.containers.push(ContainerSight {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    sight,
+                }),
+                Who::Image(i) => report.images.push(ImageSight {
+                    id: i.id.clone(),
+                    tags: i.tags.clone(),
+                    sight,
+                }),
+                // An orphan is no view anyone sees: its layer row says it all.
+                Who::Orphan => {}
+            }
+        }
+        reports.push(report);
+    }
+    Ok(Report {
+        query: pathfmt::escape(Path::new(OsStr::from_bytes(raw_query))),
+        glob: query.is_glob(),
+        limit,
+        truncated,
+        layers_examined,
+        paths: reports,
+        warnings: warnings.list,
+    })
+}
+
+fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVersion {
+    let mut containers = Vec::new();
+    let mut images = Vec::new();
+    let mut orphan = false;
+    for &s in &slot.owners {
+        match &subjects[s].who {
+            Who::Container(c) => containers.push(c.clone()),
+            Who::Image(i) => images.push(i.clone()),
+            Who::Orphan => orphan = true,
+        }
+    }
+    LayerVersion {
+        driver: slot.driver.clone(),
+        driver_id: slot.layer.driver_id.clone(),
+        chain_id: slot.layer.chain_id.clone(),
+        diff_id: slot.layer.diff_id.clone(),
+        role: slot.layer.role,
+        containers,
+        images,
+        orphan,
+        version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glob(q: &[u8]) -> Glob {
+        match Query::parse(q) {
+            Ok(Query::Glob(g)) => g,
+            other => panic!("{q:?} is not a glob: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_paths_and_escapes() {
+        let Ok(Query::Path(p)) = Query::parse(b"/etc//./passwd") else {
+            panic!("not a path")
+        };
+        assert_eq!(p, Path::new("etc/passwd"));
+        let Ok(Query::Path(p)) = Query::parse(b"/names/latin1-\\xe9t\\xe9/back\\\\slash/a\\*")
+        else {
+            panic!("not a path")
+        };
+        assert_eq!(
+            p.as_os_str().as_bytes(),
+            b"names/latin1-\xe9t\xe9/back\\slash/a*"
+        );
+        assert!(Query::parse(b"etc/passwd").is_err());
+        assert!(Query::parse(b"/etc/../passwd").is_err());
+        assert!(Query::parse(b"/a\\x2fb").is_err());
+    }
+
+    #[test]
+    fn globs() {
+        let g = glob(b"/names/*");
+        assert!(g.matches(b"/names/latin1-\xe9t\xe9"));
+        assert!(g.matches(b"/names/.hidden"));
+        assert!(!g.matches(b"/names"));
+        assert!(!g.matches(b"/names/a/b"));
+        let g = glob(b"/**/passwd");
+        assert!(g.matches(b"/passwd"));
+        assert!(g.matches(b"/etc/passwd"));
+        assert!(g.matches(b"/a/b/c/passwd"));
+        assert!(!g.matches(b"/etc/passwd-"));
+        let g = glob(b"/etc/**");
+        assert!(g.matches(b"/etc/a/b"));
+        assert!(g.matches(b"/etc"));
+        let g = glob(b"/etc/p?ss[uvw]d*");
+        assert!(g.matches(b"/etc/passwd"));
+        assert!(g.matches(b"/etc/passwd-"));
+        assert!(!g.matches(b"/etc/passxd"));
+        let g = glob(b"/[!a-c]x/[]]/[\\x00-\\x7f]");
+        assert!(g.matches(b"/dx/]/a"));
+        assert!(!g.matches(b"/bx/]/a"));
+        assert!(!g.matches(b"/dx/]/\xe9"));
+        let g = glob(b"/a*b*c");
+        assert!(g.matches(b"/abc"));
+        assert!(g.matches(b"/aXbYbZc"));
+        assert!(!g.matches(b"/aXbYbZ"));
+        // An unclosed bracket is literal.
+        let g = glob(b"/x[*");
+        assert!(g.matches(b"/x[yz"));
+        assert!(!g.matches(b"/xyz"));
+    }
+
+    #[test]
+    fn pruning() {
+        let g = glob(b"/names/*");
+        let s = g.step(&g.start(), b"names");
+        assert!(g.may_continue(&s) && !g.accepts(&s));
+        let s = g.step(&s, b"x");
+        assert!(!g.may_continue(&s) && g.accepts(&s));
+        let other = g.step(&g.start(), b"etc");
+        assert!(!g.may_continue(&other));
+    }
+}
