@@ -17,3 +17,4 @@ pub mod real_podman;
 pub mod real_rootless;
 pub mod real_triage;
 pub mod scene;
+pub mod trixie;
