@@ -171,6 +171,18 @@ pub struct CatalogContainer {
     /// Its layers, top (rw) first.
     pub layers: Vec<CatalogLayer>,
     pub labels: Vec<(String, String)>,
+    /// The container's log, when the engine kept one in the root.
+    pub log: Option<CatalogLog>,
+}
+
+/// A container log an engine wrote inside its root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CatalogLog {
+    /// Relative to the root, checked by core like every evidence path.
+    pub path: PathBuf,
+    /// How it is written: `k8s-file` (`<time> <stream> <F|P> <text>` lines).
+    pub format: String,
 }
 
 /// An image an engine recorded in its own metadata.

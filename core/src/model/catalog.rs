@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::driver::{Catalog, CatalogContainer, CatalogImage, CatalogLayer, Role};
+use crate::driver::{Catalog, CatalogContainer, CatalogImage, CatalogLayer, CatalogLog, Role};
 use crate::model::container::{Container, ContainerConfigFile, RunConfig, State};
 use crate::model::ids;
 use crate::model::image::{Image, ImageConfig};
@@ -20,6 +20,8 @@ pub struct CatalogRecord {
     pub layers: Vec<CatalogLayer>,
     /// The engine's state (containers), as `docker ps` words.
     pub state: &'static str,
+    /// The container's log in the root (containers).
+    pub log: Option<CatalogLog>,
 }
 
 /// The engine's state word as one of `docker ps`'s.
@@ -83,6 +85,7 @@ pub fn container(driver: &str, c: CatalogContainer) -> Container {
             engine: c.engine,
             state: state_word(&c.state),
             layers: c.layers,
+            log: c.log,
         }),
     }
 }
@@ -117,6 +120,7 @@ pub fn image(driver: &str, i: CatalogImage) -> Image {
                 })
                 .collect(),
             state: "",
+            log: None,
         }),
     }
 }

@@ -4,13 +4,14 @@
 //! names its parents through `l/` short links, as docker's overlay2 does;
 //! `overlay-layers/layers.json`, `overlay-images/images.json` and
 //! `overlay-containers/containers.json` say which layers make which image
-//! and container, and libpod's `libpod/bolt_state.db` what each container
-//! ran and its state.
+//! and container, and libpod's `libpod/bolt_state.db` (podman 4) or `libpod/db.sql`
+//! (podman 5) what each container ran, its state and its log.
 //!
 //! Like every driver it only describes; core reads and mounts. The
 //! containers and images come to core as a [`Catalog`].
 
 mod libpod;
+mod sqlite;
 mod store;
 
 use std::collections::HashMap;
@@ -19,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::driver::{
-    Catalog, CatalogContainer, CatalogImage, CatalogLayer, Confidence, Driver, DriverError,
-    DriverInfo, ErrorKind, LayerEntry, LayerSource, Role, WhiteoutStyle, ABI_VERSION,
+    Catalog, CatalogContainer, CatalogImage, CatalogLayer, CatalogLog, Confidence, Driver,
+    DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, Role, WhiteoutStyle, ABI_VERSION,
 };
 use docker_mount_core::driver_kit::{self, io_err};
 use sha2::{Digest, Sha256};
@@ -177,6 +178,35 @@ fn spec_args(root: &Beneath, id: &str, problems: &mut Vec<DriverError>) -> Vec<S
     }
 }
 
+/// Where the container's `k8s-file` log lies in the root: the path libpod
+/// recorded, when it lies in the container's `userdata` (its static dir),
+/// else `userdata/ctr.log` when libpod's record is gone and it is there.
+/// Other log drivers (journald, none) keep nothing in the root.
+fn log_of(root: &Beneath, id: &str, pod: &libpod::Libpod) -> Option<CatalogLog> {
+    let userdata = Path::new(CONTAINERS).join(id).join("userdata");
+    let rel = if pod.log_driver.is_empty() && pod.log_path.is_empty() {
+        userdata.join("ctr.log")
+    } else if pod.log_driver == "k8s-file" {
+        let rest = Path::new(&pod.log_path)
+            .strip_prefix(&pod.static_dir)
+            .ok()
+            .filter(|r| !pod.static_dir.is_empty() && !r.as_os_str().is_empty())?;
+        if !rest
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return None;
+        }
+        userdata.join(rest)
+    } else {
+        return None;
+    };
+    root.exists(&rel).then(|| CatalogLog {
+        path: rel,
+        format: "k8s-file".into(),
+    })
+}
+
 fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     let dir = open_root(root)?;
     let mut problems = Vec::new();
@@ -262,6 +292,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
             state: "unknown".into(),
             ..Default::default()
         });
+        let log = log_of(&dir, &c.id, &pod);
         let command = if pod.args.is_empty() {
             spec_args(&dir, &c.id, &mut problems)
         } else {
@@ -299,6 +330,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
             source: containers_file.clone(),
             layers,
             labels: pod.labels,
+            log,
             id: c.id,
         });
     }

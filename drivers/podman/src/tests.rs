@@ -253,3 +253,62 @@ fn an_empty_or_foreign_directory_has_an_empty_catalog() {
     assert!(c.containers.is_empty() && c.images.is_empty() && c.problems.is_empty());
     assert!(Podman.catalog(&t.path().join("missing")).is_err());
 }
+
+#[test]
+fn podman_5_state_and_k8s_file_log_come_from_sqlite() {
+    let t = tempfile::tempdir().unwrap();
+    podman_root(t.path());
+    let userdata = format!("/var/lib/containers/storage/overlay-containers/{CTR}/userdata");
+    let config = json!({"spec": {"process": {"args": ["sh", "-c", "exit 4"]}},
+                        "logDriver": "k8s-file", "logPath": format!("{userdata}/ctr.log"),
+                        "staticDir": userdata})
+    .to_string();
+    let state = json!({"state": 6, "exitCode": 4, "exited": true,
+                       "startedTime": "2024-01-02T00:00:01Z", "finishedTime": "2024-01-02T00:00:02Z"})
+    .to_string();
+    crate::sqlite::tests::seize_into(
+        t.path(),
+        &[("config", CTR, &config), ("state", CTR, &state)],
+    );
+    let c = Podman.catalog(t.path()).unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let ctr = &c.containers[0];
+    assert_eq!(ctr.state, "exited");
+    assert_eq!(ctr.exit_code, Some(4));
+    assert_eq!(ctr.finished, "2024-01-02T00:00:02Z");
+    assert_eq!(ctr.command, ["sh", "-c", "exit 4"]);
+    assert_eq!(ctr.log, None, "no ctr.log written yet");
+    let log = Path::new("overlay-containers")
+        .join(CTR)
+        .join("userdata/ctr.log");
+    write(&t.path().join(&log), "2024-01-02T00:00:01.5Z stdout F hi\n");
+    let c = Podman.catalog(t.path()).unwrap();
+    let got = c.containers[0].log.as_ref().unwrap();
+    assert_eq!(
+        (got.path.as_path(), got.format.as_str()),
+        (log.as_path(), "k8s-file")
+    );
+}
+
+#[test]
+fn logs_elsewhere_or_of_other_drivers_are_not_claimed() {
+    let t = tempfile::tempdir().unwrap();
+    podman_root(t.path());
+    let log = Path::new("overlay-containers")
+        .join(CTR)
+        .join("userdata/ctr.log");
+    write(&t.path().join(&log), "x");
+    let userdata = format!("/s/overlay-containers/{CTR}/userdata");
+    for (driver, path) in [
+        ("journald", format!("{userdata}/ctr.log")),
+        ("k8s-file", "/var/log/elsewhere.log".to_string()),
+        ("k8s-file", format!("{userdata}/../../../etc/shadow")),
+    ] {
+        let config =
+            json!({"logDriver": driver, "logPath": path, "staticDir": userdata}).to_string();
+        fs::remove_dir_all(t.path().join("libpod")).ok();
+        crate::sqlite::tests::seize_into(t.path(), &[("config", CTR, &config)]);
+        let c = Podman.catalog(t.path()).unwrap();
+        assert_eq!(c.containers[0].log, None, "{driver} {path}");
+    }
+}
