@@ -201,6 +201,21 @@ pub struct CatalogImage {
     pub config: Option<serde_json::Value>,
 }
 
+/// What an engine records of one of its images beyond [`CatalogImage`]
+/// (kept apart, in [`Catalog::image_facts`], so drivers that build
+/// `CatalogImage` literals keep compiling).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageFacts {
+    /// The [`CatalogImage::id`] it is about.
+    pub id: String,
+    /// The image it was built from, by id, when the engine records it
+    /// (docker's classic builder on the containerd store).
+    pub parent: Option<String>,
+    /// Bytes it takes as the engine counts them (`docker images`' SIZE).
+    pub size: Option<u64>,
+}
+
 /// What an engine's own metadata holds. Broken records are reported in
 /// `problems` and never hide the others.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -214,6 +229,8 @@ pub struct Catalog {
     /// inside the root or one of these. Drivers derive them from options
     /// and fixed locations, never from the evidence's contents.
     pub stores: Vec<PathBuf>,
+    /// More of what the engine records about `images`, by id.
+    pub image_facts: Vec<ImageFacts>,
 }
 
 /// A storage driver. Implementations hold no state worth keeping between

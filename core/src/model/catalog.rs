@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::driver::{Catalog, CatalogContainer, CatalogImage, CatalogLayer, CatalogLog, Role};
+use crate::driver::{
+    Catalog, CatalogContainer, CatalogImage, CatalogLayer, CatalogLog, ImageFacts, Role,
+};
 use crate::model::container::{Container, ContainerConfigFile, RunConfig, State};
 use crate::model::ids;
 use crate::model::image::{Image, ImageConfig};
@@ -20,6 +22,8 @@ pub struct CatalogRecord {
     pub layers: Vec<CatalogLayer>,
     /// The engine's state (containers), as `docker ps` words.
     pub state: &'static str,
+    /// Bytes it takes as the engine counts them (images), when known.
+    pub size: Option<u64>,
     /// The container's log in the root (containers).
     pub log: Option<CatalogLog>,
 }
@@ -85,12 +89,13 @@ pub fn container(driver: &str, c: CatalogContainer) -> Container {
             engine: c.engine,
             state: state_word(&c.state),
             layers: c.layers,
+            size: None,
             log: c.log,
         }),
     }
 }
 
-pub fn image(driver: &str, i: CatalogImage) -> Image {
+pub fn image(driver: &str, i: CatalogImage, facts: Option<&ImageFacts>) -> Image {
     let mut config: ImageConfig = i
         .config
         .and_then(|v| serde_json::from_value(v).ok())
@@ -99,13 +104,17 @@ pub fn image(driver: &str, i: CatalogImage) -> Image {
         config.created = i.created;
     }
     let (digests, tags) = i.names.into_iter().partition(|n| n.contains('@'));
+    let parent = facts
+        .and_then(|f| f.parent.as_deref())
+        .and_then(ids::parse_digest)
+        .map(str::to_string);
     Image {
         id: ids::strip_sha256(&i.id).to_string(),
         store: driver.to_string(),
         config,
         tags,
         digests,
-        parent: None,
+        parent,
         config_path: i.source,
         legacy: false,
         catalog: Some(CatalogRecord {
@@ -120,6 +129,7 @@ pub fn image(driver: &str, i: CatalogImage) -> Image {
                 })
                 .collect(),
             state: "",
+            size: facts.and_then(|f| f.size),
             log: None,
         }),
     }
@@ -132,10 +142,18 @@ pub fn convert(driver: &str, catalog: Catalog) -> (Vec<Container>, Vec<Image>, V
         .into_iter()
         .map(|c| container(driver, c))
         .collect();
+    let facts: BTreeMap<String, ImageFacts> = catalog
+        .image_facts
+        .into_iter()
+        .map(|f| (f.id.clone(), f))
+        .collect();
     let images = catalog
         .images
         .into_iter()
-        .map(|i| image(driver, i))
+        .map(|i| {
+            let f = facts.get(&i.id);
+            image(driver, i, f)
+        })
         .collect();
     let problems = catalog
         .problems
