@@ -1,5 +1,12 @@
-//! A containerd root made by a real containerd 1.6 (Debian's `containerd`
-//! and `ctr`), for the overlayfs snapshotter driver.
+//! A containerd root made by a real containerd (Debian's `containerd` and
+//! `ctr`: bookworm's 1.6 on the host, or trixie's 1.7 in the trixie tree,
+//! [`trixie`](crate::trixie)), for the overlayfs snapshotter driver.
+//!
+//! containerd 1.7's `ctr run` fails in the tree on its bare cgroup2 mount
+//! ("controller cpu is not available": the host's cgroups are hybrid, the
+//! controllers are all bound to v1 hierarchies). With the host's
+//! `/sys/fs/cgroup` (its v1 hierarchies) bound recursively over it
+//! instead, runc uses cgroup v1 there as it does on the host.
 //!
 //! A private containerd (its own root, state directory and socket, the CRI
 //! plugin and the `/opt` plugin disabled) imports two images written here
@@ -16,7 +23,9 @@
 //! stopped with SIGTERM, and nothing is left mounted or running.
 //!
 //! Kept apart from [`real`](crate::real) with its own cache key
-//! (`<target>/real-roots/containerd-<hash of this file>/`).
+//! (`<target>/real-roots/containerd-<hash of this file>/`; 1.7's in
+//! `/var/cache/docker-mount-tests/containerd17-<hash of this file and the
+//! tree's recipe>/`, the path it has in the tree too).
 
 use std::fs::{self, File};
 use std::io::Write as _;
@@ -30,9 +39,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::real::{
-    cached_root, container_named, kill_with_shims, log_tail, mentioning, programs_available,
-    require, root_available, run, run_ok, unmount_under, which, write, Leftovers, BUSYBOX,
+    cached_root, cached_root_in, container_named, kill_with_shims, log_tail, mentioning,
+    programs_available, require, root_available, run, run_ok, unmount_under, which, write,
+    Leftovers, BUSYBOX,
 };
+use crate::trixie::{self, Chroot};
 
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 pub const CTR: &str = "/usr/bin/ctr";
@@ -58,9 +69,32 @@ pub struct CtrContainer {
     pub oracle_tar: Option<PathBuf>,
 }
 
+/// Which containerd makes a root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Generation {
+    /// Debian bookworm's 1.6, on the host.
+    Containerd16,
+    /// Debian trixie's 1.7, in the trixie tree.
+    Containerd17,
+}
+
+impl Generation {
+    fn available(self) -> Result<(), String> {
+        match self {
+            Generation::Containerd16 => containerd_available(),
+            Generation::Containerd17 => {
+                root_available()?;
+                programs_available(&[BUSYBOX], "busybox-static")?;
+                trixie::available()
+            }
+        }
+    }
+}
+
 /// The built root and its oracles.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CtrRoot {
+    pub generation: Generation,
     /// The cache directory.
     pub dir: PathBuf,
     /// containerd's root (the evidence).
@@ -97,19 +131,44 @@ pub fn require_containerd() -> bool {
     require("privileged", containerd_available())
 }
 
-/// The root, built once per process and cached on disk.
+/// True if the containerd 1.7 tests can run (as [`require_containerd`]).
+pub fn require_containerd17() -> bool {
+    require("privileged", Generation::Containerd17.available())
+}
+
+/// The containerd 1.6 root, built once per process and cached on disk.
 pub fn containerd_root() -> &'static CtrRoot {
     static ROOT: OnceLock<CtrRoot> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let (_, root) = cached_root(
+    ROOT.get_or_init(|| cached(Generation::Containerd16))
+}
+
+/// The containerd 1.7 root, built once per process and cached on disk.
+pub fn containerd17_root() -> &'static CtrRoot {
+    static ROOT: OnceLock<CtrRoot> = OnceLock::new();
+    ROOT.get_or_init(|| cached(Generation::Containerd17))
+}
+
+fn cached(generation: Generation) -> CtrRoot {
+    let source = include_str!("real_containerd.rs");
+    let build = |dest: &Path| build(generation, dest);
+    let (_, root) = match generation {
+        Generation::Containerd16 => cached_root(
             "containerd",
-            include_str!("real_containerd.rs"),
-            containerd_available(),
+            source,
+            generation.available(),
             &LEFTOVERS,
             build,
-        );
-        root
-    })
+        ),
+        Generation::Containerd17 => cached_root_in(
+            Path::new(trixie::CACHE),
+            "containerd17",
+            &format!("{source}{}", trixie::recipe()),
+            generation.available(),
+            &LEFTOVERS,
+            build,
+        ),
+    };
+    root
 }
 
 // ---- image tars -----------------------------------------------------------
@@ -333,14 +392,46 @@ fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
 
 struct Daemon {
     child: Option<Child>,
+    /// The trixie tree containerd 1.7 runs in.
+    chroot: Option<Chroot>,
     run: PathBuf,
     sock: PathBuf,
     log: PathBuf,
 }
 
+/// The trixie tree's view for containerd 1.7: the run dir bound in, and the
+/// host's cgroup hierarchies over the view's bare cgroup2 (see the module
+/// documentation).
+fn tree_view(run_dir: &Path) -> Chroot {
+    let c = Chroot::enter().unwrap_or_else(|e| panic!("{e}"));
+    c.bind_same(run_dir).unwrap_or_else(|e| panic!("{e}"));
+    let cgroup = c.root().join("sys/fs/cgroup");
+    nix::mount::mount(
+        Some("/sys/fs/cgroup"),
+        &cgroup,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("mount --rbind /sys/fs/cgroup {}: {e}", cgroup.display()));
+    nix::mount::mount(
+        None::<&str>,
+        &cgroup,
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("mount --make-rprivate {}: {e}", cgroup.display()));
+    c
+}
+
 impl Daemon {
-    fn start(dest: &Path, root: &Path) -> Daemon {
+    fn start(generation: Generation, dest: &Path, root: &Path) -> Daemon {
         let run_dir = LEFTOVERS.run_dir(dest);
+        let chroot = match generation {
+            Generation::Containerd16 => None,
+            Generation::Containerd17 => Some(tree_view(&run_dir)),
+        };
         let sock = run_dir.join("s");
         let config = dest.join("config.toml");
         write(
@@ -360,7 +451,7 @@ impl Daemon {
         );
         let log = dest.join("containerd.log");
         let logf = File::create(&log).expect("containerd log");
-        let child = Command::new(CONTAINERD)
+        let child = program(chroot.as_ref(), CONTAINERD)
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -370,6 +461,7 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("spawn {CONTAINERD}: {e}"));
         let mut d = Daemon {
             child: Some(child),
+            chroot,
             run: run_dir,
             sock,
             log,
@@ -389,7 +481,7 @@ impl Daemon {
     }
 
     fn ctr(&self, ns: &str) -> Command {
-        let mut c = Command::new(CTR);
+        let mut c = program(self.chroot.as_ref(), CTR);
         c.arg("--address").arg(&self.sock).args(["--namespace", ns]);
         c.env_remove("CONTAINERD_ADDRESS")
             .env_remove("CONTAINERD_NAMESPACE")
@@ -442,11 +534,21 @@ impl Daemon {
         }
         // Shims it left, and their containers.
         let _ = kill_with_shims(Vec::new(), &self.run);
+        // The tree's view, with the mounts containerd made in it.
+        drop(self.chroot.take());
         let unmounted = unmount_under(&[&self.run]);
         let _ = fs::remove_dir_all(&self.run);
         if !std::thread::panicking() {
             unmounted.unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+}
+
+/// `program` on the host, or its namesake in the tree.
+fn program(chroot: Option<&Chroot>, program: &str) -> Command {
+    match chroot {
+        Some(t) => t.command(program),
+        None => Command::new(program),
     }
 }
 
@@ -546,11 +648,11 @@ fn tar_view(point: &Path, out: &Path) {
 
 /// Builds the root in `dest` (which must not exist); returns what
 /// [`cached_root`] writes to `meta.json`.
-pub fn build(dest: &Path) -> CtrRoot {
+pub fn build(generation: Generation, dest: &Path) -> CtrRoot {
     let t0 = Instant::now();
     fs::create_dir_all(dest).unwrap_or_else(|e| panic!("mkdir {}: {e}", dest.display()));
     let root = dest.join("containerd");
-    let mut d = Daemon::start(dest, &root);
+    let mut d = Daemon::start(generation, dest, &root);
 
     let images = dest.join("images");
     let layers = [layer1(), layer2()];
@@ -707,6 +809,7 @@ pub fn build(dest: &Path) -> CtrRoot {
     );
 
     let built = CtrRoot {
+        generation,
         dir: dest.to_path_buf(),
         root,
         containers: containers
@@ -720,7 +823,7 @@ pub fn build(dest: &Path) -> CtrRoot {
         build_seconds: t0.elapsed().as_secs_f64(),
     };
     eprintln!(
-        "built real containerd root in {:.1} s at {}",
+        "built real {generation:?} root in {:.1} s at {}",
         built.build_seconds,
         built.root.display()
     );

@@ -1,13 +1,17 @@
-//! Tier 2 for podman: a storage root made by a real podman 4.3 (overlay),
-//! its running container killed with SIGKILL. `podman export`, `podman
-//! diff`, `podman ps -a` and `podman images` (taken before the crash) are
-//! the oracles; the storage root must hash the same after every command.
+//! Tier 2 for podman: storage roots made by a real podman 4.3 (bolt
+//! state) and 5.4 (SQLite state, in the trixie tree), overlay, their
+//! running container killed with SIGKILL. `podman export`, `podman diff`,
+//! `podman logs`, `podman history`, `podman ps -a` and `podman images`
+//! (taken before the crash) are the oracles; the storage root must hash
+//! the same after every command. Every test runs on both roots.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeSet;
 
 use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, BoundHost, MountPoint};
-use docker_mount_tests::real_podman::{podman_root, require_podman, PodmanRoot};
+use docker_mount_tests::real_podman::{
+    podman5_root, podman_root, require_podman, require_podman5, Generation, PodmanRoot, BUILT_IMAGE,
+};
 use docker_mount_tests::{cli, integrity, manifest, real};
 use serde_json::Value;
 
@@ -34,12 +38,7 @@ fn ps_of<'a>(r: &'a PodmanRoot, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no podman ps record for {id}"))
 }
 
-#[test]
-fn list_matches_podman_ps() {
-    if !require_podman() {
-        return;
-    }
-    let r = podman_root();
+fn list_matches_podman_ps(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
     let listed = cli::run(&r.root, &["list", "--all", "--json"]).json();
     let listed = listed.as_array().unwrap();
@@ -86,12 +85,7 @@ fn list_matches_podman_ps() {
     before.assert_unchanged(&integrity::snapshot(&r.root));
 }
 
-#[test]
-fn images_match_podman_images() {
-    if !require_podman() {
-        return;
-    }
-    let r = podman_root();
+fn images_match_podman_images(r: &PodmanRoot) {
     let listed = cli::run(&r.root, &["images", "--all", "--json"]).json();
     let listed = listed.as_array().unwrap();
     let want = r.images.as_array().unwrap();
@@ -124,12 +118,7 @@ fn images_match_podman_images() {
     assert_eq!(awkward["layers"], 2, "imported base + committed layer");
 }
 
-#[test]
-fn every_container_exports_diffs_and_mounts_like_podman() {
-    if !require_podman() {
-        return;
-    }
-    let r = podman_root();
+fn every_container_exports_diffs_and_mounts_like_podman(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
     let out = tempfile::tempdir().unwrap();
     let mut entries = 0;
@@ -181,12 +170,7 @@ fn every_container_exports_diffs_and_mounts_like_podman() {
     before.assert_unchanged(&after);
 }
 
-#[test]
-fn forensic_commands_see_what_the_container_did() {
-    if !require_podman() {
-        return;
-    }
-    let r = podman_root();
+fn forensic_commands_see_what_the_container_did(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
     let exited = r.container("c-exited");
     let info = cli::run(&r.root, &["info", "c-exited", "--json"]).json();
@@ -243,12 +227,7 @@ fn forensic_commands_see_what_the_container_did() {
     before.assert_unchanged(&integrity::snapshot(&r.root));
 }
 
-#[test]
-fn a_host_tree_holding_podman_storage_is_discovered() {
-    if !require_podman() {
-        return;
-    }
-    let r = podman_root();
+fn a_host_tree_holding_podman_storage_is_discovered(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
     let rel = "var/lib/containers/storage";
     let host = BoundHost::new(&[("hostname", "seized\n".into())], &[(rel, &r.root)]);
@@ -272,3 +251,156 @@ fn a_host_tree_holding_podman_storage_is_discovered() {
     drop(host);
     before.assert_unchanged(&integrity::snapshot(&r.root));
 }
+
+/// `logs --raw` prints what `podman logs` printed, stream for stream, for
+/// every container (the ones that printed nothing included), from
+/// `k8s-file` logs.
+fn logs_match_podman_logs(r: &PodmanRoot) {
+    let before = integrity::snapshot(&r.root);
+    let mut lines = 0;
+    for c in &r.containers {
+        let ours = cli::run(&r.root, &["logs", "--raw", &c.id]);
+        assert_eq!(ours.status, 0, "{}: {}", c.name, ours.stderr);
+        assert_eq!(ours.stdout, c.logs_stdout, "{}: stdout", c.name);
+        lines += c.logs_stdout.lines().count() + c.logs_stderr.lines().count();
+        let files = cli::run(&r.root, &["logs", "--files", "--json", &c.id]).json();
+        if c.name == "c-created" {
+            // Never started: no log, and nothing podman could print.
+            assert!(ours.stderr.contains("no log files"), "{}", ours.stderr);
+            assert_eq!(files, serde_json::json!([]));
+            assert_eq!((c.logs_stdout.as_str(), c.logs_stderr.as_str()), ("", ""));
+            continue;
+        }
+        assert_eq!(ours.stderr, c.logs_stderr, "{}: stderr", c.name);
+        assert_eq!(files.as_array().unwrap().len(), 1, "{}: {files}", c.name);
+        assert!(
+            files[0]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("/userdata/ctr.log"),
+            "{files}"
+        );
+    }
+    let logs = r.container("c-logs");
+    assert!(logs.logs_stderr.contains("err-2"), "{}", logs.logs_stderr);
+    // The line without its newline is a partial record (`P`).
+    let json = cli::run(&r.root, &["logs", "--json", "c-logs"]).json();
+    let piece = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["line"] == "no-newline")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(piece["partial"], true, "{piece}");
+    eprintln!(
+        "{:?}: {} containers' logs, {lines} lines compared",
+        r.generation,
+        r.containers.len()
+    );
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+/// `history` of the image built with RUN steps: podman's steps, newest
+/// first, and a layer present on disk for each step that made one.
+fn history_matches_podman_history(r: &PodmanRoot) {
+    let before = integrity::snapshot(&r.root);
+    let ours = cli::run(&r.root, &["history", BUILT_IMAGE, "--json"]);
+    let h = ours.json();
+    assert!(h["warnings"].as_array().unwrap().is_empty(), "{h:#}");
+    let steps = h["steps"].as_array().unwrap();
+    let want = r.history.as_array().unwrap();
+    assert_eq!(steps.len(), want.len(), "{h:#}\n{want:#?}");
+    let mut layers = 0;
+    for (got, want) in steps.iter().zip(want) {
+        assert_eq!(got["created_by"], want["CreatedBy"], "{got:#}\n{want:#}");
+        let comment = want["comment"].as_str().unwrap_or_default();
+        assert_eq!(got["comment"], comment, "{got:#}\n{want:#}");
+        if !got["empty_layer"].as_bool().unwrap() {
+            let l = &got["layer"];
+            assert_eq!(l["present"], true, "{got:#}");
+            assert!(l["problem"].is_null(), "{got:#}");
+            layers += 1;
+        }
+    }
+    assert!(layers >= 4, "base, commit and two RUN layers: {h:#}");
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+/// list, images, info and every container's export: nothing on stderr.
+fn a_healthy_root_gives_no_warning(r: &PodmanRoot) {
+    for args in [&["list", "--all"][..], &["images", "--all"], &["layers"]] {
+        let out = cli::run(&r.root, args);
+        assert_eq!(out.status, 0, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{args:?}");
+    }
+    for c in &r.containers {
+        let info = cli::run(&r.root, &["info", &c.id]);
+        assert_eq!(info.stderr, "", "{}", c.name);
+    }
+    if r.generation == Generation::Podman5 {
+        assert!(
+            r.root.join("db.sql").is_file(),
+            "podman 5 keeps its state in SQLite"
+        );
+        assert!(!r.root.join("libpod/bolt_state.db").exists());
+    }
+}
+
+/// The tests above, on the root of each podman.
+macro_rules! tier {
+    ($name:ident, $require:ident, $root:ident) => {
+        mod $name {
+            #[test]
+            fn list_matches_podman_ps() {
+                if super::$require() {
+                    super::list_matches_podman_ps(super::$root());
+                }
+            }
+            #[test]
+            fn images_match_podman_images() {
+                if super::$require() {
+                    super::images_match_podman_images(super::$root());
+                }
+            }
+            #[test]
+            fn every_container_exports_diffs_and_mounts_like_podman() {
+                if super::$require() {
+                    super::every_container_exports_diffs_and_mounts_like_podman(super::$root());
+                }
+            }
+            #[test]
+            fn forensic_commands_see_what_the_container_did() {
+                if super::$require() {
+                    super::forensic_commands_see_what_the_container_did(super::$root());
+                }
+            }
+            #[test]
+            fn a_host_tree_holding_podman_storage_is_discovered() {
+                if super::$require() {
+                    super::a_host_tree_holding_podman_storage_is_discovered(super::$root());
+                }
+            }
+            #[test]
+            fn logs_match_podman_logs() {
+                if super::$require() {
+                    super::logs_match_podman_logs(super::$root());
+                }
+            }
+            #[test]
+            fn history_matches_podman_history() {
+                if super::$require() {
+                    super::history_matches_podman_history(super::$root());
+                }
+            }
+            #[test]
+            fn a_healthy_root_gives_no_warning() {
+                if super::$require() {
+                    super::a_healthy_root_gives_no_warning(super::$root());
+                }
+            }
+        }
+    };
+}
+
+tier!(podman4, require_podman, podman_root);
+tier!(podman5, require_podman5, podman5_root);

@@ -4,7 +4,7 @@
 //! names its parents through `l/` short links, as docker's overlay2 does;
 //! `overlay-layers/layers.json`, `overlay-images/images.json` and
 //! `overlay-containers/containers.json` say which layers make which image
-//! and container, and libpod's `libpod/bolt_state.db` (podman 4) or `libpod/db.sql`
+//! and container, and libpod's `libpod/bolt_state.db` (podman 4) or `db.sql`
 //! (podman 5) what each container ran, its state and its log.
 //!
 //! Like every driver it only describes; core reads and mounts. The

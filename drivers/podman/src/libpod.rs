@@ -4,7 +4,7 @@
 //! number, started and finished times, exit code, pid), both JSON. Podman 4
 //! keeps them in `libpod/bolt_state.db` (a bucket `ctr` with one
 //! sub-bucket per container id holding `config` and `state`); podman 5 in
-//! `libpod/db.sql`, SQLite ([`crate::sqlite`]). Both give the same
+//! `db.sql` in the storage root, SQLite ([`crate::sqlite`]). Both give the same
 //! [`Libpod`] records.
 
 use std::collections::{BTreeMap, HashMap};

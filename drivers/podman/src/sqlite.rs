@@ -1,4 +1,5 @@
-//! Podman 5's libpod state: `libpod/db.sql`, SQLite in WAL mode. Table
+//! Podman 5's libpod state: `db.sql` at the top of the storage root (not
+//! in `libpod/`, where the bolt database is), SQLite in WAL mode. Table
 //! `ContainerConfig` holds one row per container (`ID`, `Name`, `JSON`: the
 //! same ContainerConfig JSON as bolt's `config`), `ContainerState` its
 //! state (`ID`, `State`, `ExitCode`, `JSON`: bolt's `state`).
@@ -23,7 +24,7 @@ use rusqlite::{limits::Limit, Connection, OpenFlags};
 use crate::libpod::{self, Libpod};
 use crate::store::problem;
 
-pub const SQLITE_DB: &str = "libpod/db.sql";
+pub const SQLITE_DB: &str = "db.sql";
 /// The write-ahead log beside it: committed transactions not yet
 /// checkpointed into the database file.
 const WAL_SUFFIX: &str = "-wal";
@@ -39,7 +40,7 @@ const MAX_PROGRESS: u64 = 200_000;
 /// Most rows read from a table.
 const MAX_ROWS: usize = 1_000_000;
 
-/// libpod's records from `libpod/db.sql`, by container id. A missing
+/// libpod's records from `db.sql`, by container id. A missing
 /// database holds none; one that cannot be copied or read is one problem
 /// naming the file; an unreadable record is a problem and the others are
 /// kept.

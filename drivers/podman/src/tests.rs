@@ -306,7 +306,9 @@ fn logs_elsewhere_or_of_other_drivers_are_not_claimed() {
     ] {
         let config =
             json!({"logDriver": driver, "logPath": path, "staticDir": userdata}).to_string();
-        fs::remove_dir_all(t.path().join("libpod")).ok();
+        for f in ["db.sql", "db.sql-wal"] {
+            fs::remove_file(t.path().join(f)).ok();
+        }
         crate::sqlite::tests::seize_into(t.path(), &[("config", CTR, &config)]);
         let c = Podman.catalog(t.path()).unwrap();
         assert_eq!(c.containers[0].log, None, "{driver} {path}");

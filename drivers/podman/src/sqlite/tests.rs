@@ -20,11 +20,10 @@ const EXITED_CONFIG: &str = r#"{"spec":{"process":{"args":["sh","-c","exit 3"]}}
 const EXITED_STATE: &str = r#"{"state":6,"startedTime":"2024-01-02T03:04:05.123456789Z","finishedTime":"2024-01-02T03:04:06Z","exitCode":3,"exited":true}"#;
 const RUNNING_STATE: &str = r#"{"state":3,"startedTime":"2024-01-02T03:04:05Z","pid":77}"#;
 
-/// Rows `(table, id, json)` into a WAL-mode `libpod/db.sql` under `root`,
+/// Rows `(table, id, json)` into a WAL-mode `db.sql` under `root`,
 /// left open: the rows are in `db.sql-wal` only, as on a host whose
 /// podman never checkpointed.
 fn live_db(root: &Path, rows: &[(&str, &str, &str)]) -> Connection {
-    fs::create_dir_all(root.join("libpod")).unwrap();
     let conn = Connection::open(root.join(SQLITE_DB)).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;")
         .unwrap();
@@ -57,17 +56,12 @@ fn seized(rows: &[(&str, &str, &str)]) -> tempfile::TempDir {
 }
 
 /// Writes the seized form of a live database with `rows` (`("config" |
-/// "state", id, json)`) into `root/libpod`.
+/// "state", id, json)`) into `root`.
 pub(crate) fn seize_into(root: &Path, rows: &[(&str, &str, &str)]) {
     let live = tempfile::tempdir().unwrap();
     let conn = live_db(live.path(), rows);
-    fs::create_dir_all(root.join("libpod")).unwrap();
     for name in ["db.sql", "db.sql-wal"] {
-        fs::copy(
-            live.path().join("libpod").join(name),
-            root.join("libpod").join(name),
-        )
-        .unwrap();
+        fs::copy(live.path().join(name), root.join(name)).unwrap();
     }
     drop(conn);
 }
@@ -75,7 +69,7 @@ pub(crate) fn seize_into(root: &Path, rows: &[(&str, &str, &str)]) {
 /// Every file under `dir` with its bytes.
 fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for e in fs::read_dir(dir.join("libpod")).unwrap() {
+    for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         out.insert(
             e.file_name().to_string_lossy().into_owned(),
@@ -100,7 +94,7 @@ fn reads_the_newest_state_from_the_log_without_writing() {
         ("state", "bbbb", RUNNING_STATE),
         ("config", "cccc", "{}"),
     ]);
-    let wal = fs::metadata(t.path().join("libpod/db.sql-wal")).unwrap();
+    let wal = fs::metadata(t.path().join("db.sql-wal")).unwrap();
     assert!(wal.len() > 0, "the rows must be in the log for this test");
     let before = contents(t.path());
     let (m, problems) = read_dir(t.path());
@@ -178,7 +172,6 @@ fn one_problem(t: &Path, says: &str) {
 fn hostile_databases_are_one_problem_naming_the_file() {
     // Garbage.
     let t = tempfile::tempdir().unwrap();
-    fs::create_dir(t.path().join("libpod")).unwrap();
     fs::write(t.path().join(SQLITE_DB), b"garbage, not SQLite").unwrap();
     one_problem(t.path(), "not a database");
 
@@ -192,7 +185,6 @@ fn hostile_databases_are_one_problem_naming_the_file() {
     drop(conn);
     for cut in [10, 100, bytes.len() / 2, bytes.len() - 1] {
         let t = tempfile::tempdir().unwrap();
-        fs::create_dir(t.path().join("libpod")).unwrap();
         fs::write(t.path().join(SQLITE_DB), &bytes[..cut]).unwrap();
         let (_, problems) = read_dir(t.path());
         // A cut in the header is always seen; one at the end may only
@@ -206,7 +198,6 @@ fn hostile_databases_are_one_problem_naming_the_file() {
 
     // Too large (sparse: nothing is read).
     let t = tempfile::tempdir().unwrap();
-    fs::create_dir(t.path().join("libpod")).unwrap();
     fs::File::create(t.path().join(SQLITE_DB))
         .unwrap()
         .set_len(SQLITE_LIMIT + 1)
@@ -215,14 +206,12 @@ fn hostile_databases_are_one_problem_naming_the_file() {
 
     // A symlink where the database should be is not followed.
     let t = tempfile::tempdir().unwrap();
-    fs::create_dir(t.path().join("libpod")).unwrap();
     let elsewhere = seized(&[("config", "aaaa", EXITED_CONFIG)]);
     std::os::unix::fs::symlink(elsewhere.path().join(SQLITE_DB), t.path().join(SQLITE_DB)).unwrap();
     one_problem(t.path(), "symlink");
 
     // Another schema.
     let t = tempfile::tempdir().unwrap();
-    fs::create_dir(t.path().join("libpod")).unwrap();
     Connection::open(t.path().join(SQLITE_DB))
         .unwrap()
         .execute_batch("CREATE TABLE other(x);")
@@ -233,7 +222,7 @@ fn hostile_databases_are_one_problem_naming_the_file() {
 #[test]
 fn a_log_that_cannot_be_read_is_said_and_the_database_read() {
     let t = seized(&[("config", "aaaa", EXITED_CONFIG)]);
-    let wal = t.path().join("libpod/db.sql-wal");
+    let wal = t.path().join("db.sql-wal");
     fs::remove_file(&wal).unwrap();
     nix_mkfifo(&wal);
     // Its rows were all in the log: the database alone has no tables.
