@@ -17,10 +17,12 @@
 //! — then `ctr run`s containers that add, change and delete files (a
 //! deleted directory, a symlink, a file whose mtime was put back, a
 //! directory replaced by a new one), leaves them stopped, and `ctr
-//! containers create`s one that never ran. The oracle is containerd's own
-//! view: `ctr snapshots mounts` of each container's snapshot key, mounted
-//! read-only while building and written out as a tar. containerd is then
-//! stopped with SIGTERM, and nothing is left mounted or running.
+//! containers create`s one that never ran, and leaves one running. The
+//! oracle is containerd's own view: `ctr snapshots mounts` of each
+//! container's snapshot key, mounted read-only while building and written
+//! out as a tar. containerd is then killed with SIGKILL (the host going
+//! down with a container running), its shims and their containers too,
+//! and nothing is left mounted or running.
 //!
 //! Kept apart from [`real`](crate::real) with its own cache key
 //! (`<target>/real-roots/containerd-<hash of this file>/`; 1.7's in
@@ -517,10 +519,20 @@ impl Daemon {
     /// SIGTERM containerd and wait for it; then whatever it left (shims,
     /// mounts, the state directory) goes.
     fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// The host going down: containerd SIGKILLed with a container
+    /// running, then its shims and their containers.
+    fn crash(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: kill(2) on the pid of our own child.
             unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+                libc::kill(c.id() as libc::pid_t, signal);
             }
             let deadline = Instant::now() + Duration::from_secs(30);
             while c.try_wait().ok().flatten().is_none() {
@@ -533,7 +545,11 @@ impl Daemon {
             }
         }
         // Shims it left, and their containers.
-        let _ = kill_with_shims(Vec::new(), &self.run);
+        let survivors = kill_with_shims(Vec::new(), &self.run);
+        assert!(
+            survivors.is_empty() || std::thread::panicking(),
+            "shims {survivors:?} survived SIGKILL"
+        );
         // The tree's view, with the mounts containerd made in it.
         drop(self.chroot.take());
         let unmounted = unmount_under(&[&self.run]);
@@ -775,11 +791,46 @@ pub fn build(generation: Generation, dest: &Path) -> CtrRoot {
         add(ns, "c-twin", &format!("{ns}/c-twin"), image, "overlayfs");
     }
 
+    // Running when the host goes down.
+    let running = "echo running > /run-file; rm /etc/motd; sleep 100000";
+    d.run_container(
+        "default",
+        &[
+            "-d",
+            ov[0],
+            ov[1],
+            BASE_IMAGE,
+            "c-running",
+            "sh",
+            "-c",
+            running,
+        ],
+        0,
+    );
+    add(
+        "default",
+        "c-running",
+        "default/c-running",
+        BASE_IMAGE,
+        "overlayfs",
+    );
+
     // Oracles: containerd's mount of each overlayfs container's snapshot.
     let oracles = dest.join("oracles");
     fs::create_dir_all(&oracles).expect("mkdir oracles");
     let point = d.run.join("m");
     fs::create_dir_all(&point).expect("mkdir mount point");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        mount_snapshot(&d, "default", "c-running", &point);
+        let started = point.join("run-file").exists();
+        unmount_under(&[&point]).unwrap_or_else(|e| panic!("{e}"));
+        if started {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c-running never wrote /run-file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for c in containers
         .iter_mut()
         .filter(|c| c.snapshotter == "overlayfs")
@@ -799,7 +850,7 @@ pub fn build(generation: Generation, dest: &Path) -> CtrRoot {
             }
         }
     }
-    d.stop();
+    d.crash();
     unmount_under(&[dest]).unwrap_or_else(|e| panic!("{e}"));
     let mounted = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     assert!(
