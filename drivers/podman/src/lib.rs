@@ -26,7 +26,7 @@ use docker_mount_core::driver::{
 use docker_mount_core::driver_kit::{self, io_err};
 use sha2::{Digest, Sha256};
 
-use crate::store::{problem, ContainerMetadata, ContainerRecord, ImageRecord, LayerRecord};
+use self::store::{problem, ContainerMetadata, ContainerRecord, ImageRecord, LayerRecord};
 
 /// The driver's name, and the engine its catalog names.
 const NAME: &str = "podman";

@@ -4,7 +4,7 @@
 //! number, started and finished times, exit code, pid), both JSON. Podman 4
 //! keeps them in `libpod/bolt_state.db` (a bucket `ctr` with one
 //! sub-bucket per container id holding `config` and `state`); podman 5 in
-//! `db.sql` in the storage root, SQLite ([`crate::sqlite`]). Both give the same
+//! `db.sql` in the storage root, SQLite ([`super::sqlite`]). Both give the same
 //! [`Libpod`] records.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +15,7 @@ use docker_mount_core::driver::{DriverError, ErrorKind};
 use docker_mount_core::driver_kit::bolt::{self, BoltError, Db, Value};
 use serde::Deserialize;
 
-use crate::store::problem;
+use super::store::problem;
 
 pub const BOLT_DB: &str = "libpod/bolt_state.db";
 /// A state database of a host with thousands of containers stays far below this.
@@ -103,7 +103,7 @@ fn state_word(n: i64) -> &'static str {
 /// record, is a problem. When both are there, podman (5 as 4) uses the
 /// bolt one unless configured otherwise: its records win.
 pub fn read(root: &Beneath, problems: &mut Vec<DriverError>) -> HashMap<String, Libpod> {
-    let mut records = crate::sqlite::read(root, problems);
+    let mut records = super::sqlite::read(root, problems);
     records.extend(read_bolt(root, problems));
     records
 }

@@ -21,8 +21,8 @@ use docker_mount_core::beneath::Beneath;
 use docker_mount_core::driver::{DriverError, ErrorKind};
 use rusqlite::{limits::Limit, Connection, OpenFlags};
 
-use crate::libpod::{self, Libpod};
-use crate::store::problem;
+use super::libpod::{self, Libpod};
+use super::store::problem;
 
 pub const SQLITE_DB: &str = "db.sql";
 /// The write-ahead log beside it: committed transactions not yet

@@ -266,7 +266,7 @@ fn podman_5_state_and_k8s_file_log_come_from_sqlite() {
     let state = json!({"state": 6, "exitCode": 4, "exited": true,
                        "startedTime": "2024-01-02T00:00:01Z", "finishedTime": "2024-01-02T00:00:02Z"})
     .to_string();
-    crate::sqlite::tests::seize_into(
+    super::sqlite::tests::seize_into(
         t.path(),
         &[("config", CTR, &config), ("state", CTR, &state)],
     );
@@ -309,7 +309,7 @@ fn logs_elsewhere_or_of_other_drivers_are_not_claimed() {
         for f in ["db.sql", "db.sql-wal"] {
             fs::remove_file(t.path().join(f)).ok();
         }
-        crate::sqlite::tests::seize_into(t.path(), &[("config", CTR, &config)]);
+        super::sqlite::tests::seize_into(t.path(), &[("config", CTR, &config)]);
         let c = Podman.catalog(t.path()).unwrap();
         assert_eq!(c.containers[0].log, None, "{driver} {path}");
     }
