@@ -214,6 +214,10 @@ pub struct ImageFacts {
     pub parent: Option<String>,
     /// Bytes it takes as the engine counts them (`docker images`' SIZE).
     pub size: Option<u64>,
+    /// Those of [`CatalogImage::layers`] that are no layer of its config:
+    /// the init layers of the build containers whose snapshots docker's
+    /// classic builder committed as the image's steps (containerd store).
+    pub init_layers: Vec<String>,
 }
 
 /// What an engine's own metadata holds. Broken records are reported in

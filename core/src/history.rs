@@ -105,11 +105,16 @@ pub fn history(
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
-    // A catalogued image's layers are the engine's (top first), not layerdb's.
-    let catalog_ids: Option<Vec<&str>> = image
-        .catalog
-        .as_ref()
-        .map(|c| c.layers.iter().rev().map(|l| l.id.as_str()).collect());
+    // A catalogued image's layers are the engine's (top first), not
+    // layerdb's; the init layers between them are no step's.
+    let catalog_ids: Option<Vec<&str>> = image.catalog.as_ref().map(|c| {
+        c.layers
+            .iter()
+            .rev()
+            .filter(|l| l.role != crate::driver::Role::Init)
+            .map(|l| l.id.as_str())
+            .collect()
+    });
     if let Some(ids) = catalog_ids
         .as_ref()
         .filter(|ids| ids.len() != diff_ids.len())

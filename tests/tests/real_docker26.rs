@@ -353,3 +353,122 @@ fn logs_equal_docker_logs() {
         before.assert_unchanged(&integrity::snapshot(&r.real.root));
     }
 }
+
+/// The directory holding layer `cache_id` of a root of `store`.
+fn layer_dir(r: &Docker26Root, cache_id: &str) -> std::path::PathBuf {
+    match r.store {
+        Store::Overlay2 => r.real.root.join("overlay2").join(cache_id).join("diff"),
+        Store::Containerd => r
+            .real
+            .root
+            .join("containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots")
+            .join(cache_id)
+            .join("fs"),
+    }
+}
+
+#[test]
+fn history_maps_each_step_to_its_layer() {
+    use std::os::unix::fs::FileTypeExt;
+    for r in roots() {
+        let what = r.store.name();
+        let before = integrity::snapshot(&r.real.root);
+        for row in &r.images_ls {
+            let (Some(tag), _) = docker_row(row) else {
+                continue;
+            };
+            let run = cli::run(&r.real.root, &["history", &tag, "--json"]);
+            no_warnings(what, &run);
+            let h = run.json();
+            assert!(
+                h["warnings"].as_array().unwrap().is_empty(),
+                "{what}: {tag}: {}",
+                h["warnings"]
+            );
+            let layered: Vec<&Value> = h["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| !s["layer"].is_null())
+                .collect();
+            let inspect = r
+                .real
+                .images
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| {
+                    i["RepoTags"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|t| t == tag.as_str())
+                })
+                .unwrap();
+            assert_eq!(
+                layered.len(),
+                inspect["RootFS"]["Layers"].as_array().unwrap().len(),
+                "{what}: {tag}"
+            );
+            assert!(
+                layered.iter().all(|s| s["layer"]["present"] == true),
+                "{what}: {tag}: {layered:#?}"
+            );
+        }
+        // The step that deleted /awk/doomed-file holds its whiteout; the
+        // step before it, the file.
+        let h = cli::run(&r.real.root, &["history", "dm-awkward:1", "--json"]).json();
+        let layer_of = |needle: &str| {
+            let step = h["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["created_by"].as_str().unwrap().contains(needle))
+                .unwrap_or_else(|| panic!("{what}: no step {needle:?}"));
+            layer_dir(r, step["layer"]["cache_id"].as_str().unwrap())
+        };
+        let made = layer_of("echo doomed > /awk/doomed-file").join("awk/doomed-file");
+        assert!(made.is_file(), "{what}: {}", made.display());
+        let gone = layer_of("rm /awk/doomed-file").join("awk/doomed-file");
+        let meta = std::fs::symlink_metadata(&gone).unwrap();
+        assert!(
+            meta.file_type().is_char_device(),
+            "{what}: {} is no whiteout",
+            gone.display()
+        );
+        before.assert_unchanged(&integrity::snapshot(&r.real.root));
+    }
+}
+
+#[test]
+fn info_names_each_containers_layers() {
+    for r in roots() {
+        let what = r.store.name();
+        for c in &r.real.containers {
+            let run = cli::run(&r.real.root, &["info", &c.id, "--json"]);
+            no_warnings(what, &run);
+            let info = run.json();
+            assert!(
+                info["layer_error"].is_null(),
+                "{what}: {}: {}",
+                c.name,
+                info["layer_error"]
+            );
+            assert!(
+                info["warnings"].as_array().unwrap().is_empty(),
+                "{what}: {}: {}",
+                c.name,
+                info["warnings"]
+            );
+            let layers = info["layers"].as_array().unwrap();
+            assert_eq!(layers[0]["role"], "rw", "{what}: {}", c.name);
+            assert_eq!(layers[1]["role"], "init", "{what}: {}", c.name);
+            let want = inspect_of(r, &c.id);
+            assert_eq!(
+                info["host"]["privileged"], want["HostConfig"]["Privileged"],
+                "{what}: {}",
+                c.name
+            );
+        }
+    }
+}

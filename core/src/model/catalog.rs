@@ -124,8 +124,12 @@ pub fn image(driver: &str, i: CatalogImage, facts: Option<&ImageFacts>) -> Image
                 .layers
                 .into_iter()
                 .map(|id| CatalogLayer {
+                    role: if facts.is_some_and(|f| f.init_layers.contains(&id)) {
+                        Role::Init
+                    } else {
+                        Role::Image
+                    },
                     id,
-                    role: Role::Image,
                 })
                 .collect(),
             state: "",
@@ -187,5 +191,48 @@ mod tests {
         assert_eq!(c("").state(), "created");
         assert_eq!(c("weird").state(), "unknown");
         assert_eq!(c("running").name(), "x");
+    }
+
+    #[test]
+    fn image_facts_give_parent_size_and_init_layers() {
+        let parent = format!("sha256:{}", "b".repeat(64));
+        let catalog = Catalog {
+            images: vec![CatalogImage {
+                id: format!("sha256:{}", "a".repeat(64)),
+                layers: vec!["3".into(), "2".into(), "1".into()],
+                ..Default::default()
+            }],
+            image_facts: vec![ImageFacts {
+                id: format!("sha256:{}", "a".repeat(64)),
+                parent: Some(parent),
+                size: Some(42),
+                init_layers: vec!["2".into()],
+            }],
+            ..Default::default()
+        };
+        let (_, images, _) = convert("overlayfs", catalog);
+        let img = &images[0];
+        assert_eq!(img.parent.as_deref(), Some("b".repeat(64).as_str()));
+        let rec = img.catalog.as_ref().unwrap();
+        assert_eq!(rec.size, Some(42));
+        let roles: Vec<Role> = rec.layers.iter().map(|l| l.role).collect();
+        assert_eq!(roles, [Role::Image, Role::Init, Role::Image]);
+        // Facts about no listed image change nothing.
+        let (_, images, _) = convert(
+            "overlayfs",
+            Catalog {
+                images: vec![CatalogImage {
+                    id: "x".into(),
+                    ..Default::default()
+                }],
+                image_facts: vec![ImageFacts {
+                    id: "y".into(),
+                    size: Some(1),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        assert_eq!(images[0].catalog.as_ref().unwrap().size, None);
     }
 }

@@ -403,7 +403,7 @@ fn catalog_namespace(
                 .iter()
                 .find(|(k, _)| k == PARENT_LABEL)
                 .map(|(_, v)| v.clone()),
-            size: None,
+            ..Default::default()
         };
         match meta::resolve(content, &img.digest, &img.media_type, &unpacked) {
             Ok(r) => {
@@ -430,6 +430,17 @@ fn catalog_namespace(
                                     .filter_map(|id| s.by_id.get(id))
                                     .filter_map(|n| s.by_name.get(n)?.usage)
                                     .fold(0u64, u64::saturating_add);
+                                if docker {
+                                    facts.init_layers = chain
+                                        .iter()
+                                        .filter(|id| {
+                                            s.by_id
+                                                .get(id)
+                                                .is_some_and(|n| is_init_key(snapshot_key(n)))
+                                        })
+                                        .map(u64::to_string)
+                                        .collect();
+                                }
                                 entry.layers = ids(&chain);
                             }
                             Err(e) => out.problems.push(e),
@@ -885,6 +896,105 @@ mod tests {
     }
 
     use std::fs;
+
+    #[test]
+    fn familiar_names_are_dockers() {
+        assert_eq!(familiar_name("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(familiar_name("docker.io/u/app:2"), "u/app:2");
+        assert_eq!(familiar_name("docker.io/library/a/b:1"), "library/a/b:1");
+        assert_eq!(
+            familiar_name("docker.io/library/x@sha256:00"),
+            "x@sha256:00"
+        );
+        assert_eq!(familiar_name("quay.io/x/y:1"), "quay.io/x/y:1");
+        assert_eq!(familiar_name(""), "");
+        assert!(is_init_key(&format!("{}-init", "a".repeat(64))));
+        assert!(!is_init_key("sha256:x-init"));
+        assert!(!is_init_key("-init"));
+        assert_eq!(snapshot_key("moby/12/sha256:ab"), "sha256:ab");
+        assert_eq!(snapshot_key("weird"), "weird");
+    }
+
+    /// A docker root whose image `dm:1` was built by the classic builder:
+    /// its second layer committed from a build container's snapshot onto
+    /// that container's init layer; the step's image kept as a dangling
+    /// record with the builder's parent label.
+    #[test]
+    fn a_docker_store_shows_images_as_docker_does() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        let mut f = Fixture::new(&root.join("containerd/daemon"));
+        let ids = diff_ids();
+        let chain = meta::chain_ids(&ids);
+        let (base, base_ids) = f.image("moby", "docker.io/library/base:1", &ids[..1]);
+        let build = "b".repeat(64);
+        let init = f.snapshot(
+            "moby",
+            &format!("{build}-init"),
+            Some(&chain[0]),
+            KIND_COMMITTED,
+        );
+        let top = f.snapshot(
+            "moby",
+            &chain[1],
+            Some(&format!("{build}-init")),
+            KIND_COMMITTED,
+        );
+        let (target, _) = f.image("moby", "docker.io/library/dm:1", &ids);
+        let dangling = format!("{DANGLING_PREFIX}{target}");
+        f.image("moby", &dangling, &ids);
+        f.label_image("moby", &dangling, &[(PARENT_LABEL, &base)]);
+        f.set_usage("moby", &chain[0], 1000);
+        f.set_usage("moby", &format!("{build}-init"), 20);
+        f.set_usage("moby", &chain[1], 300);
+        f.write();
+
+        let c = Overlayfs.catalog(root).unwrap();
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let dm = c.images.iter().find(|i| i.id == target).unwrap();
+        assert_eq!(dm.names, ["dm:1"], "familiar, the dangling record no name");
+        assert_eq!(
+            dm.layers,
+            [top.to_string(), init.to_string(), base_ids[0].to_string()]
+        );
+        let facts = c.image_facts.iter().find(|f| f.id == target).unwrap();
+        assert_eq!(facts.parent.as_deref(), Some(base.as_str()));
+        assert_eq!(facts.init_layers, [init.to_string()]);
+        // Every snapshot's usage, and the content the manifest declares.
+        let size = facts.size.unwrap();
+        assert!(size > 1320, "{size}");
+        let base_facts = c.image_facts.iter().find(|f| f.id == base).unwrap();
+        assert!(base_facts.size.unwrap() > 1000);
+        assert!(base_facts.size.unwrap() < size);
+
+        // The same chain on containerd's own root is a problem: ctr
+        // commits no init layers.
+        let own = Overlayfs.catalog(&root.join("containerd/daemon")).unwrap();
+        assert!(
+            own.problems
+                .iter()
+                .any(|p| p.message.contains("2 layers in its config, 3 snapshots")),
+            "{:?}",
+            own.problems
+        );
+
+        // A chain whose snapshots are not the config's is reported on a
+        // docker root too, once per image, naming the file.
+        let t2 = tempfile::tempdir().unwrap();
+        let root2 = t2.path();
+        fs::create_dir_all(root2.join("containers")).unwrap();
+        let mut g = Fixture::new(&root2.join("containerd/daemon"));
+        g.image("moby", "docker.io/library/base:1", &ids[..1]);
+        g.snapshot("moby", "stray", Some(&chain[0]), KIND_COMMITTED);
+        g.snapshot("moby", &chain[1], Some("stray"), KIND_COMMITTED);
+        g.image("moby", "docker.io/library/dm:1", &ids);
+        g.write();
+        let c2 = Overlayfs.catalog(root2).unwrap();
+        assert_eq!(c2.problems.len(), 1, "{:?}", c2.problems);
+        assert!(c2.problems[0].message.contains("image dm:1"));
+        assert!(c2.problems[0].path.is_some());
+    }
 
     #[test]
     fn a_docker_root_finds_its_managed_containerd() {
