@@ -32,9 +32,9 @@ use crate::real::{
 };
 use crate::trixie::{self, Chroot};
 
-/// Layers of `dm-deep:1` here: deep enough for long lowerdir lists,
-/// cheap to build with both stores.
-pub const DEEP_LAYERS: usize = 40;
+/// Layers of `dm-deep:1` here: as deep as dockerd allows (the containerd
+/// store's chain doubles it: each COPY step commits onto an init layer).
+pub const DEEP_LAYERS: usize = crate::real::DEEP_LAYERS;
 
 /// The two kinds of docker 26 root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
