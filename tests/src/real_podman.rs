@@ -49,7 +49,25 @@ pub enum Generation {
     Podman4,
     /// Debian trixie's podman 5.4, in the trixie tree: libpod state in SQLite.
     Podman5,
+    /// The same, rootless: run by uid [`ROOTLESS_ID`] with subordinate ids
+    /// [`SUBIDS`], its storage's owners shifted on disk.
+    Podman5Rootless,
 }
+
+/// The uid and gid of the rootless podman's user (`dmpodman`, known only
+/// to the tree's view: its passwd, group, subuid and subgid are bound over
+/// the tree's).
+pub const ROOTLESS_ID: u32 = 4711;
+/// Its subordinate uids and gids: (first, count).
+pub const SUBIDS: (u32, u32) = (200_000, 65_536);
+
+/// Runs `$3...` in the view `$1` as uid and gid `$2`: in a mount namespace
+/// of its own whose root the view is (`pivot_root`, not `chroot`: the
+/// kernel refuses a chrooted process a user namespace, and rootless podman
+/// needs one), through the tree's `setpriv`.
+const ROOTLESS_LAUNCH: &str =
+    "cd \"$1\" && pivot_root . mnt && cd / && umount -l /mnt && id=$2 && \
+    shift 2 && exec /usr/bin/setpriv --reuid \"$id\" --regid \"$id\" --clear-groups \"$@\"";
 
 impl Generation {
     /// The OCI runtime, for every command (`build` too): bookworm's crun
@@ -58,7 +76,7 @@ impl Generation {
     fn runtime(self) -> &'static str {
         match self {
             Generation::Podman4 => "runc",
-            Generation::Podman5 => "crun",
+            Generation::Podman5 | Generation::Podman5Rootless => "crun",
         }
     }
 
@@ -68,14 +86,14 @@ impl Generation {
     fn runtime_opts(self) -> &'static [&'static str] {
         match self {
             Generation::Podman4 => &[],
-            Generation::Podman5 => &["--cgroups=disabled"],
+            Generation::Podman5 | Generation::Podman5Rootless => &["--cgroups=disabled"],
         }
     }
 
     fn available(self) -> Result<(), String> {
         match self {
             Generation::Podman4 => podman_available(),
-            Generation::Podman5 => {
+            Generation::Podman5 | Generation::Podman5Rootless => {
                 root_available()?;
                 programs_available(&[BUSYBOX], "busybox-static")?;
                 trixie::available()
@@ -100,6 +118,25 @@ pub struct PodmanRoot {
     /// `podman history --format json` of the image built with RUN steps.
     pub history: Value,
     pub build_seconds: f64,
+}
+
+impl PodmanRoot {
+    /// `--uid-map` and `--gid-map` for a rootless root: container ids as
+    /// podman showed them.
+    pub fn id_maps(&self) -> Option<String> {
+        (self.generation == Generation::Podman5Rootless).then(|| {
+            let (first, count) = SUBIDS;
+            format!("0:{ROOTLESS_ID}:1,1:{first}:{count}")
+        })
+    }
+
+    /// The id on disk of container uid or gid `c` (`c` itself when rootful).
+    pub fn host_id(&self, c: u64) -> Option<u64> {
+        match self.generation {
+            Generation::Podman5Rootless => crate::real_rootless::host_id(c, ROOTLESS_ID, SUBIDS),
+            _ => Some(c),
+        }
+    }
 }
 
 /// The image built from a Containerfile with RUN steps.
@@ -158,6 +195,12 @@ pub fn podman5_root() -> &'static PodmanRoot {
     ROOT.get_or_init(|| cached(Generation::Podman5))
 }
 
+/// The rootless podman 5 root, built once per process and cached on disk.
+pub fn podman5_rootless_root() -> &'static PodmanRoot {
+    static ROOT: OnceLock<PodmanRoot> = OnceLock::new();
+    ROOT.get_or_init(|| cached(Generation::Podman5Rootless))
+}
+
 fn cached(generation: Generation) -> PodmanRoot {
     let source = include_str!("real_podman.rs");
     let build = |dest: &Path| build(generation, dest);
@@ -165,9 +208,13 @@ fn cached(generation: Generation) -> PodmanRoot {
         Generation::Podman4 => {
             cached_root("podman", source, generation.available(), &LEFTOVERS, build)
         }
-        Generation::Podman5 => cached_root_in(
+        Generation::Podman5 | Generation::Podman5Rootless => cached_root_in(
             Path::new(trixie::CACHE),
-            "podman5",
+            if generation == Generation::Podman5 {
+                "podman5"
+            } else {
+                "podman5-rootless"
+            },
             &format!("{source}{}", trixie::recipe()),
             generation.available(),
             &LEFTOVERS,
@@ -197,9 +244,30 @@ struct Podman {
 
 impl Podman {
     fn cmd(&self) -> Command {
-        let mut c = match &self.chroot {
-            Some(t) => t.command("podman"),
-            None => Command::new(PODMAN),
+        let mut c = match (&self.chroot, self.generation) {
+            (Some(t), Generation::Podman5Rootless) => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    ROOTLESS_LAUNCH,
+                    "sh",
+                ])
+                .arg(t.root())
+                .arg(ROOTLESS_ID.to_string())
+                .arg("podman")
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("HOME", self.run.join("home"))
+                .env("XDG_RUNTIME_DIR", self.run.join("xdg"))
+                .env("LANG", "C.UTF-8");
+                c
+            }
+            (Some(t), _) => t.command("podman"),
+            (None, _) => Command::new(PODMAN),
         };
         c.env("CONTAINERS_STORAGE_CONF", &self.storage_conf)
             .arg("--root")
@@ -321,9 +389,12 @@ fn build(generation: Generation, dest: &Path) -> PodmanRoot {
     let root = dest.join("storage");
     let chroot = match generation {
         Generation::Podman4 => None,
-        Generation::Podman5 => {
+        Generation::Podman5 | Generation::Podman5Rootless => {
             let c = Chroot::enter().unwrap_or_else(|e| panic!("{e}"));
             c.bind_same(&run).unwrap_or_else(|e| panic!("{e}"));
+            if generation == Generation::Podman5Rootless {
+                rootless_user(&c, dest, &run, &root);
+            }
             Some(c)
         }
     };
@@ -382,6 +453,58 @@ fn build(generation: Generation, dest: &Path) -> PodmanRoot {
         root.display()
     );
     meta
+}
+
+/// Makes `dmpodman` ([`ROOTLESS_ID`], [`SUBIDS`]) known in the view `c`
+/// (its passwd, group, subuid and subgid, written in `dest/etc`, bound over
+/// the tree's), and gives it what it writes: its home, runtime dir and run
+/// root in `run`, the storage `root`, the exports.
+fn rootless_user(c: &Chroot, dest: &Path, run: &Path, root: &Path) {
+    let id = ROOTLESS_ID;
+    let (first, count) = SUBIDS;
+    for (name, line) in [
+        (
+            "passwd",
+            format!("dmpodman:x:{id}:{id}::/nonexistent:/bin/sh\n"),
+        ),
+        ("group", format!("dmpodman:x:{id}:\n")),
+        ("subuid", format!("dmpodman:{first}:{count}\n")),
+        ("subgid", format!("dmpodman:{first}:{count}\n")),
+    ] {
+        let tree_file = c.root().join("etc").join(name);
+        let mut text = fs::read_to_string(&tree_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", tree_file.display()));
+        text.push_str(&line);
+        let ours = dest.join("etc").join(name);
+        write(&ours, text);
+        nix::mount::mount(
+            Some(&ours),
+            &tree_file,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "mount --bind {} {}: {e}",
+                ours.display(),
+                tree_file.display()
+            )
+        });
+    }
+    let own = |p: &Path, mode: u32| {
+        fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        std::os::unix::fs::chown(p, Some(id), Some(id))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(p, fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+    };
+    own(run, 0o755);
+    own(&run.join("home"), 0o700);
+    own(&run.join("xdg"), 0o700);
+    own(root, 0o700);
+    own(&dest.join("exports"), 0o755);
 }
 
 type Oracles = (Vec<PodmanContainer>, Value, Value, Value);
@@ -545,6 +668,7 @@ struct Crash {
 /// command records the death), leaving libpod's state at "running".
 fn crash(p: &Podman) -> Crash {
     let mut out = Crash::default();
+
     let (code, ps, _) = p.status(["ps", "-q", "--no-trunc"], 60);
     if code != 0 {
         return out;
@@ -571,7 +695,43 @@ fn crash(p: &Podman) -> Crash {
             }
         }
     }
+    // A rootless podman's pause process, keeper of its user namespace,
+    // last (the commands above need it), and whatever else runs as its
+    // user or subordinate ids.
+    if p.generation == Generation::Podman5Rootless {
+        for pid in rootless_processes() {
+            // SAFETY: kill(2) of one positive pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            out.pids.push(pid);
+        }
+    }
     out
+}
+
+/// The live processes of the rootless user and of its subordinate ids
+/// (podman's pause process, conmons, containers): no one else on this
+/// machine uses those ids.
+fn rootless_processes() -> Vec<i32> {
+    let (first, count) = SUBIDS;
+    let ours = |uid: u32| uid == ROOTLESS_ID || (first..first + count).contains(&uid);
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let status = fs::read_to_string(e.path().join("status")).ok()?;
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split_whitespace().next())
+                    .map(str::to_string)
+            };
+            let uid: u32 = field("Uid:")?.parse().ok()?;
+            (ours(uid) && field("State:")? != "Z").then_some(pid)
+        })
+        .collect()
 }
 
 /// Reaps the killed processes (ours: this process was their subreaper) and

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 
 use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, BoundHost, MountPoint};
 use docker_mount_tests::real_podman::{
-    podman5_root, podman_root, require_podman, require_podman5, Generation, PodmanRoot, BUILT_IMAGE,
+    podman5_root, podman5_rootless_root, podman_root, require_podman, require_podman5, Generation,
+    PodmanRoot, BUILT_IMAGE,
 };
 use docker_mount_tests::{cli, integrity, manifest, real};
 use serde_json::Value;
@@ -32,6 +33,17 @@ const PODMAN_INIT_PATHS: [&str; 11] = [
     "/etc/mtab",
 ];
 
+/// `docker-mount ARGS` on the root, with the id maps of a rootless one.
+fn dm(r: &PodmanRoot, args: &[&str]) -> cli::Run {
+    let maps = r.id_maps();
+    let mut all: Vec<&str> = Vec::new();
+    if let Some(m) = &maps {
+        all.extend(["--uid-map", m, "--gid-map", m]);
+    }
+    all.extend(args);
+    cli::run(&r.root, &all)
+}
+
 fn ps_of<'a>(r: &'a PodmanRoot, id: &str) -> &'a Value {
     r.ps.as_array()
         .and_then(|a| a.iter().find(|c| c["Id"] == id))
@@ -40,7 +52,7 @@ fn ps_of<'a>(r: &'a PodmanRoot, id: &str) -> &'a Value {
 
 fn list_matches_podman_ps(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
-    let listed = cli::run(&r.root, &["list", "--all", "--json"]).json();
+    let listed = dm(r, &["list", "--all", "--json"]).json();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), r.containers.len(), "{listed:#?}");
     for c in &r.containers {
@@ -68,7 +80,7 @@ fn list_matches_podman_ps(r: &PodmanRoot) {
             assert_eq!(got["exit_code"], want["ExitCode"], "{}", c.name);
         }
     }
-    let running = cli::run(&r.root, &["list", "--json"]).json();
+    let running = dm(r, &["list", "--json"]).json();
     let want: BTreeSet<&str> = r
         .containers
         .iter()
@@ -86,7 +98,7 @@ fn list_matches_podman_ps(r: &PodmanRoot) {
 }
 
 fn images_match_podman_images(r: &PodmanRoot) {
-    let listed = cli::run(&r.root, &["images", "--all", "--json"]).json();
+    let listed = dm(r, &["images", "--all", "--json"]).json();
     let listed = listed.as_array().unwrap();
     let want = r.images.as_array().unwrap();
     assert_eq!(listed.len(), want.len(), "{listed:#?}");
@@ -126,7 +138,7 @@ fn every_container_exports_diffs_and_mounts_like_podman(r: &PodmanRoot) {
         let want = manifest::from_tar(&c.export_tar);
         entries += want.len();
         let tar = out.path().join(format!("{}.tar", c.name));
-        cli::run(&r.root, &["export", &c.name, "-o", tar.to_str().unwrap()]).ok();
+        dm(r, &["export", &c.name, "-o", tar.to_str().unwrap()]).ok();
         let diffs = manifest::compare(&want, &manifest::from_tar(&tar), &[]);
         assert!(
             diffs.is_empty(),
@@ -134,7 +146,7 @@ fn every_container_exports_diffs_and_mounts_like_podman(r: &PodmanRoot) {
             c.name,
             diffs.join("\n")
         );
-        let ours = cli::run(&r.root, &["diff", &c.id[..12]]);
+        let ours = dm(r, &["diff", &c.id[..12]]);
         let ours: Vec<String> = real::diff_lines(ours.ok())
             .into_iter()
             .filter(|l| !PODMAN_INIT_PATHS.contains(&&l[2..]))
@@ -142,7 +154,7 @@ fn every_container_exports_diffs_and_mounts_like_podman(r: &PodmanRoot) {
         assert_eq!(ours, real::diff_lines(&c.diff), "{}: diff", c.name);
         let mnt = MountPoint::new();
         let dir = mnt.path().to_str().unwrap();
-        cli::run(&r.root, &["mount", &c.name, dir]).ok();
+        dm(r, &["mount", &c.name, dir]).ok();
         assert_read_only_mount(mnt.path());
         assert_eq!(
             mount_options(mnt.path()).unwrap().0,
@@ -150,14 +162,20 @@ fn every_container_exports_diffs_and_mounts_like_podman(r: &PodmanRoot) {
             "{}",
             c.name
         );
-        let diffs = manifest::compare(&want, &manifest::from_dir(mnt.path()), &[]);
+        // The kernel's view shows the owners on disk.
+        let mut on_disk = want.clone();
+        for e in on_disk.entries.values_mut() {
+            e.uid = r.host_id(e.uid).unwrap();
+            e.gid = r.host_id(e.gid).unwrap();
+        }
+        let diffs = manifest::compare(&on_disk, &manifest::from_dir(mnt.path()), &[]);
         assert!(
             diffs.is_empty(),
             "{}: mount differs from podman export:\n{}",
             c.name,
             diffs.join("\n")
         );
-        cli::run(&r.root, &["umount", dir]).ok();
+        dm(r, &["umount", dir]).ok();
         assert!(mount_options(mnt.path()).is_none(), "umount left a mount");
     }
     assert!(r.containers.len() >= 4, "{} containers", r.containers.len());
@@ -173,7 +191,7 @@ fn every_container_exports_diffs_and_mounts_like_podman(r: &PodmanRoot) {
 fn forensic_commands_see_what_the_container_did(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
     let exited = r.container("c-exited");
-    let info = cli::run(&r.root, &["info", "c-exited", "--json"]).json();
+    let info = dm(r, &["info", "c-exited", "--json"]).json();
     assert_eq!(info["id"], exited.id.as_str());
     assert!(info["layer_error"].is_null(), "{}", info["layer_error"]);
     let roles: Vec<&str> = info["layers"]
@@ -186,7 +204,7 @@ fn forensic_commands_see_what_the_container_did(r: &PodmanRoot) {
     assert!(info["warnings"].as_array().unwrap().is_empty(), "{info}");
 
     // Deleted in the rw layer: exactly podman diff's D lines.
-    let deleted = cli::run(&r.root, &["deleted", "c-exited", "--json"]).json();
+    let deleted = dm(r, &["deleted", "c-exited", "--json"]).json();
     let ours: BTreeSet<&str> = deleted
         .as_array()
         .unwrap()
@@ -213,16 +231,13 @@ fn forensic_commands_see_what_the_container_did(r: &PodmanRoot) {
     }
 
     // cat: the view, and a deleted file from the layer that still holds it.
-    assert_eq!(
-        cli::run(&r.root, &["cat", "c-exited", "/added-file"]).ok(),
-        "added\n"
-    );
-    let passwd = cli::run(&r.root, &["cat", "c-exited", "/etc/passwd"]);
+    assert_eq!(dm(r, &["cat", "c-exited", "/added-file"]).ok(), "added\n");
+    let passwd = dm(r, &["cat", "c-exited", "/etc/passwd"]);
     assert!(passwd.ok().ends_with("tampered\n"), "{}", passwd.stdout);
-    let find = cli::run(&r.root, &["find", "/added-file", "--json"]).json();
+    let find = dm(r, &["find", "/added-file", "--json"]).json();
     assert!(find.to_string().contains(&exited.id), "{find}");
 
-    let timeline = cli::run(&r.root, &["timeline", "c-exited", "--json"]);
+    let timeline = dm(r, &["timeline", "c-exited", "--json"]);
     assert!(timeline.ok().contains("/added-file"), "{}", timeline.stdout);
     before.assert_unchanged(&integrity::snapshot(&r.root));
 }
@@ -259,11 +274,11 @@ fn logs_match_podman_logs(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
     let mut lines = 0;
     for c in &r.containers {
-        let ours = cli::run(&r.root, &["logs", "--raw", &c.id]);
+        let ours = dm(r, &["logs", "--raw", &c.id]);
         assert_eq!(ours.status, 0, "{}: {}", c.name, ours.stderr);
         assert_eq!(ours.stdout, c.logs_stdout, "{}: stdout", c.name);
         lines += c.logs_stdout.lines().count() + c.logs_stderr.lines().count();
-        let files = cli::run(&r.root, &["logs", "--files", "--json", &c.id]).json();
+        let files = dm(r, &["logs", "--files", "--json", &c.id]).json();
         if c.name == "c-created" {
             // Never started: no log, and nothing podman could print.
             assert!(ours.stderr.contains("no log files"), "{}", ours.stderr);
@@ -284,7 +299,7 @@ fn logs_match_podman_logs(r: &PodmanRoot) {
     let logs = r.container("c-logs");
     assert!(logs.logs_stderr.contains("err-2"), "{}", logs.logs_stderr);
     // The line without its newline is a partial record (`P`).
-    let json = cli::run(&r.root, &["logs", "--json", "c-logs"]).json();
+    let json = dm(r, &["logs", "--json", "c-logs"]).json();
     let piece = json
         .as_array()
         .unwrap()
@@ -304,7 +319,7 @@ fn logs_match_podman_logs(r: &PodmanRoot) {
 /// first, and a layer present on disk for each step that made one.
 fn history_matches_podman_history(r: &PodmanRoot) {
     let before = integrity::snapshot(&r.root);
-    let ours = cli::run(&r.root, &["history", BUILT_IMAGE, "--json"]);
+    let ours = dm(r, &["history", BUILT_IMAGE, "--json"]);
     let h = ours.json();
     assert!(h["warnings"].as_array().unwrap().is_empty(), "{h:#}");
     let steps = h["steps"].as_array().unwrap();
@@ -334,10 +349,10 @@ fn a_healthy_root_gives_no_warning(r: &PodmanRoot) {
         assert_eq!(out.stderr, "", "{args:?}");
     }
     for c in &r.containers {
-        let info = cli::run(&r.root, &["info", &c.id]);
+        let info = dm(r, &["info", &c.id]);
         assert_eq!(info.stderr, "", "{}", c.name);
     }
-    if r.generation == Generation::Podman5 {
+    if r.generation != Generation::Podman4 {
         assert!(
             r.root.join("db.sql").is_file(),
             "podman 5 keeps its state in SQLite"
@@ -404,3 +419,4 @@ macro_rules! tier {
 
 tier!(podman4, require_podman, podman_root);
 tier!(podman5, require_podman5, podman5_root);
+tier!(podman5_rootless, require_podman5, podman5_rootless_root);
