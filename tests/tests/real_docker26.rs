@@ -469,6 +469,16 @@ fn info_names_each_containers_layers() {
                 "{what}: {}",
                 c.name
             );
+            // docker 26 records the platform manifest it runs with the
+            // containerd store: here the image's own (no index).
+            let manifest = r.real.config_v2(&c.name)["ImageManifest"]["digest"].clone();
+            match r.store {
+                Store::Overlay2 => assert!(info["image_manifest"].is_null(), "{what}"),
+                Store::Containerd => {
+                    assert_eq!(info["image_manifest"], manifest, "{what}: {}", c.name);
+                    assert_eq!(info["image_manifest"], want["Image"], "{what}: {}", c.name);
+                }
+            }
         }
     }
 }
