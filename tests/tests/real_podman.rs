@@ -13,7 +13,7 @@ use docker_mount_tests::real_podman::{
     podman5_root, podman5_rootless_root, podman_root, require_podman, require_podman5, Generation,
     PodmanRoot, BUILT_IMAGE,
 };
-use docker_mount_tests::{cli, integrity, manifest, real};
+use docker_mount_tests::{cli, fixture, integrity, manifest, real};
 use serde_json::Value;
 
 /// The mount points podman creates in a container's rw layer when it
@@ -78,6 +78,18 @@ fn list_matches_podman_ps(r: &PodmanRoot) {
         assert_eq!(got["command"], command.join(" "), "{}", c.name);
         if want["Exited"] == true {
             assert_eq!(got["exit_code"], want["ExitCode"], "{}", c.name);
+        }
+        // Start and finish times to the second (podman ps has no more),
+        // where podman knows them (Go's zero time when it does not).
+        for (ours, theirs) in [("started_at", "StartedAt"), ("finished_at", "ExitedAt")] {
+            let secs = want[theirs].as_i64().unwrap();
+            let want_time = (secs > 0).then(|| fixture::rfc3339(secs, 0));
+            let got_time = got[ours].as_str().map(|t| format!("{}Z", &t[..19]));
+            assert_eq!(got_time, want_time, "{}: {ours}", c.name);
+        }
+        if c.running_at_crash {
+            let info = dm(r, &["info", &c.id, "--json"]).json();
+            assert_eq!(info["pid"], want["Pid"], "{}: pid", c.name);
         }
     }
     let running = dm(r, &["list", "--json"]).json();
