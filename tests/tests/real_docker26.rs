@@ -482,3 +482,21 @@ fn info_names_each_containers_layers() {
         }
     }
 }
+
+#[test]
+fn roots_counts_images_and_drivers() {
+    for r in roots() {
+        let what = r.store.name();
+        let run = cli::run(&r.real.root, &["roots", "--json"]);
+        no_warnings(what, &run);
+        let out = run.json();
+        let row = &out["roots"][0];
+        assert_eq!(row["containers"], r.real.containers.len(), "{what}");
+        assert_eq!(row["images"], r.images_ls_all.len(), "{what}");
+        assert_eq!(
+            row["drivers"],
+            serde_json::json!([r.store.driver()]),
+            "{what}"
+        );
+    }
+}
