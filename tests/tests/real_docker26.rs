@@ -500,3 +500,38 @@ fn roots_counts_images_and_drivers() {
         );
     }
 }
+
+#[test]
+fn every_layer_has_its_users() {
+    for r in roots() {
+        let what = r.store.name();
+        let run = cli::run(&r.real.root, &["layers", "--json"]);
+        no_warnings(what, &run);
+        let out = run.json();
+        assert_eq!(out["problems"], serde_json::json!([]), "{what}");
+        assert_eq!(out["missing"], serde_json::json!([]), "{what}");
+        let layers = out["layers"].as_array().unwrap();
+        for l in layers {
+            let users = |k: &str| l[k].as_array().map_or(0, Vec::len);
+            assert!(
+                users("containers") + users("images") > 0,
+                "{what}: layer {} has no user: {l}",
+                l["id"]
+            );
+        }
+        for c in &r.real.containers {
+            let rw = layers
+                .iter()
+                .filter(|l| l["role"] == "container-rw")
+                .filter(|l| {
+                    l["containers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|n| n == c.name.as_str())
+                })
+                .count();
+            assert_eq!(rw, 1, "{what}: {} has one rw layer", c.name);
+        }
+    }
+}
