@@ -277,19 +277,20 @@ fn every_export_equals_docker_export() {
 }
 
 #[test]
-fn every_kernel_mount_equals_docker_export() {
+fn every_mount_equals_docker_export() {
     for r in roots() {
         let what = r.store.name();
         let before = integrity::snapshot(&r.real.root);
         for c in &r.real.containers {
-            for api in ["new", "legacy"] {
+            for api in ["new", "legacy", "fuse"] {
                 let mnt = MountPoint::new();
                 let dir = mnt.path().to_str().unwrap();
-                cli::run(
-                    &r.real.root,
-                    &["mount", &c.id[..12], dir, "--mount-api", api],
-                )
-                .ok();
+                let args: Vec<&str> = if api == "fuse" {
+                    vec!["mount", "--fuse", "--background", &c.id[..12], dir]
+                } else {
+                    vec!["mount", &c.id[..12], dir, "--mount-api", api]
+                };
+                cli::run(&r.real.root, &args).ok();
                 assert_read_only_mount(mnt.path());
                 let diffs = manifest::compare(
                     &manifest::from_tar(&c.export_tar),
@@ -298,7 +299,7 @@ fn every_kernel_mount_equals_docker_export() {
                 );
                 assert!(
                     diffs.is_empty(),
-                    "{what}: {} ({api} mount API) differs from docker export:\n{}",
+                    "{what}: {} ({api} mount) differs from docker export:\n{}",
                     c.name,
                     diffs.join("\n")
                 );
