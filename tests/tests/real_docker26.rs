@@ -536,3 +536,48 @@ fn every_layer_has_its_users() {
         }
     }
 }
+
+/// A view left by a process killed with SIGKILL (no Drop ran) is swept
+/// by the next `Chroot::enter`.
+#[test]
+fn a_killed_processs_view_is_swept() {
+    use std::io::BufRead;
+    const CHILD: &str = "DM_TRIXIE_VIEW_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let c = trixie::Chroot::enter().unwrap();
+        println!("view {}", c.root().display());
+        std::thread::sleep(std::time::Duration::from_secs(600));
+        return;
+    }
+    if !real::require("privileged", trixie::available()) {
+        return;
+    }
+    trixie::tree().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_killed_processs_view_is_swept", "--nocapture"])
+        .env(CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let view = out
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("view ").map(str::to_string))
+        .expect("the child entered a view");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with(&view)))
+    };
+    assert!(mounted(), "the killed child's view {view} is mounted");
+    drop(trixie::Chroot::enter().unwrap());
+    assert!(!mounted(), "{view} was not swept");
+    assert!(
+        !std::path::Path::new(&view).exists(),
+        "{view} was not removed"
+    );
+}
