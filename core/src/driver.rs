@@ -218,6 +218,9 @@ pub struct ImageFacts {
     /// the init layers of the build containers whose snapshots docker's
     /// classic builder committed as the image's steps (containerd store).
     pub init_layers: Vec<String>,
+    /// Bytes of each of its layers as the engine counts them (`history`'s
+    /// SIZE), by layer id, where it records them (podman's `diff-size`).
+    pub layer_sizes: Vec<(String, u64)>,
 }
 
 /// What an engine's own metadata holds. Broken records are reported in

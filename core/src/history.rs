@@ -137,7 +137,12 @@ pub fn history(
             diff_id: crate::model::ids::strip_sha256(&diff_ids[i]).to_string(),
             chain_id: chain_id.clone(),
             cache_id: cache_id.clone(),
-            size: rec.and_then(|r| r.size),
+            size: match &image.catalog {
+                Some(c) => cache_id
+                    .as_ref()
+                    .and_then(|id| c.layer_sizes.get(id).copied()),
+                None => rec.and_then(|r| r.size),
+            },
             path: None,
             present: false,
             problem: None,

@@ -133,6 +133,7 @@ fn images_match_podman_images(r: &PodmanRoot) {
         names.sort();
         tags.sort();
         assert_eq!(tags, names, "{id}");
+        assert_eq!(got["size"], img["Size"], "{id}: size as podman counts it");
         assert!(got["warnings"].as_array().unwrap().is_empty(), "{got}");
     }
     let awkward = listed
@@ -346,6 +347,7 @@ fn history_matches_podman_history(r: &PodmanRoot) {
             let l = &got["layer"];
             assert_eq!(l["present"], true, "{got:#}");
             assert!(l["problem"].is_null(), "{got:#}");
+            assert_eq!(l["size"], want["size"], "{got:#}\n{want:#}");
             layers += 1;
         }
     }

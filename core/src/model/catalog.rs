@@ -24,6 +24,8 @@ pub struct CatalogRecord {
     pub state: &'static str,
     /// Bytes it takes as the engine counts them (images), when known.
     pub size: Option<u64>,
+    /// Bytes of its layers as the engine counts them (images), by layer id.
+    pub layer_sizes: BTreeMap<String, u64>,
     /// The container's log in the root (containers).
     pub log: Option<CatalogLog>,
 }
@@ -90,6 +92,7 @@ pub fn container(driver: &str, c: CatalogContainer) -> Container {
             state: state_word(&c.state),
             layers: c.layers,
             size: None,
+            layer_sizes: BTreeMap::new(),
             log: c.log,
         }),
     }
@@ -134,6 +137,9 @@ pub fn image(driver: &str, i: CatalogImage, facts: Option<&ImageFacts>) -> Image
                 .collect(),
             state: "",
             size: facts.and_then(|f| f.size),
+            layer_sizes: facts
+                .map(|f| f.layer_sizes.iter().cloned().collect())
+                .unwrap_or_default(),
             log: None,
         }),
     }
@@ -207,6 +213,7 @@ mod tests {
                 parent: Some(parent),
                 size: Some(42),
                 init_layers: vec!["2".into()],
+                layer_sizes: vec![("1".into(), 7)],
             }],
             ..Default::default()
         };
@@ -215,6 +222,7 @@ mod tests {
         assert_eq!(img.parent.as_deref(), Some("b".repeat(64).as_str()));
         let rec = img.catalog.as_ref().unwrap();
         assert_eq!(rec.size, Some(42));
+        assert_eq!(rec.layer_sizes.get("1"), Some(&7));
         let roles: Vec<Role> = rec.layers.iter().map(|l| l.role).collect();
         assert_eq!(roles, [Role::Image, Role::Init, Role::Image]);
         // Facts about no listed image change nothing.

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::driver::{
     Catalog, CatalogContainer, CatalogImage, CatalogLayer, CatalogLog, Confidence, Driver,
-    DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, Role, WhiteoutStyle, ABI_VERSION,
+    DriverError, DriverInfo, ErrorKind, ImageFacts, LayerEntry, LayerSource, Role, WhiteoutStyle,
+    ABI_VERSION,
 };
 use docker_mount_core::driver_kit::{self, io_err};
 use sha2::{Digest, Sha256};
@@ -178,6 +179,43 @@ fn spec_args(root: &Beneath, id: &str, problems: &mut Vec<DriverError>) -> Vec<S
     }
 }
 
+/// Sizes as podman counts them: each layer's `diff-size` (its
+/// uncompressed tar), and the image's, those and its big-data items
+/// (config, manifests) together; unknown when a layer's is.
+fn image_facts_of(
+    image: &ImageRecord,
+    layers: &[String],
+    records: &HashMap<String, LayerRecord>,
+) -> ImageFacts {
+    let layer_sizes: Vec<(String, u64)> = layers
+        .iter()
+        .filter_map(|id| {
+            let size = records.get(id)?.diff_size?;
+            Some((id.clone(), u64::try_from(size).ok()?))
+        })
+        .collect();
+    let big_data: Option<u64> = image
+        .big_data_sizes
+        .values()
+        .map(|&n| u64::try_from(n).ok())
+        .sum();
+    let size = (layer_sizes.len() == layers.len())
+        .then(|| {
+            big_data.and_then(|b| {
+                layer_sizes
+                    .iter()
+                    .try_fold(b, |t, (_, n)| t.checked_add(*n))
+            })
+        })
+        .flatten();
+    ImageFacts {
+        id: format!("sha256:{}", image.id),
+        size,
+        layer_sizes,
+        ..Default::default()
+    }
+}
+
 /// Where the container's `k8s-file` log lies in the root: the path libpod
 /// recorded, when it lies in the container's `userdata` (its static dir),
 /// else `userdata/ctr.log` when libpod's record is gone and it is there.
@@ -210,7 +248,7 @@ fn log_of(root: &Beneath, id: &str, pod: &libpod::Libpod) -> Option<CatalogLog> 
 fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     let dir = open_root(root)?;
     let mut problems = Vec::new();
-    let layers = store::layer_map(store::read_records(
+    let layer_records = store::layer_map(store::read_records(
         &dir,
         LAYERS,
         "layers.json",
@@ -218,7 +256,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     ));
     let layers_file = root.join(LAYERS).join("layers.json");
     let chain = |top: &str, who: String, problems: &mut Vec<DriverError>| {
-        let (ids, broken) = store::chain(&layers, top);
+        let (ids, broken) = store::chain(&layer_records, top);
         if let Some(why) = broken {
             problems.push(problem(
                 ErrorKind::Invalid,
@@ -233,6 +271,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     let images_file = root.join(IMAGES).join("images.json");
     let mut image_names = HashMap::new();
     let mut catalog_images = Vec::new();
+    let mut image_facts = Vec::new();
     for image in images {
         let layers = if image.layer.is_empty() {
             Vec::new()
@@ -242,6 +281,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
         if let Some(name) = image.names.first() {
             image_names.insert(image.id.clone(), name.clone());
         }
+        image_facts.push(image_facts_of(&image, &layers, &layer_records));
         catalog_images.push(CatalogImage {
             config: image_config(&dir, &image, &mut problems),
             id: format!("sha256:{}", image.id),
@@ -337,6 +377,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     Ok(Catalog {
         containers: catalog_containers,
         images: catalog_images,
+        image_facts,
         problems,
         ..Default::default()
     })

@@ -314,3 +314,41 @@ fn logs_elsewhere_or_of_other_drivers_are_not_claimed() {
         assert_eq!(c.containers[0].log, None, "{driver} {path}");
     }
 }
+
+#[test]
+fn sizes_are_podmans_diff_sizes_and_big_data() {
+    let t = tempfile::tempdir().unwrap();
+    let image_id = podman_root(t.path());
+    let layers = json!([
+        {"id": BASE, "diff-size": 1000},
+        {"id": MID, "parent": BASE, "diff-size": 24},
+        {"id": RW, "parent": MID},
+    ]);
+    write(
+        &t.path().join("overlay-layers/layers.json"),
+        layers.to_string(),
+    );
+    let images = t.path().join("overlay-images/images.json");
+    let mut records: serde_json::Value =
+        serde_json::from_slice(&fs::read(&images).unwrap()).unwrap();
+    records[0]["big-data-sizes"] = json!({"manifest": 300, format!("sha256:{image_id}"): 76});
+    write(&images, records.to_string());
+    let c = Podman.catalog(t.path()).unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let facts = &c.image_facts[0];
+    assert_eq!(facts.id, format!("sha256:{image_id}"));
+    assert_eq!(facts.size, Some(1400));
+    assert_eq!(
+        facts.layer_sizes,
+        [(MID.to_string(), 24), (BASE.to_string(), 1000)]
+    );
+    // A layer without its size (or a negative one) leaves the image's unknown.
+    write(
+        &t.path().join("overlay-layers/layers.json"),
+        json!([{"id": BASE, "diff-size": -1}, {"id": MID, "parent": BASE, "diff-size": 24}])
+            .to_string(),
+    );
+    let c = Podman.catalog(t.path()).unwrap();
+    assert_eq!(c.image_facts[0].size, None);
+    assert_eq!(c.image_facts[0].layer_sizes.len(), 1);
+}
