@@ -75,7 +75,10 @@ fn read_state(
     if root.exists(&wal) {
         // Without its log the database may be older than what podman last
         // committed: said, and the database read all the same.
-        if let Err(e) = copy_out(root, &wal, &private.path().join("db.sql-wal")) {
+        let copy_wal = private.path().join("db.sql-wal");
+        if let Err(e) = copy_out(root, &wal, &copy_wal) {
+            // Not half of it either.
+            let _ = std::fs::remove_file(&copy_wal);
             bad(format!(
                 "{}: {e}; the state read may be older than podman's last",
                 root.path().join(&wal).display()
