@@ -503,9 +503,12 @@ impl Daemon {
         out
     }
 
-    /// `ctr run` that must exit with `code`.
+    /// `ctr run` that must exit with `code`. runc keeps its state in the
+    /// run dir, not the host's `/run/containerd/runc`: a container killed
+    /// with the crash leaves nothing behind there.
     fn run_container(&self, ns: &str, args: &[&str], code: i32) {
-        let mut all = vec!["run"];
+        let runc_root = self.run.join("runc").display().to_string();
+        let mut all = vec!["run", "--runc-root", &runc_root];
         all.extend_from_slice(args);
         let (got, out, err) = run(self.ctr(ns).args(&all), 180);
         assert_eq!(
@@ -695,7 +698,9 @@ pub fn build(generation: Generation, dest: &Path) -> CtrRoot {
         rm -rf /ctr-rm; rm /data/abs-link; ln -s /etc/motd /ctr-link; \
         touch -r /etc/restored /tmp/ref; echo tampered > /etc/restored; touch -r /tmp/ref /etc/restored; rm /tmp/ref; \
         mkdir -p /new-dir/sub; echo deep > /new-dir/sub/f; touch -d '2021-02-03 04:05:06' /new-dir/sub/f; \
-        chmod 0600 /etc/passwd; mkfifo /ctr-fifo; ln /etc/group /group-hardlink; exit 0";
+        chmod 0600 /etc/passwd; mkfifo /ctr-fifo; ln /etc/group /group-hardlink; \
+        cp /bin/busybox /suid-copy; chmod 4755 /suid-copy; mv '/data/name with spaces' /data/renamed; \
+        echo in-volume > /vol/file; exit 0";
     let mut containers = Vec::new();
     let mut add = |ns: &str, id: &str, name: &str, image: &str, snapshotter: &str| {
         containers.push(CtrContainer {
@@ -707,10 +712,32 @@ pub fn build(generation: Generation, dest: &Path) -> CtrRoot {
             oracle_tar: None,
         });
     };
+    // A volume: a directory of the host bound in, outside the snapshot.
+    let volume = dest.join("volume");
+    fs::create_dir_all(&volume).expect("mkdir volume");
+    let mount = format!(
+        "type=bind,src={},dst=/vol,options=rbind:rw",
+        volume.display()
+    );
     d.run_container(
         "default",
-        &[ov[0], ov[1], BASE_IMAGE, "c-changes", "sh", "-c", changes],
+        &[
+            ov[0],
+            ov[1],
+            "--mount",
+            &mount,
+            BASE_IMAGE,
+            "c-changes",
+            "sh",
+            "-c",
+            changes,
+        ],
         0,
+    );
+    assert_eq!(
+        fs::read_to_string(volume.join("file")).ok().as_deref(),
+        Some("in-volume\n"),
+        "the volume was not written"
     );
     add(
         "default",

@@ -135,6 +135,10 @@ fn real_containerd_diff_deleted_find_and_timeline(r: &rc::CtrRoot) {
         "C /etc/passwd",
         "A /ctr-fifo",
         "A /group-hardlink",
+        "A /suid-copy",
+        "D /data/name with spaces",
+        "A /data/renamed",
+        "A /vol",
     ] {
         assert!(
             lines.contains(&want),
