@@ -242,5 +242,24 @@ mod tests {
             },
         );
         assert_eq!(images[0].catalog.as_ref().unwrap().size, None);
+        // A parent label that is no image id names no parent.
+        for odd in ["sha256:../../etc", "", "latest", &"g".repeat(64)] {
+            let (_, images, _) = convert(
+                "overlayfs",
+                Catalog {
+                    images: vec![CatalogImage {
+                        id: "x".into(),
+                        ..Default::default()
+                    }],
+                    image_facts: vec![ImageFacts {
+                        id: "x".into(),
+                        parent: Some(odd.to_string()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            );
+            assert_eq!(images[0].parent, None, "{odd}");
+        }
     }
 }
