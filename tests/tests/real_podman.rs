@@ -110,6 +110,7 @@ fn list_matches_podman_ps(r: &PodmanRoot) {
 }
 
 fn images_match_podman_images(r: &PodmanRoot) {
+    let before = integrity::snapshot(&r.root);
     let listed = dm(r, &["images", "--all", "--json"]).json();
     let listed = listed.as_array().unwrap();
     let want = r.images.as_array().unwrap();
@@ -141,6 +142,7 @@ fn images_match_podman_images(r: &PodmanRoot) {
         .find(|l| l["tags"][0] == "localhost/pm-awkward:1")
         .unwrap();
     assert_eq!(awkward["layers"], 2, "imported base + committed layer");
+    before.assert_unchanged(&integrity::snapshot(&r.root));
 }
 
 fn every_container_exports_diffs_and_mounts_like_podman(r: &PodmanRoot) {
@@ -357,6 +359,7 @@ fn history_matches_podman_history(r: &PodmanRoot) {
 
 /// list, images, info and every container's export: nothing on stderr.
 fn a_healthy_root_gives_no_warning(r: &PodmanRoot) {
+    let before = integrity::snapshot(&r.root);
     for args in [&["list", "--all"][..], &["images", "--all"], &["layers"]] {
         let out = cli::run(&r.root, args);
         assert_eq!(out.status, 0, "{args:?}: {}", out.stderr);
@@ -373,6 +376,7 @@ fn a_healthy_root_gives_no_warning(r: &PodmanRoot) {
         );
         assert!(!r.root.join("libpod/bolt_state.db").exists());
     }
+    before.assert_unchanged(&integrity::snapshot(&r.root));
 }
 
 /// The tests above, on the root of each podman.
