@@ -171,6 +171,18 @@ pub struct CatalogContainer {
     /// Its layers, top (rw) first.
     pub layers: Vec<CatalogLayer>,
     pub labels: Vec<(String, String)>,
+    /// The container's log, when the engine kept one in the root.
+    pub log: Option<CatalogLog>,
+}
+
+/// A container log an engine wrote inside its root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CatalogLog {
+    /// Relative to the root, checked by core like every evidence path.
+    pub path: PathBuf,
+    /// How it is written: `k8s-file` (`<time> <stream> <F|P> <text>` lines).
+    pub format: String,
 }
 
 /// An image an engine recorded in its own metadata.
@@ -189,6 +201,28 @@ pub struct CatalogImage {
     pub config: Option<serde_json::Value>,
 }
 
+/// What an engine records of one of its images beyond [`CatalogImage`]
+/// (kept apart, in [`Catalog::image_facts`], so drivers that build
+/// `CatalogImage` literals keep compiling).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageFacts {
+    /// The [`CatalogImage::id`] it is about.
+    pub id: String,
+    /// The image it was built from, by id, when the engine records it
+    /// (docker's classic builder on the containerd store).
+    pub parent: Option<String>,
+    /// Bytes it takes as the engine counts them (`docker images`' SIZE).
+    pub size: Option<u64>,
+    /// Those of [`CatalogImage::layers`] that are no layer of its config:
+    /// the init layers of the build containers whose snapshots docker's
+    /// classic builder committed as the image's steps (containerd store).
+    pub init_layers: Vec<String>,
+    /// Bytes of each of its layers as the engine counts them (`history`'s
+    /// SIZE), by layer id, where it records them (podman's `diff-size`).
+    pub layer_sizes: Vec<(String, u64)>,
+}
+
 /// What an engine's own metadata holds. Broken records are reported in
 /// `problems` and never hide the others.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -202,6 +236,8 @@ pub struct Catalog {
     /// inside the root or one of these. Drivers derive them from options
     /// and fixed locations, never from the evidence's contents.
     pub stores: Vec<PathBuf>,
+    /// More of what the engine records about `images`, by id.
+    pub image_facts: Vec<ImageFacts>,
 }
 
 /// A storage driver. Implementations hold no state worth keeping between

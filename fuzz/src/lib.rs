@@ -42,6 +42,10 @@ pub mod aufs;
 #[path = "../../drivers/containerd-overlayfs/src/lib.rs"]
 pub mod overlayfs;
 
+/// The podman driver's own source (libpod's SQLite state).
+#[path = "../../drivers/podman/src/lib.rs"]
+pub mod podman;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -74,6 +78,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("logs", logs),
     ("dm_thin", dm_thin),
     ("bolt", bolt),
+    ("podman_sqlite", podman_sqlite),
 ];
 
 /// The target called `name`.
@@ -85,7 +90,7 @@ pub fn target(name: &str) -> Option<Target> {
 pub fn max_len(name: &str) -> usize {
     match name {
         "dm_thin" => 64 * 1024,
-        "bolt" => 256 * 1024,
+        "bolt" | "podman_sqlite" => 256 * 1024,
         "tarsplit" | "logs" | "image" | "container" => 16 * 1024,
         _ => 4096,
     }
@@ -592,7 +597,8 @@ fn assert_plain_or_root(p: &Path) {
 }
 
 /// A container log file, read as `logs` does: the first byte says which
-/// format (bit 0: json-file or local), whether the target gzips the rest
+/// format (bit 0: json-file or local; bit 3: podman's k8s-file over
+/// either), whether the target gzips the rest
 /// as a rotated `.gz` (bit 1) and whether to filter by time (bit 2). The
 /// bytes are also decoded as one `local` record.
 pub fn logs(data: &[u8]) {
@@ -606,11 +612,14 @@ pub fn logs(data: &[u8]) {
     std::fs::create_dir_all(t.path().join(&dir)).expect("scratch: mkdir");
     let local = mode & 1 == 1;
     let compressed = mode & 2 == 2;
-    let name = match (local, compressed) {
-        (false, false) => format!("{CONTAINER_ID}-json.log"),
-        (false, true) => format!("{CONTAINER_ID}-json.log.1.gz"),
-        (true, false) => "container-cached.log".to_string(),
-        (true, true) => "container-cached.log.1.gz".to_string(),
+    let k8s = mode & 8 == 8;
+    let name = match (k8s, local, compressed) {
+        (true, _, false) => "ctr.log".to_string(),
+        (true, _, true) => "ctr.log.1.gz".to_string(),
+        (false, false, false) => format!("{CONTAINER_ID}-json.log"),
+        (false, false, true) => format!("{CONTAINER_ID}-json.log.1.gz"),
+        (false, true, false) => "container-cached.log".to_string(),
+        (false, true, true) => "container-cached.log.1.gz".to_string(),
     };
     let rel = dir.join(name);
     let bytes = if compressed {
@@ -620,17 +629,14 @@ pub fn logs(data: &[u8]) {
     };
     std::fs::write(t.path().join(&rel), &bytes).expect("scratch: write");
     let root = DockerRoot::open(t.path()).expect("scratch root opens");
+    let (family, format) = match (k8s, local) {
+        (true, _) => (LogFamily::K8sFile, LogFormat::K8sFile),
+        (false, true) => (LogFamily::Cache, LogFormat::Local),
+        (false, false) => (LogFamily::JsonFile, LogFormat::JsonFile),
+    };
     let file = LogFile {
-        family: if local {
-            LogFamily::Cache
-        } else {
-            LogFamily::JsonFile
-        },
-        format: if local {
-            LogFormat::Local
-        } else {
-            LogFormat::JsonFile
-        },
+        family,
+        format,
         path: t.path().join(&rel),
         rel,
         rotation: u32::from(compressed),
@@ -732,6 +738,52 @@ pub fn bolt(data: &[u8]) {
     }
     let _ = d.layers(root);
     let _ = d.container_layers(root, "c1");
+}
+
+/// Podman 5's libpod state, `db.sql` (SQLite), read by the podman driver's
+/// catalog from a scratch podman root (copied to a private directory,
+/// opened read-only). The first byte: bit 0 set, the rest is split in two,
+/// the second half written as the database's `-wal`. No panic, no hang,
+/// and every problem names a file of the root.
+pub fn podman_sqlite(data: &[u8]) {
+    use docker_mount_core::Driver;
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let t = scratch();
+    let (db, wal) = if mode & 1 == 1 {
+        rest.split_at(rest.len() / 2)
+    } else {
+        (rest, &[][..])
+    };
+    std::fs::write(t.path().join("db.sql"), db).expect("scratch: write");
+    if !wal.is_empty() {
+        std::fs::write(t.path().join("db.sql-wal"), wal).expect("scratch: write");
+    }
+    // Every file of the root with its bytes.
+    let listing = || {
+        let mut v: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(t.path())
+            .expect("scratch: list")
+            .map(|e| {
+                let e = e.expect("scratch: entry");
+                (
+                    e.file_name(),
+                    std::fs::read(e.path()).expect("scratch: read"),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    let c = podman::Podman
+        .catalog(t.path())
+        .expect("a podman root with a state database has a catalog");
+    for p in &c.problems {
+        let path = p.path.as_deref().expect("a problem names its file");
+        assert!(path.starts_with(t.path()), "{p}");
+    }
+    assert!(before == listing(), "the state database was written to");
 }
 
 /// Thin-pool metadata (the devicemapper driver's), read as `extract` and

@@ -133,4 +133,5 @@ targets!(
     logs,
     dm_thin,
     bolt,
+    podman_sqlite,
 );

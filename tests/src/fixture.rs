@@ -33,7 +33,7 @@ pub use container::{ContainerOpts, ContainerState, Volume};
 pub use ids::{chain_id, hex_of, sha256_digest};
 pub use node::{Kind, Node, DEFAULT_MTIME, OPAQUE_XATTR};
 
-use encode::rfc3339;
+pub use encode::rfc3339;
 use ids::{derived_id, link_name};
 use layer_tar::layer_tar;
 use node::{materialize, set_mtime};

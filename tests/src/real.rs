@@ -125,7 +125,7 @@ impl RealRoot {
             .join("containers")
             .join(&self.container(name).id)
             .join("config.v2.json");
-        read_json(&p)
+        read_json_value(&p)
     }
 }
 
@@ -371,13 +371,27 @@ pub fn cached_root<M: Serialize + DeserializeOwned>(
     leftovers: &Leftovers,
     build: impl FnOnce(&Path) -> M,
 ) -> (PathBuf, M) {
+    let base = target_dir().join("real-roots");
+    cached_root_in(&base, prefix, source, available, leftovers, build)
+}
+
+/// [`cached_root`] with the cache in `base` instead of
+/// `<target>/real-roots` (costly roots live in
+/// [`trixie::CACHE`](crate::trixie::CACHE), outside the clone).
+pub fn cached_root_in<M: Serialize + DeserializeOwned>(
+    base: &Path,
+    prefix: &str,
+    source: &str,
+    available: Result<(), String>,
+    leftovers: &Leftovers,
+    build: impl FnOnce(&Path) -> M,
+) -> (PathBuf, M) {
     if let Err(why) = available {
         panic!("cannot build the real {prefix} root: {why}");
     }
-    let base = target_dir().join("real-roots");
-    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
+    fs::create_dir_all(base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
     // Canonical, so that it matches the mount points in mountinfo.
-    let base = fs::canonicalize(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
+    let base = fs::canonicalize(base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
     let key = format!("{prefix}-{}", &hex::encode(Sha256::digest(source))[..16]);
     let dir = base.join(&key);
     let lock_path = base.join(format!("{key}.lock"));
@@ -446,20 +460,21 @@ fn read_meta<M: DeserializeOwned>(dir: &Path) -> M {
     serde_json::from_slice(&b).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
 }
 
+/// What a built root's `meta.json` holds.
 #[derive(Serialize, Deserialize)]
-struct Meta {
-    driver: String,
+pub(crate) struct Meta {
+    pub(crate) driver: String,
     /// Data root, relative to the cache dir.
-    root: PathBuf,
-    containers: Vec<RealContainer>,
-    inspect: Value,
-    ps: Vec<Value>,
-    images: Value,
-    build_seconds: f64,
-    deep_layers: usize,
+    pub(crate) root: PathBuf,
+    pub(crate) containers: Vec<RealContainer>,
+    pub(crate) inspect: Value,
+    pub(crate) ps: Vec<Value>,
+    pub(crate) images: Value,
+    pub(crate) build_seconds: f64,
+    pub(crate) deep_layers: usize,
     /// The btrfs image, relative to the cache dir.
-    image: Option<PathBuf>,
-    image_sha256: Option<String>,
+    pub(crate) image: Option<PathBuf>,
+    pub(crate) image_sha256: Option<String>,
 }
 
 /// Loads a built root from its cache dir (no docker needed). A root kept
@@ -470,7 +485,7 @@ pub fn load(dir: &Path) -> RealRoot {
 }
 
 /// The root in cache dir `dir` that `meta` describes.
-fn from_meta(dir: &Path, meta: Meta) -> RealRoot {
+pub(crate) fn from_meta(dir: &Path, meta: Meta) -> RealRoot {
     RealRoot {
         driver: meta.driver,
         root: dir.join(meta.root),
@@ -494,7 +509,7 @@ fn from_meta(dir: &Path, meta: Meta) -> RealRoot {
 }
 
 /// Reads JSON without moving the file's atime (it may be evidence).
-fn read_json(p: &Path) -> Value {
+pub(crate) fn read_json_value(p: &Path) -> Value {
     let b =
         crate::integrity::read_noatime(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
     serde_json::from_slice(&b).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
@@ -510,7 +525,7 @@ pub(crate) fn write(p: &Path, content: impl AsRef<[u8]>) {
 
 /// `<dir>/long-evidence-path-0-xxx/.../docker`, at least
 /// [`DATA_ROOT_MIN_LEN`] bytes long.
-fn long_data_root(dir: &Path) -> PathBuf {
+pub(crate) fn long_data_root(dir: &Path) -> PathBuf {
     let mut p = dir.to_path_buf();
     let mut i = 0;
     while p.as_os_str().len() + "/docker".len() < DATA_ROOT_MIN_LEN {
@@ -549,12 +564,91 @@ fn build(driver: &str, dest: &Path) -> Meta {
         );
         image
     });
-    let mut d = Daemon::start(driver, &root, dest);
+    let mut d = Daemon::start(&LEFTOVERS, None, &root, dest, &["--storage-driver", driver]);
+    let deep_layers = deep_layers(driver);
+    scenario(&d, dest, Path::new(BUSYBOX), deep_layers);
+    let Oracles {
+        ps,
+        inspect,
+        images,
+        containers,
+    } = oracles(&d, dest);
+
+    // The crash. It unmounts everything at and under the data root: for
+    // btrfs, the filesystem itself, which is then checked read-only.
+    d.crash();
+    let check = image.as_ref().map(|image| {
+        wait_detached(image);
+        let top = dest.join("check");
+        let point = top.join("docker");
+        mount_image_ro(image, &point);
+        (top, point)
+    });
+    let check_root = check.as_ref().map_or(&root, |(_, p)| p);
+    for c in &containers {
+        let cfg = read_json_value(
+            &check_root
+                .join("containers")
+                .join(&c.id)
+                .join("config.v2.json"),
+        );
+        let on_disk = cfg["State"]["Running"].as_bool().unwrap_or(false);
+        assert_eq!(
+            on_disk, c.running_at_crash,
+            "{}: State.Running on disk after the crash differs from before it",
+            c.name
+        );
+    }
+    assert!(
+        containers.iter().filter(|c| c.running_at_crash).count() >= 3,
+        "expected c-running, c-deep and c-mounts running at the crash"
+    );
+    let mut image_sha256 = None;
+    if let (Some(image), Some((top, _))) = (&image, &check) {
+        unmount_under(&[top]).unwrap_or_else(|e| panic!("{e}"));
+        wait_detached(image);
+        fs::remove_dir_all(top).unwrap_or_else(|e| panic!("rm -rf {}: {e}", top.display()));
+        image_sha256 = Some(sha256_file(image));
+    }
+    let root_rel = root
+        .strip_prefix(dest)
+        .expect("data root under dest")
+        .to_path_buf();
+    let build_seconds = t0.elapsed().as_secs_f64();
+    let meta = Meta {
+        driver: driver.to_string(),
+        root: root_rel,
+        containers,
+        inspect,
+        ps,
+        images,
+        build_seconds,
+        deep_layers,
+        image: image.map(|i| {
+            i.strip_prefix(dest)
+                .expect("image under dest")
+                .to_path_buf()
+        }),
+        image_sha256,
+    };
+    eprintln!(
+        "built real {driver} root in {build_seconds:.1} s at {} ({} bytes)",
+        root.display(),
+        root.as_os_str().len()
+    );
+    meta
+}
+
+/// The images and containers of every real docker root, made by the
+/// daemon `d` in cache dir `dest` with a base image of `busybox` and a
+/// `dm-deep:1` of `deep_layers` layers; returns once the running
+/// containers made their last change.
+pub(crate) fn scenario(d: &Daemon, dest: &Path, busybox: &Path, deep_layers: usize) {
     let b = dest.join("build");
 
     // Base image: static busybox + applet links, imported.
     let rootfs = b.join("base-rootfs");
-    make_base_rootfs(&rootfs);
+    make_base_rootfs(&rootfs, busybox);
     let base_tar = b.join("base.tar");
     tar_rootfs(&rootfs, &base_tar, true);
     d.docker(import_args(&base_tar, "dm-base:latest"));
@@ -578,7 +672,6 @@ fn build(driver: &str, dest: &Path) -> Meta {
     // dm-deep:1 — COPY steps need no running container, ~0.15 s each.
     let deep = b.join("deep");
     let mut df = String::from("FROM dm-base:latest\n");
-    let deep_layers = deep_layers(driver);
     for i in 1..deep_layers {
         write(&deep.join("f").join(i.to_string()), format!("{i}\n"));
         let _ = writeln!(df, "COPY f/{i} /deep/{i}");
@@ -694,8 +787,19 @@ fn build(driver: &str, dest: &Path) -> Meta {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
 
-    // Oracles, while the daemon is alive.
+/// The oracles of a real root, taken while its daemon is alive.
+pub(crate) struct Oracles {
+    pub ps: Vec<Value>,
+    pub inspect: Value,
+    pub images: Value,
+    pub containers: Vec<RealContainer>,
+}
+
+/// `docker ps -a`, `inspect`, `image inspect` of every image, and each
+/// container's `export` (to `<dest>/exports/<name>.tar`) and `diff`.
+pub(crate) fn oracles(d: &Daemon, dest: &Path) -> Oracles {
     let ps: Vec<Value> = d
         .docker(["ps", "-a", "--no-trunc", "--format", "{{json .}}"])
         .lines()
@@ -755,70 +859,12 @@ fn build(driver: &str, dest: &Path) -> Meta {
             running_at_crash: c["State"]["Running"].as_bool().unwrap_or(false),
         });
     }
-
-    // The crash. It unmounts everything at and under the data root: for
-    // btrfs, the filesystem itself, which is then checked read-only.
-    d.crash();
-    let check = image.as_ref().map(|image| {
-        wait_detached(image);
-        let top = dest.join("check");
-        let point = top.join("docker");
-        mount_image_ro(image, &point);
-        (top, point)
-    });
-    let check_root = check.as_ref().map_or(&root, |(_, p)| p);
-    for c in &containers {
-        let cfg = read_json(
-            &check_root
-                .join("containers")
-                .join(&c.id)
-                .join("config.v2.json"),
-        );
-        let on_disk = cfg["State"]["Running"].as_bool().unwrap_or(false);
-        assert_eq!(
-            on_disk, c.running_at_crash,
-            "{}: State.Running on disk after the crash differs from before it",
-            c.name
-        );
-    }
-    assert!(
-        containers.iter().filter(|c| c.running_at_crash).count() >= 3,
-        "expected c-running, c-deep and c-mounts running at the crash"
-    );
-    let mut image_sha256 = None;
-    if let (Some(image), Some((top, _))) = (&image, &check) {
-        unmount_under(&[top]).unwrap_or_else(|e| panic!("{e}"));
-        wait_detached(image);
-        fs::remove_dir_all(top).unwrap_or_else(|e| panic!("rm -rf {}: {e}", top.display()));
-        image_sha256 = Some(sha256_file(image));
-    }
-    let root_rel = root
-        .strip_prefix(dest)
-        .expect("data root under dest")
-        .to_path_buf();
-    let build_seconds = t0.elapsed().as_secs_f64();
-    let meta = Meta {
-        driver: driver.to_string(),
-        root: root_rel,
-        containers,
-        inspect,
+    Oracles {
         ps,
+        inspect,
         images,
-        build_seconds,
-        deep_layers,
-        image: image.map(|i| {
-            i.strip_prefix(dest)
-                .expect("image under dest")
-                .to_path_buf()
-        }),
-        image_sha256,
-    };
-    eprintln!(
-        "built real {driver} root in {build_seconds:.1} s at {} ({} bytes)",
-        root.display(),
-        root.as_os_str().len()
-    );
-    meta
+        containers,
+    }
 }
 
 /// Tars the directory `rootfs` into `tar`: numeric owners, and with
@@ -844,11 +890,14 @@ pub(crate) fn import_args<'a>(tar: &'a Path, image: &'a str) -> [&'a OsStr; 5] {
     ]
 }
 
-fn make_base_rootfs(r: &Path) {
+/// The base image's rootfs in `r`: `busybox` (a static one) and its
+/// applets, passwd files, xattrs.
+pub(crate) fn make_base_rootfs(r: &Path, busybox: &Path) {
     for d in ["bin", "etc", "tmp", "root", "xattr"] {
         fs::create_dir_all(r.join(d)).unwrap_or_else(|e| panic!("mkdir {d}: {e}"));
     }
-    fs::copy(BUSYBOX, r.join("bin/busybox")).expect("copy busybox");
+    fs::copy(busybox, r.join("bin/busybox"))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", busybox.display()));
     // A hard link in the base layer, the other applets as symlinks.
     fs::hard_link(r.join("bin/busybox"), r.join("bin/sh")).expect("link sh");
     for a in [
@@ -892,7 +941,7 @@ pub fn name_255() -> String {
 }
 
 /// The awkward image: every case of testing.md that a docker build can make.
-fn awkward_dockerfile() -> String {
+pub(crate) fn awkward_dockerfile() -> String {
     let lines = [
         "FROM dm-base:latest",
         // Empty layers.
@@ -937,26 +986,43 @@ fn awkward_dockerfile() -> String {
     s
 }
 
-/// A private dockerd on a short exec-root in /tmp.
-struct Daemon {
+/// A private dockerd on a short exec-root in /tmp, on the host or in a
+/// chroot view ([`Chroot`](crate::trixie::Chroot)).
+pub(crate) struct Daemon {
     run: PathBuf,
     root: PathBuf,
     sock: String,
     log: PathBuf,
     child: Option<Child>,
     config: PathBuf,
+    /// The chroot view it runs in (its `/` on the host).
+    view: Option<PathBuf>,
 }
 
 impl Daemon {
-    fn start(driver: &str, root: &Path, dest: &Path) -> Daemon {
-        let run = LEFTOVERS.run_dir(dest);
+    /// Starts dockerd with data root `root`, its log and CLI config in
+    /// `dest`, and `args` (storage driver, config file); in `view` when
+    /// given (which must show `root` and `dest` at their host paths; the
+    /// run dir is bound into it).
+    pub(crate) fn start(
+        leftovers: &Leftovers,
+        view: Option<&crate::trixie::Chroot>,
+        root: &Path,
+        dest: &Path,
+        args: &[&str],
+    ) -> Daemon {
+        let run = leftovers.run_dir(dest);
+        if let Some(v) = view {
+            v.bind_same(&run).unwrap_or_else(|e| panic!("{e}"));
+        }
         let log = dest.join("dockerd.log");
         let logf = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let logf2 = logf.try_clone().expect("dup log fd");
         let sock = format!("unix://{}/s", run.display());
         let config = dest.join("docker-config");
         fs::create_dir_all(&config).expect("mkdir docker-config");
-        let child = Command::new(DOCKERD)
+        let view = view.map(|v| v.root().to_path_buf());
+        let child = program(view.as_deref(), DOCKERD)
             .arg("--data-root")
             .arg(root)
             .arg("--exec-root")
@@ -966,7 +1032,7 @@ impl Daemon {
             .arg("--pidfile")
             .arg(run.join("pid"))
             .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
-            .args(["--storage-driver", driver])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(logf)
             .stderr(logf2)
@@ -979,6 +1045,7 @@ impl Daemon {
             log,
             child: Some(child),
             config,
+            view,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -1006,10 +1073,12 @@ impl Daemon {
     }
 
     fn cmd(&self) -> Command {
-        docker_cli(&self.sock, &self.config)
+        let mut c = program(self.view.as_deref(), DOCKER);
+        docker_env(&mut c, &self.sock, &self.config);
+        c
     }
 
-    fn docker_status<I, S>(&self, args: I, timeout: u64) -> (i32, String, String)
+    pub(crate) fn docker_status<I, S>(&self, args: I, timeout: u64) -> (i32, String, String)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -1019,7 +1088,7 @@ impl Daemon {
         run_capture(&mut c, timeout, &self.run)
     }
 
-    fn docker_timeout<I, S>(&self, args: I, timeout: u64) -> String
+    pub(crate) fn docker_timeout<I, S>(&self, args: I, timeout: u64) -> String
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -1036,7 +1105,7 @@ impl Daemon {
         out
     }
 
-    fn docker<I, S>(&self, args: I) -> String
+    pub(crate) fn docker<I, S>(&self, args: I) -> String
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -1046,7 +1115,7 @@ impl Daemon {
 
     /// SIGKILL dockerd, its containerd, the container processes and shims,
     /// then unmount what they left and remove the exec-root.
-    fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -1094,13 +1163,27 @@ pub fn diff_lines(s: &str) -> Vec<String> {
 /// environment says.
 pub(crate) fn docker_cli(sock: &str, config: &Path) -> Command {
     let mut c = Command::new(DOCKER);
+    docker_env(&mut c, sock, config);
+    c
+}
+
+/// `path` as a command: run on the host, or in the chroot view whose `/`
+/// is `view` ([`trixie::Chroot::command`](crate::trixie::Chroot::command)).
+fn program(view: Option<&Path>, path: &str) -> Command {
+    match view {
+        Some(v) => crate::trixie::command_in(v, path),
+        None => Command::new(path),
+    }
+}
+
+/// The environment of [`docker_cli`], on any docker command.
+fn docker_env(c: &mut Command, sock: &str, config: &Path) {
     c.env("DOCKER_HOST", sock)
         .env("DOCKER_BUILDKIT", "0")
         .env("DOCKER_CONFIG", config)
         .env_remove("DOCKER_CONTEXT")
         .env_remove("DOCKER_TLS_VERIFY")
         .env_remove("DOCKER_CERT_PATH");
-    c
 }
 
 /// The last 40 lines of a daemon's log, for failure messages.

@@ -1,5 +1,12 @@
-//! A containerd root made by a real containerd 1.6 (Debian's `containerd`
-//! and `ctr`), for the overlayfs snapshotter driver.
+//! A containerd root made by a real containerd (Debian's `containerd` and
+//! `ctr`: bookworm's 1.6 on the host, or trixie's 1.7 in the trixie tree,
+//! [`trixie`](crate::trixie)), for the overlayfs snapshotter driver.
+//!
+//! containerd 1.7's `ctr run` fails in the tree on its bare cgroup2 mount
+//! ("controller cpu is not available": the host's cgroups are hybrid, the
+//! controllers are all bound to v1 hierarchies). With the host's
+//! `/sys/fs/cgroup` (its v1 hierarchies) bound recursively over it
+//! instead, runc uses cgroup v1 there as it does on the host.
 //!
 //! A private containerd (its own root, state directory and socket, the CRI
 //! plugin and the `/opt` plugin disabled) imports two images written here
@@ -10,13 +17,17 @@
 //! — then `ctr run`s containers that add, change and delete files (a
 //! deleted directory, a symlink, a file whose mtime was put back, a
 //! directory replaced by a new one), leaves them stopped, and `ctr
-//! containers create`s one that never ran. The oracle is containerd's own
-//! view: `ctr snapshots mounts` of each container's snapshot key, mounted
-//! read-only while building and written out as a tar. containerd is then
-//! stopped with SIGTERM, and nothing is left mounted or running.
+//! containers create`s one that never ran, and leaves one running. The
+//! oracle is containerd's own view: `ctr snapshots mounts` of each
+//! container's snapshot key, mounted read-only while building and written
+//! out as a tar. containerd is then killed with SIGKILL (the host going
+//! down with a container running), its shims and their containers too,
+//! and nothing is left mounted or running.
 //!
 //! Kept apart from [`real`](crate::real) with its own cache key
-//! (`<target>/real-roots/containerd-<hash of this file>/`).
+//! (`<target>/real-roots/containerd-<hash of this file>/`; 1.7's in
+//! `/var/cache/docker-mount-tests/containerd17-<hash of this file and the
+//! tree's recipe>/`, the path it has in the tree too).
 
 use std::fs::{self, File};
 use std::io::Write as _;
@@ -30,9 +41,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::real::{
-    cached_root, container_named, kill_with_shims, log_tail, mentioning, programs_available,
-    require, root_available, run, run_ok, unmount_under, which, write, Leftovers, BUSYBOX,
+    cached_root, cached_root_in, container_named, kill_with_shims, log_tail, mentioning,
+    programs_available, require, root_available, run, run_ok, unmount_under, which, write,
+    Leftovers, BUSYBOX,
 };
+use crate::trixie::{self, Chroot};
 
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 pub const CTR: &str = "/usr/bin/ctr";
@@ -58,9 +71,32 @@ pub struct CtrContainer {
     pub oracle_tar: Option<PathBuf>,
 }
 
+/// Which containerd makes a root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Generation {
+    /// Debian bookworm's 1.6, on the host.
+    Containerd16,
+    /// Debian trixie's 1.7, in the trixie tree.
+    Containerd17,
+}
+
+impl Generation {
+    fn available(self) -> Result<(), String> {
+        match self {
+            Generation::Containerd16 => containerd_available(),
+            Generation::Containerd17 => {
+                root_available()?;
+                programs_available(&[BUSYBOX], "busybox-static")?;
+                trixie::available()
+            }
+        }
+    }
+}
+
 /// The built root and its oracles.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CtrRoot {
+    pub generation: Generation,
     /// The cache directory.
     pub dir: PathBuf,
     /// containerd's root (the evidence).
@@ -97,19 +133,44 @@ pub fn require_containerd() -> bool {
     require("privileged", containerd_available())
 }
 
-/// The root, built once per process and cached on disk.
+/// True if the containerd 1.7 tests can run (as [`require_containerd`]).
+pub fn require_containerd17() -> bool {
+    require("privileged", Generation::Containerd17.available())
+}
+
+/// The containerd 1.6 root, built once per process and cached on disk.
 pub fn containerd_root() -> &'static CtrRoot {
     static ROOT: OnceLock<CtrRoot> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let (_, root) = cached_root(
+    ROOT.get_or_init(|| cached(Generation::Containerd16))
+}
+
+/// The containerd 1.7 root, built once per process and cached on disk.
+pub fn containerd17_root() -> &'static CtrRoot {
+    static ROOT: OnceLock<CtrRoot> = OnceLock::new();
+    ROOT.get_or_init(|| cached(Generation::Containerd17))
+}
+
+fn cached(generation: Generation) -> CtrRoot {
+    let source = include_str!("real_containerd.rs");
+    let build = |dest: &Path| build(generation, dest);
+    let (_, root) = match generation {
+        Generation::Containerd16 => cached_root(
             "containerd",
-            include_str!("real_containerd.rs"),
-            containerd_available(),
+            source,
+            generation.available(),
             &LEFTOVERS,
             build,
-        );
-        root
-    })
+        ),
+        Generation::Containerd17 => cached_root_in(
+            Path::new(trixie::CACHE),
+            "containerd17",
+            &format!("{source}{}", trixie::recipe()),
+            generation.available(),
+            &LEFTOVERS,
+            build,
+        ),
+    };
+    root
 }
 
 // ---- image tars -----------------------------------------------------------
@@ -333,14 +394,46 @@ fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
 
 struct Daemon {
     child: Option<Child>,
+    /// The trixie tree containerd 1.7 runs in.
+    chroot: Option<Chroot>,
     run: PathBuf,
     sock: PathBuf,
     log: PathBuf,
 }
 
+/// The trixie tree's view for containerd 1.7: the run dir bound in, and the
+/// host's cgroup hierarchies over the view's bare cgroup2 (see the module
+/// documentation).
+fn tree_view(run_dir: &Path) -> Chroot {
+    let c = Chroot::enter().unwrap_or_else(|e| panic!("{e}"));
+    c.bind_same(run_dir).unwrap_or_else(|e| panic!("{e}"));
+    let cgroup = c.root().join("sys/fs/cgroup");
+    nix::mount::mount(
+        Some("/sys/fs/cgroup"),
+        &cgroup,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("mount --rbind /sys/fs/cgroup {}: {e}", cgroup.display()));
+    nix::mount::mount(
+        None::<&str>,
+        &cgroup,
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("mount --make-rprivate {}: {e}", cgroup.display()));
+    c
+}
+
 impl Daemon {
-    fn start(dest: &Path, root: &Path) -> Daemon {
+    fn start(generation: Generation, dest: &Path, root: &Path) -> Daemon {
         let run_dir = LEFTOVERS.run_dir(dest);
+        let chroot = match generation {
+            Generation::Containerd16 => None,
+            Generation::Containerd17 => Some(tree_view(&run_dir)),
+        };
         let sock = run_dir.join("s");
         let config = dest.join("config.toml");
         write(
@@ -360,7 +453,7 @@ impl Daemon {
         );
         let log = dest.join("containerd.log");
         let logf = File::create(&log).expect("containerd log");
-        let child = Command::new(CONTAINERD)
+        let child = program(chroot.as_ref(), CONTAINERD)
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -370,6 +463,7 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("spawn {CONTAINERD}: {e}"));
         let mut d = Daemon {
             child: Some(child),
+            chroot,
             run: run_dir,
             sock,
             log,
@@ -389,7 +483,7 @@ impl Daemon {
     }
 
     fn ctr(&self, ns: &str) -> Command {
-        let mut c = Command::new(CTR);
+        let mut c = program(self.chroot.as_ref(), CTR);
         c.arg("--address").arg(&self.sock).args(["--namespace", ns]);
         c.env_remove("CONTAINERD_ADDRESS")
             .env_remove("CONTAINERD_NAMESPACE")
@@ -409,9 +503,12 @@ impl Daemon {
         out
     }
 
-    /// `ctr run` that must exit with `code`.
+    /// `ctr run` that must exit with `code`. runc keeps its state in the
+    /// run dir, not the host's `/run/containerd/runc`: a container killed
+    /// with the crash leaves nothing behind there.
     fn run_container(&self, ns: &str, args: &[&str], code: i32) {
-        let mut all = vec!["run"];
+        let runc_root = self.run.join("runc").display().to_string();
+        let mut all = vec!["run", "--runc-root", &runc_root];
         all.extend_from_slice(args);
         let (got, out, err) = run(self.ctr(ns).args(&all), 180);
         assert_eq!(
@@ -425,10 +522,20 @@ impl Daemon {
     /// SIGTERM containerd and wait for it; then whatever it left (shims,
     /// mounts, the state directory) goes.
     fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// The host going down: containerd SIGKILLed with a container
+    /// running, then its shims and their containers.
+    fn crash(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: kill(2) on the pid of our own child.
             unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+                libc::kill(c.id() as libc::pid_t, signal);
             }
             let deadline = Instant::now() + Duration::from_secs(30);
             while c.try_wait().ok().flatten().is_none() {
@@ -441,12 +548,26 @@ impl Daemon {
             }
         }
         // Shims it left, and their containers.
-        let _ = kill_with_shims(Vec::new(), &self.run);
+        let survivors = kill_with_shims(Vec::new(), &self.run);
+        assert!(
+            survivors.is_empty() || std::thread::panicking(),
+            "shims {survivors:?} survived SIGKILL"
+        );
+        // The tree's view, with the mounts containerd made in it.
+        drop(self.chroot.take());
         let unmounted = unmount_under(&[&self.run]);
         let _ = fs::remove_dir_all(&self.run);
         if !std::thread::panicking() {
             unmounted.unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+}
+
+/// `program` on the host, or its namesake in the tree.
+fn program(chroot: Option<&Chroot>, program: &str) -> Command {
+    match chroot {
+        Some(t) => t.command(program),
+        None => Command::new(program),
     }
 }
 
@@ -546,11 +667,11 @@ fn tar_view(point: &Path, out: &Path) {
 
 /// Builds the root in `dest` (which must not exist); returns what
 /// [`cached_root`] writes to `meta.json`.
-pub fn build(dest: &Path) -> CtrRoot {
+pub fn build(generation: Generation, dest: &Path) -> CtrRoot {
     let t0 = Instant::now();
     fs::create_dir_all(dest).unwrap_or_else(|e| panic!("mkdir {}: {e}", dest.display()));
     let root = dest.join("containerd");
-    let mut d = Daemon::start(dest, &root);
+    let mut d = Daemon::start(generation, dest, &root);
 
     let images = dest.join("images");
     let layers = [layer1(), layer2()];
@@ -577,7 +698,9 @@ pub fn build(dest: &Path) -> CtrRoot {
         rm -rf /ctr-rm; rm /data/abs-link; ln -s /etc/motd /ctr-link; \
         touch -r /etc/restored /tmp/ref; echo tampered > /etc/restored; touch -r /tmp/ref /etc/restored; rm /tmp/ref; \
         mkdir -p /new-dir/sub; echo deep > /new-dir/sub/f; touch -d '2021-02-03 04:05:06' /new-dir/sub/f; \
-        chmod 0600 /etc/passwd; mkfifo /ctr-fifo; ln /etc/group /group-hardlink; exit 0";
+        chmod 0600 /etc/passwd; mkfifo /ctr-fifo; ln /etc/group /group-hardlink; \
+        cp /bin/busybox /suid-copy; chmod 4755 /suid-copy; mv '/data/name with spaces' /data/renamed; \
+        echo in-volume > /vol/file; exit 0";
     let mut containers = Vec::new();
     let mut add = |ns: &str, id: &str, name: &str, image: &str, snapshotter: &str| {
         containers.push(CtrContainer {
@@ -589,10 +712,32 @@ pub fn build(dest: &Path) -> CtrRoot {
             oracle_tar: None,
         });
     };
+    // A volume: a directory of the host bound in, outside the snapshot.
+    let volume = dest.join("volume");
+    fs::create_dir_all(&volume).expect("mkdir volume");
+    let mount = format!(
+        "type=bind,src={},dst=/vol,options=rbind:rw",
+        volume.display()
+    );
     d.run_container(
         "default",
-        &[ov[0], ov[1], BASE_IMAGE, "c-changes", "sh", "-c", changes],
+        &[
+            ov[0],
+            ov[1],
+            "--mount",
+            &mount,
+            BASE_IMAGE,
+            "c-changes",
+            "sh",
+            "-c",
+            changes,
+        ],
         0,
+    );
+    assert_eq!(
+        fs::read_to_string(volume.join("file")).ok().as_deref(),
+        Some("in-volume\n"),
+        "the volume was not written"
     );
     add(
         "default",
@@ -673,11 +818,46 @@ pub fn build(dest: &Path) -> CtrRoot {
         add(ns, "c-twin", &format!("{ns}/c-twin"), image, "overlayfs");
     }
 
+    // Running when the host goes down.
+    let running = "echo running > /run-file; rm /etc/motd; sleep 100000";
+    d.run_container(
+        "default",
+        &[
+            "-d",
+            ov[0],
+            ov[1],
+            BASE_IMAGE,
+            "c-running",
+            "sh",
+            "-c",
+            running,
+        ],
+        0,
+    );
+    add(
+        "default",
+        "c-running",
+        "default/c-running",
+        BASE_IMAGE,
+        "overlayfs",
+    );
+
     // Oracles: containerd's mount of each overlayfs container's snapshot.
     let oracles = dest.join("oracles");
     fs::create_dir_all(&oracles).expect("mkdir oracles");
     let point = d.run.join("m");
     fs::create_dir_all(&point).expect("mkdir mount point");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        mount_snapshot(&d, "default", "c-running", &point);
+        let started = point.join("run-file").exists();
+        unmount_under(&[&point]).unwrap_or_else(|e| panic!("{e}"));
+        if started {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c-running never wrote /run-file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for c in containers
         .iter_mut()
         .filter(|c| c.snapshotter == "overlayfs")
@@ -697,7 +877,7 @@ pub fn build(dest: &Path) -> CtrRoot {
             }
         }
     }
-    d.stop();
+    d.crash();
     unmount_under(&[dest]).unwrap_or_else(|e| panic!("{e}"));
     let mounted = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     assert!(
@@ -707,6 +887,7 @@ pub fn build(dest: &Path) -> CtrRoot {
     );
 
     let built = CtrRoot {
+        generation,
         dir: dest.to_path_buf(),
         root,
         containers: containers
@@ -720,7 +901,7 @@ pub fn build(dest: &Path) -> CtrRoot {
         build_seconds: t0.elapsed().as_secs_f64(),
     };
     eprintln!(
-        "built real containerd root in {:.1} s at {}",
+        "built real {generation:?} root in {:.1} s at {}",
         built.build_seconds,
         built.root.display()
     );

@@ -184,7 +184,9 @@ impl RootlessRoot {
     }
 }
 
-fn host_id(c: u64, own: u32, (first, count): (u32, u32)) -> Option<u64> {
+/// The id on disk of container id `c` for a user `own` with subordinate
+/// ids `(first, count)` (`None` outside the map).
+pub fn host_id(c: u64, own: u32, (first, count): (u32, u32)) -> Option<u64> {
     match c {
         0 => Some(own.into()),
         c if c <= u64::from(count) => Some(u64::from(first) + c - 1),

@@ -1,5 +1,6 @@
-//! The containerd image store (the `overlayfs` driver): a containerd root
-//! made by a real containerd 1.6, where containerd's own mount of each
+//! The containerd image store (the `overlayfs` driver): containerd roots
+//! made by a real containerd 1.6 and 1.7 (every real-root test runs on
+//! both, `containerd16::` and `containerd17::`), where containerd's own mount of each
 //! container's snapshot is the oracle, and synthetic docker roots whose
 //! containers say `"Driver": "overlayfs"` (docker 24+), with containerd's
 //! root inside them (dockerd-managed), beside them, or given with
@@ -24,12 +25,7 @@ fn listed<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{key} {value} not listed: {list}"))
 }
 
-#[test]
-fn real_containerd_containers_list_export_and_mount_like_containerd() {
-    if !rc::require_containerd() {
-        return;
-    }
-    let r = rc::containerd_root();
+fn real_containerd_containers_list_export_and_mount_like_containerd(r: &rc::CtrRoot) {
     let before = integrity::snapshot(&r.root);
 
     let list = cli::run(&r.root, &["list", "--all", "--json"]).json();
@@ -39,6 +35,17 @@ fn real_containerd_containers_list_export_and_mount_like_containerd() {
         assert_eq!(l["image"], c.image.as_str(), "{l}");
         assert_eq!(l["driver"], "overlayfs", "{l}");
         assert_eq!(l["driver_loaded"], true, "{l}");
+    }
+    // Every listed container is one containerd made (the native one has a
+    // problem row besides); a healthy root warns of nothing.
+    let rows = list.as_array().unwrap();
+    let containers = rows.iter().filter(|c| c["error"].is_null()).count();
+    assert_eq!(containers, r.containers.len(), "{list:#}");
+    assert_eq!(rows.len(), containers + 1, "{list:#}");
+    // The one warning is the container on the native snapshotter.
+    let images_text = cli::run(&r.root, &["images", "--all"]);
+    for line in images_text.stderr.lines() {
+        assert!(line.contains("c-native"), "{:?}: {line}", r.generation);
     }
     // Another snapshotter's container is named, not silently dropped.
     let text = cli::run(&r.root, &["list", "--all"]);
@@ -60,6 +67,11 @@ fn real_containerd_containers_list_export_and_mount_like_containerd() {
         });
         assert!(found, "{ns}/{name} ({digest}) not in images: {images}");
     }
+    assert_eq!(
+        images.as_array().unwrap().len(),
+        r.images.len(),
+        "as many images as `ctr images ls` in every namespace: {images:#}"
+    );
 
     let out = tempfile::tempdir().unwrap();
     for c in r.containers.iter().filter(|c| c.snapshotter == "overlayfs") {
@@ -108,12 +120,7 @@ fn real_containerd_containers_list_export_and_mount_like_containerd() {
     before.assert_unchanged(&after);
 }
 
-#[test]
-fn real_containerd_diff_deleted_find_and_timeline() {
-    if !rc::require_containerd() {
-        return;
-    }
-    let r = rc::containerd_root();
+fn real_containerd_diff_deleted_find_and_timeline(r: &rc::CtrRoot) {
     let before = integrity::snapshot(&r.root);
 
     let diff = cli::run(&r.root, &["diff", "c-changes"]);
@@ -128,6 +135,10 @@ fn real_containerd_diff_deleted_find_and_timeline() {
         "C /etc/passwd",
         "A /ctr-fifo",
         "A /group-hardlink",
+        "A /suid-copy",
+        "D /data/name with spaces",
+        "A /data/renamed",
+        "A /vol",
     ] {
         assert!(
             lines.contains(&want),
@@ -348,12 +359,7 @@ fn containerd_root_ids_shared_by_namespaces_need_the_qualified_name() {
     before.assert_unchanged(&integrity::snapshot(t.path()));
 }
 
-#[test]
-fn a_host_tree_holding_a_containerd_root_is_discovered() {
-    if !rc::require_containerd() {
-        return;
-    }
-    let r = rc::containerd_root();
+fn a_host_tree_holding_a_containerd_root_is_discovered(r: &rc::CtrRoot) {
     let before = integrity::snapshot(&r.root);
     let rel = "var/lib/containerd";
     let host = BoundHost::new(&[("hostname", "seized\n".into())], &[(rel, &r.root)]);
@@ -378,3 +384,34 @@ fn a_host_tree_holding_a_containerd_root_is_discovered() {
     drop(host);
     before.assert_unchanged(&integrity::snapshot(&r.root));
 }
+
+/// The real-root tests above, on the root of each containerd.
+macro_rules! tier {
+    ($name:ident, $require:ident, $root:ident) => {
+        mod $name {
+            #[test]
+            fn real_containerd_containers_list_export_and_mount_like_containerd() {
+                if super::rc::$require() {
+                    super::real_containerd_containers_list_export_and_mount_like_containerd(
+                        super::rc::$root(),
+                    );
+                }
+            }
+            #[test]
+            fn real_containerd_diff_deleted_find_and_timeline() {
+                if super::rc::$require() {
+                    super::real_containerd_diff_deleted_find_and_timeline(super::rc::$root());
+                }
+            }
+            #[test]
+            fn a_host_tree_holding_a_containerd_root_is_discovered() {
+                if super::rc::$require() {
+                    super::a_host_tree_holding_a_containerd_root_is_discovered(super::rc::$root());
+                }
+            }
+        }
+    };
+}
+
+tier!(containerd16, require_containerd, containerd_root);
+tier!(containerd17, require_containerd17, containerd17_root);

@@ -24,6 +24,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("fusermount3", "fuse3"),
     ("mactime", "sleuthkit"),
     ("groff", "groff-base"),
+    // The trixie tree of today's engines (tests/src/trixie.rs).
+    ("debootstrap", "debootstrap"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -42,10 +42,18 @@ fn summarize(ctx: &Context, image: &docker_mount_engine::model::image::Image) ->
         };
     }
     // An engine's own image (podman, containerd): its catalog lists the
-    // layers; docker's layerdb knows nothing of them.
+    // layers; docker's layerdb knows nothing of them. Layers count as the
+    // config's diff_ids, as the engine counts them (the containerd store's
+    // snapshot chains also hold the build containers' init layers).
     if let Some(record) = &image.catalog {
+        let diff_ids = image.config.rootfs.diff_ids.len();
         return ImageSummary {
-            layers: record.layers.len(),
+            layers: if diff_ids > 0 {
+                diff_ids
+            } else {
+                record.layers.len()
+            },
+            size: record.size,
             ..summary_fields(image)
         };
     }

@@ -17,6 +17,8 @@ use crate::Cli;
 struct Info {
     #[serde(flatten)]
     summary: ContainerSummary,
+    /// The platform manifest run (`ImageManifest`, containerd image store).
+    image_manifest: Option<String>,
     hostname: String,
     user: String,
     working_dir: String,
@@ -162,6 +164,7 @@ fn gather(ctx: &Context, id_map: Option<IdMap>, query: &str) -> Result<Info> {
         .collect();
     Ok(Info {
         summary: summarize(ctx, &c),
+        image_manifest: c.config.image_manifest_digest().map(str::to_string),
         hostname: cfg.hostname.clone(),
         user: cfg.user.clone(),
         working_dir: cfg.working_dir.clone(),
@@ -215,6 +218,9 @@ pub fn run(cli: &Cli, query: &str) -> Result<()> {
         "Image",
         format!("{} (sha256:{})", s.image.escape_debug(), s.image_id),
     );
+    if let Some(m) = &info.image_manifest {
+        field("Image manifest", m);
+    }
     let shutdown = if s.running_at_shutdown {
         " — was running when the host went down"
     } else {

@@ -97,11 +97,18 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
         return Ok(());
     }
     if files.is_empty() {
-        eprintln!(
-            "docker-mount: no log files for container {} in {}: its log driver kept none on disk (journald, syslog, ... without dual logging), or they were removed",
-            c.name(),
-            ctx.root.join("containers").join(&c.id).display()
-        );
+        match &c.catalog {
+            Some(record) => eprintln!(
+                "docker-mount: no log files for container {}: {} kept none in the root (never started, a log driver such as journald, or removed)",
+                c.name(),
+                record.engine
+            ),
+            None => eprintln!(
+                "docker-mount: no log files for container {} in {}: its log driver kept none on disk (journald, syslog, ... without dual logging), or they were removed",
+                c.name(),
+                ctx.root.join("containers").join(&c.id).display()
+            ),
+        }
         if cli.json {
             println!("[]");
         }

@@ -51,11 +51,31 @@ struct Roots {
     problems: Vec<String>,
 }
 
-fn count(path: &Path) -> (Option<usize>, Option<usize>, Vec<String>) {
+fn count(path: &Path, drivers: &Drivers) -> (Option<usize>, Option<usize>, Vec<String>) {
     let Ok(root) = DockerRoot::open(path) else {
         return (None, None, Vec::new());
     };
-    count_docker(&root)
+    let counted = count_docker(&root);
+    if !counted.2.is_empty() {
+        return counted;
+    }
+    // No image store of docker's own: the containerd image store (docker
+    // 24+) keeps images in containerd, which the drivers' catalogs read;
+    // the containers name their driver.
+    let Ok(root) = DockerRoot::open_with(path, drivers) else {
+        return counted;
+    };
+    let mut used: Vec<String> = root
+        .containers()
+        .into_iter()
+        .flatten()
+        .map(|c| c.config.driver)
+        .filter(|d| !d.is_empty())
+        .collect();
+    used.sort();
+    used.dedup();
+    let images = root.images().iter().filter(|i| i.is_ok()).count();
+    (counted.0, Some(images), used)
 }
 
 /// An engine's root: what its driver's catalog holds.
@@ -99,7 +119,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             {
                 count_engine(&r.path, &loaded, engine)
             } else if r.present {
-                count(&r.path)
+                count(&r.path, &loaded)
             } else {
                 (None, None, Vec::new())
             };

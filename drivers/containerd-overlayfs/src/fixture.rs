@@ -220,6 +220,31 @@ impl Fixture {
         (target, ids)
     }
 
+    /// Labels image `name` of namespace `ns` (made by [`Fixture::image`]).
+    pub fn label_image(&mut self, ns: &str, name: &str, labels: &[(&str, &str)]) {
+        let l = self
+            .meta
+            .child("v1")
+            .child(ns)
+            .child("images")
+            .child(name)
+            .child("labels");
+        for (k, v) in labels {
+            l.put(k, v.as_bytes());
+        }
+    }
+
+    /// Records `size` bytes as the usage of snapshot `key` of `ns`, as
+    /// the snapshotter does when it commits one.
+    pub fn set_usage(&mut self, ns: &str, key: &str, size: i64) {
+        let name = self.backend_name(ns, key);
+        self.snapshots
+            .child("v1")
+            .child("snapshots")
+            .child(&name)
+            .put("size", varint(size));
+    }
+
     fn id_of(&mut self, name: &str) -> u64 {
         let b = self.snapshots.child("v1").child("snapshots").child(name);
         let Node::Bucket(m) = b else { unreachable!() };

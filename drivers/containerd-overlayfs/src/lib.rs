@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use docker_mount_core::beneath::Beneath;
-use docker_mount_core::driver::{Catalog, CatalogContainer, CatalogImage, CatalogLayer, Role};
+use docker_mount_core::driver::{
+    Catalog, CatalogContainer, CatalogImage, CatalogLayer, ImageFacts, Role,
+};
 use docker_mount_core::driver_kit::{check_id, io_err, option, require_dir};
 use docker_mount_core::{
     Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle,
@@ -243,35 +245,136 @@ fn ids(chain: &[u64]) -> Vec<String> {
     chain.iter().map(u64::to_string).collect()
 }
 
-/// What one namespace holds, in catalog form.
+/// The name dockerd gives an image record whose name it took away
+/// (`moby-dangling@<target digest>`): docker shows it as `<none>`.
+pub const DANGLING_PREFIX: &str = "moby-dangling@";
+/// The label docker's classic builder puts on each image it commits: the
+/// id of the image it was built from.
+pub const PARENT_LABEL: &str = "org.mobyproject.image.parent";
+
+/// A reference as docker shows it: without `docker.io/` and `library/`.
+pub fn familiar_name(name: &str) -> &str {
+    let Some(rest) = name.strip_prefix("docker.io/") else {
+        return name;
+    };
+    match rest.strip_prefix("library/") {
+        // `docker.io/library/a/b` stays `library/a/b`: only one-component
+        // official names drop `library/`.
+        Some(official)
+            if !official
+                .split(['@', ':'])
+                .next()
+                .unwrap_or("")
+                .contains('/') =>
+        {
+            official
+        }
+        _ => rest,
+    }
+}
+
+/// The key a metadata snapshot name (`<ns>/<n>/<key>`) ends with.
+fn snapshot_key(name: &str) -> &str {
+    name.splitn(3, '/').nth(2).unwrap_or(name)
+}
+
+/// Whether `key` is the key of a docker container's init layer
+/// (`<64 hex>-init`).
+fn is_init_key(key: &str) -> bool {
+    key.strip_suffix("-init")
+        .is_some_and(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Checks an image's snapshot chain (`chain`, ids top first) against its
+/// config's `chain_ids` (base first): the chain's snapshots must be the
+/// layers, in order, except — on a docker root, whose classic builder
+/// commits each step's container snapshot onto its init layer — init
+/// layers between them. The problem, if any.
+fn check_chain(
+    snaps: &SnapDb,
+    chain: &[u64],
+    chain_ids: &[String],
+    docker: bool,
+) -> Option<String> {
+    let keys: Vec<&str> = chain
+        .iter()
+        .map(|id| snaps.by_id.get(id).map_or("", |n| snapshot_key(n)))
+        .collect();
+    let inits = keys.iter().filter(|k| is_init_key(k)).count();
+    let layers: Vec<&str> = keys
+        .iter()
+        .rev()
+        .copied()
+        .filter(|k| !is_init_key(k))
+        .collect();
+    let want: Vec<&str> = chain_ids.iter().map(String::as_str).collect();
+    if layers == want && (docker || inits == 0) {
+        return None;
+    }
+    Some(format!(
+        "{} layers in its config, {} snapshots in the chain ({inits} of them init layers), {}",
+        chain_ids.len(),
+        chain.len(),
+        if layers.len() == want.len() {
+            "whose keys are not the config's chain ids"
+        } else {
+            "not one per layer"
+        }
+    ))
+}
+
+/// What one namespace holds, in catalog form. `docker`: the namespace is
+/// a dockerd's (a docker root with the containerd store), whose images
+/// are shown as docker shows them.
 fn catalog_namespace(
     meta: &MetaDb,
     snaps: Option<&SnapDb>,
     content: &Content,
     ns: &str,
-    with_containers: bool,
+    docker: bool,
     out: &mut Catalog,
 ) -> Result<(), DriverError> {
+    let with_containers = !docker;
     let engine = format!("containerd/{ns}");
     let no_snaps = || not_found(format!("no {SNAPSHOTTER} snapshotter metadata"), &meta.path);
-    // Images, one per target digest, with every name pointing at it.
+    // Images, one per target digest, with every name pointing at it (as
+    // docker shows them: its dangling records name nothing).
     let mut by_digest: Vec<(meta::ImageRec, Vec<String>)> = Vec::new();
+    let mut image_ids: Vec<(String, String)> = Vec::new();
     for img in meta.images(ns)? {
         match img {
-            Ok(img) => match by_digest.iter_mut().find(|(i, _)| i.digest == img.digest) {
-                Some((first, names)) => {
-                    names.push(img.name.clone());
-                    if !img.created.is_empty()
-                        && (first.created.is_empty() || img.created < first.created)
-                    {
-                        first.created = img.created.clone();
+            Ok(img) => {
+                image_ids.push((img.name.clone(), img.digest.clone()));
+                let shown = if !docker {
+                    Some(img.name.clone())
+                } else if img.name.starts_with(DANGLING_PREFIX) {
+                    None
+                } else {
+                    Some(familiar_name(&img.name).to_string())
+                };
+                match by_digest.iter_mut().find(|(i, _)| i.digest == img.digest) {
+                    Some((first, names)) => {
+                        names.extend(shown);
+                        if !img.created.is_empty()
+                            && (first.created.is_empty() || img.created < first.created)
+                        {
+                            first.created = img.created.clone();
+                        }
+                        if !first.labels.iter().any(|(k, _)| k == PARENT_LABEL) {
+                            first.labels.extend(
+                                img.labels
+                                    .iter()
+                                    .filter(|(k, _)| k == PARENT_LABEL)
+                                    .cloned(),
+                            );
+                        }
+                    }
+                    None => {
+                        let names = shown.into_iter().collect();
+                        by_digest.push((img, names));
                     }
                 }
-                None => {
-                    let names = vec![img.name.clone()];
-                    by_digest.push((img, names));
-                }
-            },
+            }
             Err(e) => out.problems.push(e),
         }
     }
@@ -279,39 +382,64 @@ fn catalog_namespace(
         meta.snapshot(ns, SNAPSHOTTER, chain)
             .is_ok_and(|s| s.is_some())
     };
-    let mut image_ids: Vec<(String, String)> = Vec::new();
     for (img, names) in by_digest {
+        let shown = if names.is_empty() {
+            img.digest.clone()
+        } else {
+            names.join(", ")
+        };
         let mut entry = CatalogImage {
             id: img.digest.clone(),
-            names: names.clone(),
+            names,
             created: img.created.clone(),
             engine: engine.clone(),
             source: meta.path.clone(),
             ..Default::default()
         };
-        for n in &names {
-            image_ids.push((n.clone(), img.digest.clone()));
-        }
+        let mut facts = ImageFacts {
+            id: img.digest.clone(),
+            parent: img
+                .labels
+                .iter()
+                .find(|(k, _)| k == PARENT_LABEL)
+                .map(|(_, v)| v.clone()),
+            ..Default::default()
+        };
         match meta::resolve(content, &img.digest, &img.media_type, &unpacked) {
             Ok(r) => {
+                let mut unpacked_bytes = 0u64;
                 if let Some(top) = r.chain_ids.last() {
                     if unpacked(top) {
                         match snaps
                             .ok_or_else(no_snaps)
-                            .and_then(|s| snapshot_layers(meta, s, ns, top))
+                            .and_then(|s| Ok((s, snapshot_layers(meta, s, ns, top)?)))
                         {
-                            Ok(chain) => {
-                                if chain.len() != r.chain_ids.len() {
+                            Ok((s, chain)) => {
+                                if let Some(why) = check_chain(s, &chain, &r.chain_ids, docker) {
                                     out.problems.push(DriverError::new(
                                         ErrorKind::Invalid,
-                                        format!(
-                                            "image {}: {} layers in its config, {} snapshots in the chain",
-                                            names.join(", "),
-                                            r.chain_ids.len(),
-                                            chain.len()
-                                        ),
-                                        Some(&meta.path),
+                                        format!("image {shown}: {why}"),
+                                        Some(&s.path),
                                     ));
+                                }
+                                // As dockerd counts it: every snapshot of
+                                // the chain (init layers too), as the
+                                // snapshotter recorded its usage.
+                                unpacked_bytes = chain
+                                    .iter()
+                                    .filter_map(|id| s.by_id.get(id))
+                                    .filter_map(|n| s.by_name.get(n)?.usage)
+                                    .fold(0u64, u64::saturating_add);
+                                if docker {
+                                    facts.init_layers = chain
+                                        .iter()
+                                        .filter(|id| {
+                                            s.by_id
+                                                .get(id)
+                                                .is_some_and(|n| is_init_key(snapshot_key(n)))
+                                        })
+                                        .map(u64::to_string)
+                                        .collect();
                                 }
                                 entry.layers = ids(&chain);
                             }
@@ -319,14 +447,22 @@ fn catalog_namespace(
                         }
                     }
                 }
+                // The unpacked layers (none when not unpacked) and the
+                // content: the target and what lies below it.
+                facts.size = Some(
+                    unpacked_bytes
+                        .saturating_add(u64::try_from(img.size).unwrap_or(0))
+                        .saturating_add(r.content_size),
+                );
                 entry.config = Some(r.config);
             }
             Err(e) => out.problems.push(DriverError {
-                message: format!("image {}: {}", names.join(", "), e.message),
+                message: format!("image {shown}: {}", e.message),
                 ..e
             }),
         }
         out.images.push(entry);
+        out.image_facts.push(facts);
     }
     if !with_containers {
         return Ok(());
@@ -558,9 +694,14 @@ impl Driver for Overlayfs {
                 ));
                 continue;
             }
-            if let Err(e) =
-                catalog_namespace(&meta, snaps.as_deref(), &content, &ns, loc.itself, &mut out)
-            {
+            if let Err(e) = catalog_namespace(
+                &meta,
+                snaps.as_deref(),
+                &content,
+                &ns,
+                !loc.itself,
+                &mut out,
+            ) {
                 out.problems.push(e);
             }
         }
@@ -755,6 +896,105 @@ mod tests {
     }
 
     use std::fs;
+
+    #[test]
+    fn familiar_names_are_dockers() {
+        assert_eq!(familiar_name("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(familiar_name("docker.io/u/app:2"), "u/app:2");
+        assert_eq!(familiar_name("docker.io/library/a/b:1"), "library/a/b:1");
+        assert_eq!(
+            familiar_name("docker.io/library/x@sha256:00"),
+            "x@sha256:00"
+        );
+        assert_eq!(familiar_name("quay.io/x/y:1"), "quay.io/x/y:1");
+        assert_eq!(familiar_name(""), "");
+        assert!(is_init_key(&format!("{}-init", "a".repeat(64))));
+        assert!(!is_init_key("sha256:x-init"));
+        assert!(!is_init_key("-init"));
+        assert_eq!(snapshot_key("moby/12/sha256:ab"), "sha256:ab");
+        assert_eq!(snapshot_key("weird"), "weird");
+    }
+
+    /// A docker root whose image `dm:1` was built by the classic builder:
+    /// its second layer committed from a build container's snapshot onto
+    /// that container's init layer; the step's image kept as a dangling
+    /// record with the builder's parent label.
+    #[test]
+    fn a_docker_store_shows_images_as_docker_does() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("containers")).unwrap();
+        let mut f = Fixture::new(&root.join("containerd/daemon"));
+        let ids = diff_ids();
+        let chain = meta::chain_ids(&ids);
+        let (base, base_ids) = f.image("moby", "docker.io/library/base:1", &ids[..1]);
+        let build = "b".repeat(64);
+        let init = f.snapshot(
+            "moby",
+            &format!("{build}-init"),
+            Some(&chain[0]),
+            KIND_COMMITTED,
+        );
+        let top = f.snapshot(
+            "moby",
+            &chain[1],
+            Some(&format!("{build}-init")),
+            KIND_COMMITTED,
+        );
+        let (target, _) = f.image("moby", "docker.io/library/dm:1", &ids);
+        let dangling = format!("{DANGLING_PREFIX}{target}");
+        f.image("moby", &dangling, &ids);
+        f.label_image("moby", &dangling, &[(PARENT_LABEL, &base)]);
+        f.set_usage("moby", &chain[0], 1000);
+        f.set_usage("moby", &format!("{build}-init"), 20);
+        f.set_usage("moby", &chain[1], 300);
+        f.write();
+
+        let c = Overlayfs.catalog(root).unwrap();
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let dm = c.images.iter().find(|i| i.id == target).unwrap();
+        assert_eq!(dm.names, ["dm:1"], "familiar, the dangling record no name");
+        assert_eq!(
+            dm.layers,
+            [top.to_string(), init.to_string(), base_ids[0].to_string()]
+        );
+        let facts = c.image_facts.iter().find(|f| f.id == target).unwrap();
+        assert_eq!(facts.parent.as_deref(), Some(base.as_str()));
+        assert_eq!(facts.init_layers, [init.to_string()]);
+        // Every snapshot's usage, and the content the manifest declares.
+        let size = facts.size.unwrap();
+        assert!(size > 1320, "{size}");
+        let base_facts = c.image_facts.iter().find(|f| f.id == base).unwrap();
+        assert!(base_facts.size.unwrap() > 1000);
+        assert!(base_facts.size.unwrap() < size);
+
+        // The same chain on containerd's own root is a problem: ctr
+        // commits no init layers.
+        let own = Overlayfs.catalog(&root.join("containerd/daemon")).unwrap();
+        assert!(
+            own.problems
+                .iter()
+                .any(|p| p.message.contains("2 layers in its config, 3 snapshots")),
+            "{:?}",
+            own.problems
+        );
+
+        // A chain whose snapshots are not the config's is reported on a
+        // docker root too, once per image, naming the file.
+        let t2 = tempfile::tempdir().unwrap();
+        let root2 = t2.path();
+        fs::create_dir_all(root2.join("containers")).unwrap();
+        let mut g = Fixture::new(&root2.join("containerd/daemon"));
+        g.image("moby", "docker.io/library/base:1", &ids[..1]);
+        g.snapshot("moby", "stray", Some(&chain[0]), KIND_COMMITTED);
+        g.snapshot("moby", &chain[1], Some("stray"), KIND_COMMITTED);
+        g.image("moby", "docker.io/library/dm:1", &ids);
+        g.write();
+        let c2 = Overlayfs.catalog(root2).unwrap();
+        assert_eq!(c2.problems.len(), 1, "{:?}", c2.problems);
+        assert!(c2.problems[0].message.contains("image dm:1"));
+        assert!(c2.problems[0].path.is_some());
+    }
 
     #[test]
     fn a_docker_root_finds_its_managed_containerd() {

@@ -358,6 +358,9 @@ pub struct Snap {
     pub kind: u8,
     pub parent: String,
     pub created: String,
+    /// Bytes the snapshot's files take, recorded when it was committed
+    /// (`size`; none for active snapshots or a negative value).
+    pub usage: Option<u64>,
 }
 
 /// The overlayfs snapshotter's `metadata.db`: snapshots by name and id.
@@ -400,6 +403,9 @@ impl SnapDb {
                 created: get(b"createdat")?
                     .and_then(|v| go_time(&v))
                     .unwrap_or_default(),
+                usage: get(b"size")?
+                    .and_then(|v| varint(&v))
+                    .and_then(|n| u64::try_from(n).ok()),
             };
             if let Some(other) = out.by_id.insert(id, name.clone()) {
                 out.problems
@@ -522,6 +528,11 @@ pub struct Resolved {
     pub config: serde_json::Value,
     /// The chain ids of its layers, base first.
     pub chain_ids: Vec<String>,
+    /// Bytes of the content below the target as its descriptors declare
+    /// them: the chosen manifest (when the target is an index), its config
+    /// and its layers (what containerd's `images.Size` adds to the
+    /// target's own size).
+    pub content_size: u64,
 }
 
 const INDEX_TYPES: [&str; 2] = [
@@ -591,7 +602,9 @@ fn resolve_depth(
                 continue;
             };
             match resolve_depth(content, d, mt, unpacked, depth + 1) {
-                Ok(r) => {
+                Ok(mut r) => {
+                    let declared = m["size"].as_u64().unwrap_or(0);
+                    r.content_size = r.content_size.saturating_add(declared);
                     if r.chain_ids.last().is_some_and(|c| unpacked(c)) {
                         return Ok(r);
                     }
@@ -635,11 +648,24 @@ fn resolve_depth(
             &content.path,
         ));
     }
+    let layer_sizes = doc["layers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .take(MAX_CHAIN)
+                .map(|l| l["size"].as_u64().unwrap_or(0))
+                .fold(0u64, u64::saturating_add)
+        })
+        .unwrap_or(0);
     Ok(Resolved {
         manifest: digest.to_string(),
         config_digest,
         config,
         chain_ids: chain_ids(&diff_ids),
+        content_size: doc["config"]["size"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_add(layer_sizes),
     })
 }
 

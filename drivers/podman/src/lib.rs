@@ -4,13 +4,14 @@
 //! names its parents through `l/` short links, as docker's overlay2 does;
 //! `overlay-layers/layers.json`, `overlay-images/images.json` and
 //! `overlay-containers/containers.json` say which layers make which image
-//! and container, and libpod's `libpod/bolt_state.db` what each container
-//! ran and its state.
+//! and container, and libpod's `libpod/bolt_state.db` (podman 4) or `db.sql`
+//! (podman 5) what each container ran, its state and its log.
 //!
 //! Like every driver it only describes; core reads and mounts. The
 //! containers and images come to core as a [`Catalog`].
 
 mod libpod;
+mod sqlite;
 mod store;
 
 use std::collections::HashMap;
@@ -19,13 +20,14 @@ use std::sync::{Arc, Mutex};
 
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::driver::{
-    Catalog, CatalogContainer, CatalogImage, CatalogLayer, Confidence, Driver, DriverError,
-    DriverInfo, ErrorKind, LayerEntry, LayerSource, Role, WhiteoutStyle, ABI_VERSION,
+    Catalog, CatalogContainer, CatalogImage, CatalogLayer, CatalogLog, Confidence, Driver,
+    DriverError, DriverInfo, ErrorKind, ImageFacts, LayerEntry, LayerSource, Role, WhiteoutStyle,
+    ABI_VERSION,
 };
 use docker_mount_core::driver_kit::{self, io_err};
 use sha2::{Digest, Sha256};
 
-use crate::store::{problem, ContainerMetadata, ContainerRecord, ImageRecord, LayerRecord};
+use self::store::{problem, ContainerMetadata, ContainerRecord, ImageRecord, LayerRecord};
 
 /// The driver's name, and the engine its catalog names.
 const NAME: &str = "podman";
@@ -177,10 +179,76 @@ fn spec_args(root: &Beneath, id: &str, problems: &mut Vec<DriverError>) -> Vec<S
     }
 }
 
+/// Sizes as podman counts them: each layer's `diff-size` (its
+/// uncompressed tar), and the image's, those and its big-data items
+/// (config, manifests) together; unknown when a layer's is.
+fn image_facts_of(
+    image: &ImageRecord,
+    layers: &[String],
+    records: &HashMap<String, LayerRecord>,
+) -> ImageFacts {
+    let layer_sizes: Vec<(String, u64)> = layers
+        .iter()
+        .filter_map(|id| {
+            let size = records.get(id)?.diff_size?;
+            Some((id.clone(), u64::try_from(size).ok()?))
+        })
+        .collect();
+    let big_data: Option<u64> = image
+        .big_data_sizes
+        .values()
+        .map(|&n| u64::try_from(n).ok())
+        .sum();
+    let size = (layer_sizes.len() == layers.len())
+        .then(|| {
+            big_data.and_then(|b| {
+                layer_sizes
+                    .iter()
+                    .try_fold(b, |t, (_, n)| t.checked_add(*n))
+            })
+        })
+        .flatten();
+    ImageFacts {
+        id: format!("sha256:{}", image.id),
+        size,
+        layer_sizes,
+        ..Default::default()
+    }
+}
+
+/// Where the container's `k8s-file` log lies in the root: the path libpod
+/// recorded, when it lies in the container's `userdata` (its static dir),
+/// else `userdata/ctr.log` when libpod's record is gone and it is there.
+/// Other log drivers (journald, none) keep nothing in the root.
+fn log_of(root: &Beneath, id: &str, pod: &libpod::Libpod) -> Option<CatalogLog> {
+    let userdata = Path::new(CONTAINERS).join(id).join("userdata");
+    let rel = if pod.log_driver.is_empty() && pod.log_path.is_empty() {
+        userdata.join("ctr.log")
+    } else if pod.log_driver == "k8s-file" {
+        let rest = Path::new(&pod.log_path)
+            .strip_prefix(&pod.static_dir)
+            .ok()
+            .filter(|r| !pod.static_dir.is_empty() && !r.as_os_str().is_empty())?;
+        if !rest
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return None;
+        }
+        userdata.join(rest)
+    } else {
+        return None;
+    };
+    root.exists(&rel).then(|| CatalogLog {
+        path: rel,
+        format: "k8s-file".into(),
+    })
+}
+
 fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     let dir = open_root(root)?;
     let mut problems = Vec::new();
-    let layers = store::layer_map(store::read_records(
+    let layer_records = store::layer_map(store::read_records(
         &dir,
         LAYERS,
         "layers.json",
@@ -188,7 +256,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     ));
     let layers_file = root.join(LAYERS).join("layers.json");
     let chain = |top: &str, who: String, problems: &mut Vec<DriverError>| {
-        let (ids, broken) = store::chain(&layers, top);
+        let (ids, broken) = store::chain(&layer_records, top);
         if let Some(why) = broken {
             problems.push(problem(
                 ErrorKind::Invalid,
@@ -203,6 +271,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
     let images_file = root.join(IMAGES).join("images.json");
     let mut image_names = HashMap::new();
     let mut catalog_images = Vec::new();
+    let mut image_facts = Vec::new();
     for image in images {
         let layers = if image.layer.is_empty() {
             Vec::new()
@@ -212,6 +281,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
         if let Some(name) = image.names.first() {
             image_names.insert(image.id.clone(), name.clone());
         }
+        image_facts.push(image_facts_of(&image, &layers, &layer_records));
         catalog_images.push(CatalogImage {
             config: image_config(&dir, &image, &mut problems),
             id: format!("sha256:{}", image.id),
@@ -262,6 +332,7 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
             state: "unknown".into(),
             ..Default::default()
         });
+        let log = log_of(&dir, &c.id, &pod);
         let command = if pod.args.is_empty() {
             spec_args(&dir, &c.id, &mut problems)
         } else {
@@ -299,12 +370,14 @@ fn catalog(root: &Path) -> Result<Catalog, DriverError> {
             source: containers_file.clone(),
             layers,
             labels: pod.labels,
+            log,
             id: c.id,
         });
     }
     Ok(Catalog {
         containers: catalog_containers,
         images: catalog_images,
+        image_facts,
         problems,
         ..Default::default()
     })

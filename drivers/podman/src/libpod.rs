@@ -1,11 +1,11 @@
 //! What podman itself (libpod, not containers/storage) records about its
-//! containers: `libpod/bolt_state.db` (podman 4's default state database)
-//! has a bucket `ctr` with one sub-bucket per container id, whose `config`
-//! (ContainerConfig: the OCI spec, name, command, labels, created time)
-//! and `state` (ContainerState: state number, started and finished times,
-//! exit code, pid) are JSON.
-//!
-//! Podman 5 may keep the same in `libpod/db.sql` (SQLite), not read here.
+//! containers: for each, a ContainerConfig (the OCI spec, name, command,
+//! labels, created time, log driver and path) and a ContainerState (state
+//! number, started and finished times, exit code, pid), both JSON. Podman 4
+//! keeps them in `libpod/bolt_state.db` (a bucket `ctr` with one
+//! sub-bucket per container id holding `config` and `state`); podman 5 in
+//! `db.sql` in the storage root, SQLite ([`super::sqlite`]). Both give the same
+//! [`Libpod`] records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,7 +15,7 @@ use docker_mount_core::driver::{DriverError, ErrorKind};
 use docker_mount_core::driver_kit::bolt::{self, BoltError, Db, Value};
 use serde::Deserialize;
 
-use crate::store::problem;
+use super::store::problem;
 
 pub const BOLT_DB: &str = "libpod/bolt_state.db";
 /// A state database of a host with thousands of containers stays far below this.
@@ -34,6 +34,12 @@ pub struct Libpod {
     pub args: Vec<String>,
     pub labels: Vec<(String, String)>,
     pub image_name: String,
+    /// `k8s-file`, `journald`, `json-file`, `none`, ... (empty: unknown).
+    pub log_driver: String,
+    /// Where the log was written, as a path on the engine's host.
+    pub log_path: String,
+    /// The container's `userdata` directory on the engine's host.
+    pub static_dir: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +49,12 @@ struct Config {
     labels: BTreeMap<String, String>,
     #[serde(rename = "rootfsImageName")]
     image_name: String,
+    #[serde(rename = "logDriver")]
+    log_driver: String,
+    #[serde(rename = "logPath")]
+    log_path: String,
+    #[serde(rename = "staticDir")]
+    static_dir: String,
 }
 
 /// The part of an OCI runtime spec (libpod's `spec`, `userdata/config.json`) used here.
@@ -86,9 +98,17 @@ fn state_word(n: i64) -> &'static str {
     }
 }
 
-/// libpod's records by container id. A missing database is none; an
-/// unreadable one, or record, is a problem.
+/// libpod's records by container id, from the bolt and the SQLite state
+/// databases. A missing database holds none; an unreadable one, or
+/// record, is a problem. When both are there, podman (5 as 4) uses the
+/// bolt one unless configured otherwise: its records win.
 pub fn read(root: &Beneath, problems: &mut Vec<DriverError>) -> HashMap<String, Libpod> {
+    let mut records = super::sqlite::read(root, problems);
+    records.extend(read_bolt(root, problems));
+    records
+}
+
+fn read_bolt(root: &Beneath, problems: &mut Vec<DriverError>) -> HashMap<String, Libpod> {
     let rel = Path::new(BOLT_DB);
     let path = root.path().join(rel);
     if !root.exists(rel) {
@@ -124,59 +144,73 @@ fn records(
         let Value::Bucket(bucket) = value else {
             continue;
         };
-        let mut bad = |what: &str, e: String| {
-            problems.push(problem(
-                ErrorKind::Invalid,
-                format!("container {id}: {what}: {e}"),
-                path,
-            ))
-        };
-        let config: Config = match db.value(&bucket, b"config") {
-            Ok(Some(d)) => serde_json::from_slice(&d).unwrap_or_else(|e| {
-                bad("config", e.to_string());
-                Config::default()
-            }),
-            Ok(None) => Config::default(),
-            Err(e) => {
-                bad("config", e.to_string());
-                Config::default()
-            }
-        };
-        let state: Option<State> = match db.value(&bucket, b"state") {
-            Ok(Some(d)) => serde_json::from_slice(&d)
-                .map_err(|e| bad("state", e.to_string()))
-                .ok(),
-            Ok(None) => None,
-            Err(e) => {
-                bad("state", e.to_string());
-                None
-            }
-        };
-        let record = match state {
-            Some(s) => Libpod {
-                state: state_word(s.state).to_string(),
-                exit_code: (s.exited || s.state == 6 || s.state == 4).then_some(s.exit_code),
-                pid: (s.pid > 0).then_some(s.pid),
-                started: s.started,
-                finished: s.finished,
-                ..Default::default()
-            },
-            None => Libpod {
-                state: "unknown".into(),
-                ..Default::default()
-            },
-        };
-        out.insert(
-            id,
-            Libpod {
-                args: config.spec.process.args,
-                labels: config.labels.into_iter().collect(),
-                image_name: config.image_name,
-                ..record
-            },
+        let config = db.value(&bucket, b"config").map_err(|e| e.to_string());
+        let state = db.value(&bucket, b"state").map_err(|e| e.to_string());
+        let record = record(
+            &id,
+            config.as_ref().map(|c| c.as_deref()).map_err(String::clone),
+            state.as_ref().map(|s| s.as_deref()).map_err(String::clone),
+            &mut |message| problems.push(problem(ErrorKind::Invalid, message, path)),
         );
+        out.insert(id, record);
     }
     Ok(out)
+}
+
+/// A container's record from its ContainerConfig and ContainerState JSON
+/// (each missing: `Ok(None)`; unreadable: the reason). What cannot be read
+/// is reported through `bad` and left empty; a container without a state
+/// is in state `unknown`.
+pub fn record(
+    id: &str,
+    config: Result<Option<&[u8]>, String>,
+    state: Result<Option<&[u8]>, String>,
+    bad: &mut dyn FnMut(String),
+) -> Libpod {
+    let config: Config = match config {
+        Ok(Some(d)) => serde_json::from_slice(d).unwrap_or_else(|e| {
+            bad(format!("container {id}: config: {e}"));
+            Config::default()
+        }),
+        Ok(None) => Config::default(),
+        Err(e) => {
+            bad(format!("container {id}: config: {e}"));
+            Config::default()
+        }
+    };
+    let state: Option<State> = match state {
+        Ok(Some(d)) => serde_json::from_slice(d)
+            .map_err(|e| bad(format!("container {id}: state: {e}")))
+            .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            bad(format!("container {id}: state: {e}"));
+            None
+        }
+    };
+    let record = match state {
+        Some(s) => Libpod {
+            state: state_word(s.state).to_string(),
+            exit_code: (s.exited || s.state == 6 || s.state == 4).then_some(s.exit_code),
+            pid: (s.pid > 0).then_some(s.pid),
+            started: s.started,
+            finished: s.finished,
+            ..Default::default()
+        },
+        None => Libpod {
+            state: "unknown".into(),
+            ..Default::default()
+        },
+    };
+    Libpod {
+        args: config.spec.process.args,
+        labels: config.labels.into_iter().collect(),
+        image_name: config.image_name,
+        log_driver: config.log_driver,
+        log_path: config.log_path,
+        static_dir: config.static_dir,
+        ..record
+    }
 }
 
 #[cfg(test)]

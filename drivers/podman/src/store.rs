@@ -29,6 +29,9 @@ pub struct LayerRecord {
     /// Set when the layer was applied from a tar (an image layer).
     #[serde(rename = "diff-digest")]
     pub diff_digest: String,
+    /// Bytes of the layer's uncompressed tar (what `podman history` shows).
+    #[serde(rename = "diff-size")]
+    pub diff_size: Option<i64>,
     pub mountlabel: String,
 }
 
@@ -44,6 +47,9 @@ pub struct ImageRecord {
     pub created: String,
     #[serde(rename = "big-data-names")]
     pub big_data_names: Vec<String>,
+    /// Bytes of each big-data item (config, manifests).
+    #[serde(rename = "big-data-sizes")]
+    pub big_data_sizes: HashMap<String, i64>,
 }
 
 /// One container of `containers.json`.

@@ -253,3 +253,102 @@ fn an_empty_or_foreign_directory_has_an_empty_catalog() {
     assert!(c.containers.is_empty() && c.images.is_empty() && c.problems.is_empty());
     assert!(Podman.catalog(&t.path().join("missing")).is_err());
 }
+
+#[test]
+fn podman_5_state_and_k8s_file_log_come_from_sqlite() {
+    let t = tempfile::tempdir().unwrap();
+    podman_root(t.path());
+    let userdata = format!("/var/lib/containers/storage/overlay-containers/{CTR}/userdata");
+    let config = json!({"spec": {"process": {"args": ["sh", "-c", "exit 4"]}},
+                        "logDriver": "k8s-file", "logPath": format!("{userdata}/ctr.log"),
+                        "staticDir": userdata})
+    .to_string();
+    let state = json!({"state": 6, "exitCode": 4, "exited": true,
+                       "startedTime": "2024-01-02T00:00:01Z", "finishedTime": "2024-01-02T00:00:02Z"})
+    .to_string();
+    super::sqlite::tests::seize_into(
+        t.path(),
+        &[("config", CTR, &config), ("state", CTR, &state)],
+    );
+    let c = Podman.catalog(t.path()).unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let ctr = &c.containers[0];
+    assert_eq!(ctr.state, "exited");
+    assert_eq!(ctr.exit_code, Some(4));
+    assert_eq!(ctr.finished, "2024-01-02T00:00:02Z");
+    assert_eq!(ctr.command, ["sh", "-c", "exit 4"]);
+    assert_eq!(ctr.log, None, "no ctr.log written yet");
+    let log = Path::new("overlay-containers")
+        .join(CTR)
+        .join("userdata/ctr.log");
+    write(&t.path().join(&log), "2024-01-02T00:00:01.5Z stdout F hi\n");
+    let c = Podman.catalog(t.path()).unwrap();
+    let got = c.containers[0].log.as_ref().unwrap();
+    assert_eq!(
+        (got.path.as_path(), got.format.as_str()),
+        (log.as_path(), "k8s-file")
+    );
+}
+
+#[test]
+fn logs_elsewhere_or_of_other_drivers_are_not_claimed() {
+    let t = tempfile::tempdir().unwrap();
+    podman_root(t.path());
+    let log = Path::new("overlay-containers")
+        .join(CTR)
+        .join("userdata/ctr.log");
+    write(&t.path().join(&log), "x");
+    let userdata = format!("/s/overlay-containers/{CTR}/userdata");
+    for (driver, path) in [
+        ("journald", format!("{userdata}/ctr.log")),
+        ("k8s-file", "/var/log/elsewhere.log".to_string()),
+        ("k8s-file", format!("{userdata}/../../../etc/shadow")),
+    ] {
+        let config =
+            json!({"logDriver": driver, "logPath": path, "staticDir": userdata}).to_string();
+        for f in ["db.sql", "db.sql-wal"] {
+            fs::remove_file(t.path().join(f)).ok();
+        }
+        super::sqlite::tests::seize_into(t.path(), &[("config", CTR, &config)]);
+        let c = Podman.catalog(t.path()).unwrap();
+        assert_eq!(c.containers[0].log, None, "{driver} {path}");
+    }
+}
+
+#[test]
+fn sizes_are_podmans_diff_sizes_and_big_data() {
+    let t = tempfile::tempdir().unwrap();
+    let image_id = podman_root(t.path());
+    let layers = json!([
+        {"id": BASE, "diff-size": 1000},
+        {"id": MID, "parent": BASE, "diff-size": 24},
+        {"id": RW, "parent": MID},
+    ]);
+    write(
+        &t.path().join("overlay-layers/layers.json"),
+        layers.to_string(),
+    );
+    let images = t.path().join("overlay-images/images.json");
+    let mut records: serde_json::Value =
+        serde_json::from_slice(&fs::read(&images).unwrap()).unwrap();
+    records[0]["big-data-sizes"] = json!({"manifest": 300, format!("sha256:{image_id}"): 76});
+    write(&images, records.to_string());
+    let c = Podman.catalog(t.path()).unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let facts = &c.image_facts[0];
+    assert_eq!(facts.id, format!("sha256:{image_id}"));
+    assert_eq!(facts.size, Some(1400));
+    assert_eq!(
+        facts.layer_sizes,
+        [(MID.to_string(), 24), (BASE.to_string(), 1000)]
+    );
+    // A layer without its size (or a negative one) leaves the image's unknown.
+    write(
+        &t.path().join("overlay-layers/layers.json"),
+        json!([{"id": BASE, "diff-size": -1}, {"id": MID, "parent": BASE, "diff-size": 24}])
+            .to_string(),
+    );
+    let c = Podman.catalog(t.path()).unwrap();
+    assert_eq!(c.image_facts[0].size, None);
+    assert_eq!(c.image_facts[0].layer_sizes.len(), 1);
+}

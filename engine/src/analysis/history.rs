@@ -105,31 +105,61 @@ pub fn history(
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
+    // A catalogued image's layers are the engine's (top first), not
+    // layerdb's; the init layers between them are no step's.
+    let catalog_ids: Option<Vec<&str>> = image.catalog.as_ref().map(|c| {
+        c.layers
+            .iter()
+            .rev()
+            .filter(|l| l.role != docker_mount_core::driver::Role::Init)
+            .map(|l| l.id.as_str())
+            .collect()
+    });
+    if let Some(ids) = catalog_ids
+        .as_ref()
+        .filter(|ids| ids.len() != diff_ids.len())
+    {
+        warnings.push(format!(
+            "the engine records {} layers for the image, its config {}",
+            ids.len(),
+            diff_ids.len()
+        ));
+    }
     let layer_at = |i: usize| -> StepLayer {
         let chain_id = chain[i].clone();
         let rec = db.layers.get(&chain_id);
+        let cache_id = match &catalog_ids {
+            Some(ids) => ids.get(i).map(|id| id.to_string()),
+            None => rec.map(|r| r.cache_id.clone()),
+        };
         let mut l = StepLayer {
             index: i,
             diff_id: crate::model::ids::strip_sha256(&diff_ids[i]).to_string(),
             chain_id: chain_id.clone(),
-            cache_id: rec.map(|r| r.cache_id.clone()),
-            size: rec.and_then(|r| r.size),
+            cache_id: cache_id.clone(),
+            size: match &image.catalog {
+                Some(c) => cache_id
+                    .as_ref()
+                    .and_then(|id| c.layer_sizes.get(id).copied()),
+                None => rec.and_then(|r| r.size),
+            },
             path: None,
             present: false,
             problem: None,
             disk: None,
         };
-        let Some(rec) = rec else {
-            l.problem = Some(match db.unreadable.get(&chain_id) {
-                Some(why) => format!("layerdb entry unreadable: {why}"),
-                None => "not in layerdb".into(),
+        let Some(cache_id) = cache_id else {
+            l.problem = Some(match (&catalog_ids, db.unreadable.get(&chain_id)) {
+                (Some(_), _) => "not among the layers the engine records for the image".into(),
+                (None, Some(why)) => format!("layerdb entry unreadable: {why}"),
+                (None, None) => "not in layerdb".into(),
             });
             return l;
         };
         let Some(d) = driver else {
             return l;
         };
-        let entry = on_disk.get(&rec.cache_id);
+        let entry = on_disk.get(&cache_id);
         l.present = entry.is_some();
         let mut measure = |dir: &std::path::Path| {
             l.path = Some(dir.display().to_string());
@@ -139,7 +169,7 @@ pub fn history(
                 }
             }
         };
-        match d.layer(root.path(), &rec.cache_id) {
+        match d.layer(root.path(), &cache_id) {
             Ok(src) => {
                 if let Some(dir) = src.dir() {
                     measure(dir);

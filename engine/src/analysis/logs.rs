@@ -2,7 +2,8 @@
 //! `<id>-json.log` (rotated `.N`, compressed `.N.gz`), the `local` driver's
 //! `local-logs/container.log` and the dual-logging cache
 //! `container-cached.log` (both framed protobuf records, rotated and
-//! compressed the same way). Files are read beneath the root, streamed, and
+//! compressed the same way); for a container of another engine, the log
+//! its driver's catalog names (podman's `k8s-file` `ctr.log`). Files are read beneath the root, streamed, and
 //! every record is bounded; a damaged or truncated file gives a warning
 //! naming it and the offset, and the records before it.
 
@@ -34,6 +35,8 @@ pub enum LogFormat {
     JsonFile,
     /// Length-framed protobuf `LogEntry` records (`local`, and the cache).
     Local,
+    /// CRI lines `<RFC 3339 time> <stream> <F|P> <text>` (podman, conmon).
+    K8sFile,
 }
 
 /// Which files a log is kept in.
@@ -44,6 +47,8 @@ pub enum LogFamily {
     Local,
     /// Dual logging: what docker cached for a driver it cannot read back.
     Cache,
+    /// podman's `k8s-file` driver.
+    K8sFile,
 }
 
 /// One log file of a container.
@@ -154,8 +159,24 @@ fn rotation_of(file: &str, base: &str) -> Option<(u32, bool)> {
 }
 
 /// The log files docker kept for a container, oldest first within each
-/// family (json-file, local, cache).
+/// family (json-file, local, cache); for a catalogued container, the log
+/// its engine wrote (none when it is in a format not read here).
 pub fn log_files(root: &DockerRoot, c: &Container) -> Result<Vec<LogFile>> {
+    if let Some(record) = &c.catalog {
+        let Some(log) = &record.log else {
+            return Ok(Vec::new());
+        };
+        let (Some(sub), Some(base)) = (
+            log.path.parent(),
+            log.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Ok(Vec::new());
+        };
+        return match log.format.as_str() {
+            "k8s-file" => family(root, LogFamily::K8sFile, LogFormat::K8sFile, sub, base),
+            _ => Ok(Vec::new()),
+        };
+    }
     let dir = Path::new("containers").join(&c.id);
     let families: [(LogFamily, LogFormat, PathBuf, String); 3] = [
         (
@@ -178,35 +199,47 @@ pub fn log_files(root: &DockerRoot, c: &Container) -> Result<Vec<LogFile>> {
         ),
     ];
     let mut out = Vec::new();
-    for (family, format, sub, base) in families {
-        if !root.dir().is_dir(&sub) {
-            continue;
-        }
-        let names = root.dir().list(&sub)?;
-        let mut files: Vec<LogFile> = names
-            .into_iter()
-            .filter_map(|n| n.into_string().ok())
-            .filter_map(|n| {
-                let (rotation, compressed) = rotation_of(&n, &base)?;
-                let rel = sub.join(&n);
-                // Kept whatever it is: `read` names a FIFO or a symlink
-                // where a log should be rather than pass over it.
-                let st = root.dir().lstat(&rel).ok()?;
-                Some(LogFile {
-                    family,
-                    format,
-                    path: root.join(&rel),
-                    rel,
-                    rotation,
-                    compressed,
-                    size: st.st_size as u64,
-                })
-            })
-            .collect();
-        files.sort_by_key(|f| std::cmp::Reverse(f.rotation));
-        out.extend(files);
+    for (fam, format, sub, base) in families {
+        out.extend(family(root, fam, format, &sub, &base)?);
     }
     Ok(out)
+}
+
+/// The files `sub/base` and its rotations (`base.N`, `base.N.gz`), oldest
+/// first.
+fn family(
+    root: &DockerRoot,
+    family: LogFamily,
+    format: LogFormat,
+    sub: &Path,
+    base: &str,
+) -> Result<Vec<LogFile>> {
+    if !root.dir().is_dir(sub) {
+        return Ok(Vec::new());
+    }
+    let names = root.dir().list(sub)?;
+    let mut files: Vec<LogFile> = names
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .filter_map(|n| {
+            let (rotation, compressed) = rotation_of(&n, base)?;
+            let rel = sub.join(&n);
+            // Kept whatever it is: `read` names a FIFO or a symlink
+            // where a log should be rather than pass over it.
+            let st = root.dir().lstat(&rel).ok()?;
+            Some(LogFile {
+                family,
+                format,
+                path: root.join(&rel),
+                rel,
+                rotation,
+                compressed,
+                size: st.st_size as u64,
+            })
+        })
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.rotation));
+    Ok(files)
 }
 
 /// Reads every record of `files` that `filter` keeps, in file order,
@@ -238,7 +271,10 @@ pub fn read(
         };
         let reader = BufReader::with_capacity(1 << 16, reader);
         let result = match f.format {
-            LogFormat::JsonFile => read_json_file(reader, f, filter, sink, &mut warnings),
+            LogFormat::JsonFile => {
+                read_lines(reader, f, filter, sink, &mut warnings, &json_file_line)
+            }
+            LogFormat::K8sFile => read_lines(reader, f, filter, sink, &mut warnings, &k8s_line),
             LogFormat::Local => read_local(reader, f, filter, sink, &mut warnings),
         };
         match result {
@@ -279,12 +315,62 @@ struct JsonLine {
     attrs: Option<BTreeMap<String, String>>,
 }
 
-fn read_json_file(
+/// One record of a line-based log: (time as written, stream, the bytes
+/// the engine's `logs` prints, partial, attributes).
+type Line = (String, String, Vec<u8>, bool, BTreeMap<String, String>);
+
+/// A json-file line: `{"log","stream","time","attrs"}`.
+fn json_file_line(text: &[u8]) -> std::result::Result<Line, String> {
+    let j = serde_json::from_slice::<JsonLine>(text)
+        .map_err(|e| format!("not a json-file record ({e})"))?;
+    let partial = !j.log.ends_with('\n');
+    Ok((
+        j.time,
+        j.stream,
+        j.log.into_bytes(),
+        partial,
+        j.attrs.unwrap_or_default(),
+    ))
+}
+
+/// A CRI (`k8s-file`) line: `<time> <stream> <tags> <text>`, the first
+/// tag `F` for a full line (printed with a newline) or `P` for a piece.
+fn k8s_line(text: &[u8]) -> std::result::Result<Line, String> {
+    let mut parts = text.splitn(4, |&b| b == b' ');
+    let mut field = |what: &str| {
+        parts
+            .next()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .map(str::to_string)
+            .ok_or_else(|| format!("not a k8s-file record (no {what})"))
+    };
+    let time = field("time")?;
+    let stream = field("stream")?;
+    let tags = field("tag")?;
+    let mut line = parts.next().unwrap_or_default().to_vec();
+    if !matches!(stream.as_str(), "stdout" | "stderr") {
+        return Err(format!("not a k8s-file record (stream {stream:?})"));
+    }
+    let partial = match tags.split(':').next() {
+        Some("F") => false,
+        Some("P") => true,
+        _ => return Err(format!("not a k8s-file record (tag {tags:?})")),
+    };
+    if !partial {
+        line.push(b'\n');
+    }
+    Ok((time, stream, line, partial, BTreeMap::new()))
+}
+
+/// Reads a line-based log, each line parsed by `parse`.
+fn read_lines(
     mut reader: impl BufRead,
     f: &LogFile,
     filter: &Filter,
     sink: &mut dyn FnMut(LogRecord) -> std::io::Result<()>,
     warnings: &mut Vec<String>,
+    parse: &dyn Fn(&[u8]) -> std::result::Result<Line, String>,
 ) -> Result<(), ReadError> {
     let mut line = Vec::new();
     let mut offset: u64 = 0;
@@ -312,20 +398,19 @@ fn read_json_file(
         if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<JsonLine>(text) {
-            Ok(j) => {
-                let timestamp = parse_rfc3339(&j.time);
+        match parse(text) {
+            Ok((time, stream, bytes, partial, attrs)) => {
+                let timestamp = parse_rfc3339(&time);
                 if !filter.keeps(timestamp) {
                     continue;
                 }
-                let partial = !j.log.ends_with('\n');
                 sink(LogRecord {
-                    time: timestamp.map(format_rfc3339).unwrap_or(j.time),
+                    time: timestamp.map(format_rfc3339).unwrap_or(time),
                     timestamp,
-                    stream: j.stream,
-                    line: j.log.into_bytes(),
+                    stream,
+                    line: bytes,
                     partial,
-                    attrs: j.attrs.unwrap_or_default(),
+                    attrs,
                     file: f.path.clone(),
                 })
                 .map_err(ReadError::Sink)?;
@@ -334,7 +419,7 @@ fn read_json_file(
                 bad += 1;
                 if bad <= 20 {
                     let why = if complete {
-                        format!("not a json-file record ({e})")
+                        e
                     } else {
                         "truncated last record (the host went down while writing?)".to_string()
                     };
@@ -664,6 +749,29 @@ mod tests {
             t.sec - 3 * 3600 - 4 * 60 - 5
         );
         assert_eq!(parse_time_arg("yesterday"), None);
+    }
+
+    #[test]
+    fn k8s_file_lines() {
+        let (time, stream, line, partial, _) =
+            k8s_line(b"2024-01-02T03:04:05.123456789+00:00 stderr F boom bang").unwrap();
+        assert_eq!(time, "2024-01-02T03:04:05.123456789+00:00");
+        assert_eq!(stream, "stderr");
+        assert_eq!(line, b"boom bang\n");
+        assert!(!partial);
+        let (_, _, line, partial, _) = k8s_line(b"2024-01-02T03:04:05Z stdout P abc").unwrap();
+        assert_eq!(line, b"abc");
+        assert!(partial);
+        // An empty line is written without its text.
+        assert_eq!(k8s_line(b"2024-01-02T03:04:05Z stdout F").unwrap().2, b"\n");
+        for bad in [
+            &b"2024-01-02T03:04:05Z"[..],
+            b"2024-01-02T03:04:05Z stdin F x",
+            b"2024-01-02T03:04:05Z stdout X x",
+            b"\xff stdout F x",
+        ] {
+            assert!(k8s_line(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

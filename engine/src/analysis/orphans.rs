@@ -186,7 +186,32 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
         let mount = match layerdb::read_mount(root.dir(), &driver, &c.id) {
             Ok(m) => m,
             Err(e) => {
-                inv.problems.push(format!("container {name}: {e}"));
+                // Engines such as the containerd image store keep the
+                // layers of docker's containers themselves.
+                match drivers
+                    .by_name(&driver)
+                    .map(|d| d.container_layers(root.path(), &c.id))
+                {
+                    Some(Ok(layers)) => {
+                        for l in &layers {
+                            let u = uses.entry((driver.clone(), l.id.clone())).or_default();
+                            u.role.get_or_insert(match l.role {
+                                docker_mount_core::driver::Role::Rw => LayerRole::ContainerRw,
+                                docker_mount_core::driver::Role::Init => LayerRole::ContainerInit,
+                                docker_mount_core::driver::Role::Image => LayerRole::Image,
+                            });
+                            u.containers.insert(name.clone());
+                            if u.named_by.is_empty() {
+                                u.named_by =
+                                    format!("container {name} ({})", c.config_path.display());
+                            }
+                        }
+                    }
+                    Some(Err(d)) if d.kind != docker_mount_core::ErrorKind::Unsupported => {
+                        inv.problems.push(format!("container {name}: {d}"));
+                    }
+                    _ => inv.problems.push(format!("container {name}: {e}")),
+                }
                 continue;
             }
         };

@@ -8,7 +8,9 @@ use crate::model::container::{Container, ContainerConfigFile, RunConfig, State};
 use crate::model::ids;
 use crate::model::image::{Image, ImageConfig};
 use crate::model::record::CatalogRecord;
-use docker_mount_core::driver::{Catalog, CatalogContainer, CatalogImage, CatalogLayer, Role};
+use docker_mount_core::driver::{
+    Catalog, CatalogContainer, CatalogImage, CatalogLayer, ImageFacts, Role,
+};
 
 /// The engine's state word as one of `docker ps`'s.
 pub fn state_word(word: &str) -> &'static str {
@@ -71,11 +73,14 @@ pub fn container(driver: &str, c: CatalogContainer) -> Container {
             engine: c.engine,
             state: state_word(&c.state),
             layers: c.layers,
+            size: None,
+            layer_sizes: BTreeMap::new(),
+            log: c.log,
         }),
     }
 }
 
-pub fn image(driver: &str, i: CatalogImage) -> Image {
+pub fn image(driver: &str, i: CatalogImage, facts: Option<&ImageFacts>) -> Image {
     let mut config: ImageConfig = i
         .config
         .and_then(|v| serde_json::from_value(v).ok())
@@ -84,13 +89,17 @@ pub fn image(driver: &str, i: CatalogImage) -> Image {
         config.created = i.created;
     }
     let (digests, tags) = i.names.into_iter().partition(|n| n.contains('@'));
+    let parent = facts
+        .and_then(|f| f.parent.as_deref())
+        .and_then(ids::parse_digest)
+        .map(str::to_string);
     Image {
         id: ids::strip_sha256(&i.id).to_string(),
         store: driver.to_string(),
         config,
         tags,
         digests,
-        parent: None,
+        parent,
         config_path: i.source,
         legacy: false,
         catalog: Some(CatalogRecord {
@@ -100,11 +109,20 @@ pub fn image(driver: &str, i: CatalogImage) -> Image {
                 .layers
                 .into_iter()
                 .map(|id| CatalogLayer {
+                    role: if facts.is_some_and(|f| f.init_layers.contains(&id)) {
+                        Role::Init
+                    } else {
+                        Role::Image
+                    },
                     id,
-                    role: Role::Image,
                 })
                 .collect(),
             state: "",
+            size: facts.and_then(|f| f.size),
+            layer_sizes: facts
+                .map(|f| f.layer_sizes.iter().cloned().collect())
+                .unwrap_or_default(),
+            log: None,
         }),
     }
 }
@@ -116,10 +134,18 @@ pub fn convert(driver: &str, catalog: Catalog) -> (Vec<Container>, Vec<Image>, V
         .into_iter()
         .map(|c| container(driver, c))
         .collect();
+    let facts: BTreeMap<String, ImageFacts> = catalog
+        .image_facts
+        .into_iter()
+        .map(|f| (f.id.clone(), f))
+        .collect();
     let images = catalog
         .images
         .into_iter()
-        .map(|i| image(driver, i))
+        .map(|i| {
+            let f = facts.get(&i.id);
+            image(driver, i, f)
+        })
         .collect();
     let problems = catalog
         .problems
@@ -153,5 +179,69 @@ mod tests {
         assert_eq!(c("").state(), "created");
         assert_eq!(c("weird").state(), "unknown");
         assert_eq!(c("running").name(), "x");
+    }
+
+    #[test]
+    fn image_facts_give_parent_size_and_init_layers() {
+        let parent = format!("sha256:{}", "b".repeat(64));
+        let catalog = Catalog {
+            images: vec![CatalogImage {
+                id: format!("sha256:{}", "a".repeat(64)),
+                layers: vec!["3".into(), "2".into(), "1".into()],
+                ..Default::default()
+            }],
+            image_facts: vec![ImageFacts {
+                id: format!("sha256:{}", "a".repeat(64)),
+                parent: Some(parent),
+                size: Some(42),
+                init_layers: vec!["2".into()],
+                layer_sizes: vec![("1".into(), 7)],
+            }],
+            ..Default::default()
+        };
+        let (_, images, _) = convert("overlayfs", catalog);
+        let img = &images[0];
+        assert_eq!(img.parent.as_deref(), Some("b".repeat(64).as_str()));
+        let rec = img.catalog.as_ref().unwrap();
+        assert_eq!(rec.size, Some(42));
+        assert_eq!(rec.layer_sizes.get("1"), Some(&7));
+        let roles: Vec<Role> = rec.layers.iter().map(|l| l.role).collect();
+        assert_eq!(roles, [Role::Image, Role::Init, Role::Image]);
+        // Facts about no listed image change nothing.
+        let (_, images, _) = convert(
+            "overlayfs",
+            Catalog {
+                images: vec![CatalogImage {
+                    id: "x".into(),
+                    ..Default::default()
+                }],
+                image_facts: vec![ImageFacts {
+                    id: "y".into(),
+                    size: Some(1),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        assert_eq!(images[0].catalog.as_ref().unwrap().size, None);
+        // A parent label that is no image id names no parent.
+        for odd in ["sha256:../../etc", "", "latest", &"g".repeat(64)] {
+            let (_, images, _) = convert(
+                "overlayfs",
+                Catalog {
+                    images: vec![CatalogImage {
+                        id: "x".into(),
+                        ..Default::default()
+                    }],
+                    image_facts: vec![ImageFacts {
+                        id: "x".into(),
+                        parent: Some(odd.to_string()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            );
+            assert_eq!(images[0].parent, None, "{odd}");
+        }
     }
 }

@@ -44,6 +44,21 @@ pub struct ContainerConfigFile {
     pub restart_count: i64,
     #[serde(rename = "HostnamePath")]
     pub hostname_path: String,
+    /// The descriptor of the platform manifest the container runs (docker
+    /// 25+ with the containerd image store, whose `Image` is the image's
+    /// target: for a multi-platform image, an index). Kept as written;
+    /// see [`ContainerConfigFile::image_manifest_digest`].
+    #[serde(rename = "ImageManifest")]
+    pub image_manifest: Option<serde_json::Value>,
+}
+
+impl ContainerConfigFile {
+    /// The `sha256:<hex>` digest of [`image_manifest`](Self::image_manifest),
+    /// when it names a well-formed one.
+    pub fn image_manifest_digest(&self) -> Option<&str> {
+        let d = self.image_manifest.as_ref()?.get("digest")?.as_str()?;
+        (d.starts_with("sha256:") && ids::parse_digest(d).is_some()).then_some(d)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -272,6 +287,30 @@ impl Container {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_manifest_is_read_leniently() {
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let parse = |json: String| -> ContainerConfigFile { serde_json::from_str(&json).unwrap() };
+        let c = parse(format!(
+            r#"{{"ID":"x","ImageManifest":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":1394}}}}"#
+        ));
+        assert_eq!(c.image_manifest_digest(), Some(digest.as_str()));
+        for odd in [
+            r#"{"ImageManifest":"sha256:x"}"#,
+            r#"{"ImageManifest":{"digest":"../../etc"}}"#,
+            r#"{"ImageManifest":{"digest":7}}"#,
+            r#"{"ImageManifest":null}"#,
+            "{}",
+        ] {
+            assert_eq!(parse(odd.into()).image_manifest_digest(), None, "{odd}");
+        }
+        let bare = parse(format!(
+            r#"{{"ImageManifest":{{"digest":"{}"}}}}"#,
+            "c".repeat(64)
+        ));
+        assert_eq!(bare.image_manifest_digest(), None);
+    }
 
     fn with_state(state: State) -> Container {
         Container {

@@ -2,7 +2,9 @@
 //! docker's own files, recorded it. Its own module so that containers and
 //! images can carry it without depending on the catalog mapping.
 
-use docker_mount_core::driver::CatalogLayer;
+use std::collections::BTreeMap;
+
+use docker_mount_core::driver::{CatalogLayer, CatalogLog};
 
 /// Where a catalogued container or image comes from and its layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,4 +17,10 @@ pub struct CatalogRecord {
     pub layers: Vec<CatalogLayer>,
     /// The engine's state (containers), as `docker ps` words.
     pub state: &'static str,
+    /// Bytes it takes as the engine counts them (images), when known.
+    pub size: Option<u64>,
+    /// Bytes of its layers as the engine counts them (images), by layer id.
+    pub layer_sizes: BTreeMap<String, u64>,
+    /// The container's log in the root (containers).
+    pub log: Option<CatalogLog>,
 }
