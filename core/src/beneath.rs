@@ -89,6 +89,24 @@ fn open_raw(
     unreachable!("the loop returns on its last pass")
 }
 
+/// Refuses, without opening it, anything that is not a regular file.
+fn not_regular(st: &libc::stat) -> std::io::Result<()> {
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => return Ok(()),
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFLNK => "a symlink",
+        _ => "of an unknown type",
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("is {kind}, not a regular file"),
+    ))
+}
+
 fn openat2_supported() -> bool {
     static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SUPPORTED.get_or_init(|| {
@@ -283,39 +301,49 @@ impl Beneath {
     /// without being opened: a FIFO would wait for a writer, and opening a
     /// device can act on the analyst's machine (a watchdog, a tape).
     pub fn open_regular(&self, rel: &Path) -> std::io::Result<OwnedFd> {
-        let fstat = |fd: &OwnedFd| {
-            // SAFETY: zeroed stat is a valid buffer for fstat to fill.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: valid fd and buffer.
-            if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0 {
-                Ok(st)
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
+        self.open_regular_stat(rel).map(|(fd, _)| fd)
+    }
+
+    /// [`Beneath::open_regular`], with the opened file's `fstat`.
+    ///
+    /// Three calls: an `fstatat` (no automount, last component not
+    /// followed) refuses anything but a regular file before it is opened;
+    /// the open itself goes beneath this directory without following any
+    /// symlink (an `fstatat` that went through a symlinked directory is
+    /// then refused by the open); and `fstat` of the opened file checks it
+    /// is the file probed. `O_NONBLOCK` stays set: it changes nothing for
+    /// regular files.
+    pub fn open_regular_stat(&self, rel: &Path) -> std::io::Result<(OwnedFd, libc::stat)> {
+        check_relative(rel)?;
+        let c = CString::new(rel.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: zeroed stat is a valid buffer for fstatat to fill.
+        let mut probe: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd, C string and stat buffer.
+        let rc = unsafe {
+            libc::fstatat(
+                self.fd(),
+                c.as_ptr(),
+                &mut probe,
+                libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            )
         };
-        let probe = fstat(&self.open_fd(rel, libc::O_PATH)?)?;
-        let kind = match probe.st_mode & libc::S_IFMT {
-            libc::S_IFREG => None,
-            libc::S_IFDIR => Some("a directory"),
-            libc::S_IFIFO => Some("a FIFO"),
-            libc::S_IFCHR => Some("a character device"),
-            libc::S_IFBLK => Some("a block device"),
-            libc::S_IFSOCK => Some("a socket"),
-            libc::S_IFLNK => Some("a symlink"),
-            _ => Some("of an unknown type"),
-        };
-        if let Some(kind) = kind {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("is {kind}, not a regular file"),
-            ));
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        let fd = self.open_fd(rel, 0)?;
-        let st = fstat(&fd)?;
+        not_regular(&probe)?;
+        let fd = self.open_fd(rel, libc::O_NONBLOCK)?;
+        // SAFETY: zeroed stat is a valid buffer for fstat to fill.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and buffer.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         if (st.st_dev, st.st_ino) != (probe.st_dev, probe.st_ino) {
             return Err(std::io::Error::other("changed while being opened"));
         }
-        Ok(fd)
+        not_regular(&st)?;
+        Ok((fd, st))
     }
 
     /// Opens a subdirectory as a new trusted base.
@@ -338,27 +366,19 @@ impl Beneath {
 
     /// Reads a whole regular file of at most `limit` bytes.
     pub fn read(&self, rel: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
-        let fd = self
-            .open_regular(rel)
+        let (fd, st) = self
+            .open_regular_stat(rel)
             .map_err(|source| self.io_error(rel, source))?;
-        let mut file = std::fs::File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(|source| self.io_error(rel, source))?;
-        if !meta.is_file() {
-            return Err(Error::invalid(
-                self.path.join(rel),
-                format!("{what} is not a regular file"),
-            ));
-        }
-        if meta.len() > limit {
+        let len = u64::try_from(st.st_size).unwrap_or(0);
+        if len > limit {
             return Err(Error::TooLarge {
                 path: self.path.join(rel),
                 what,
                 limit,
             });
         }
-        let mut buf = Vec::with_capacity(meta.len() as usize);
+        let mut file = std::fs::File::from(fd);
+        let mut buf = Vec::with_capacity(len as usize + 1);
         (&mut file)
             .take(limit + 1)
             .read_to_end(&mut buf)

@@ -693,7 +693,10 @@ pub fn audit(d: &Discovery) -> Audit {
         };
         for c in root.containers() {
             match c {
-                Ok(c) => findings.extend(container_findings(&root, Some(r), &c)),
+                Ok(mut c) => {
+                    c.load_host_config(root.dir());
+                    findings.extend(container_findings(&root, Some(r), &c))
+                }
                 Err(e) => problems.push(format!("container {}: {}", e.name, e.error)),
             }
         }

@@ -170,7 +170,8 @@ pub struct PortBinding {
 pub struct Container {
     pub id: String,
     pub config: ContainerConfigFile,
-    /// `None` when hostconfig.json is missing; its problems are in `warnings`.
+    /// `None` until [`Container::load_host_config`], or when hostconfig.json
+    /// is missing (its problems are then in `warnings`).
     pub host: Option<HostConfig>,
     pub config_path: PathBuf,
     /// Written by docker < 1.10 (`config.json`, no layerdb): its layers are
@@ -200,43 +201,58 @@ impl Container {
                 "container directory name is not a 64-hex container id",
             ));
         }
-        // Docker < 1.10 wrote config.json, with the same fields that matter here.
+        // Docker < 1.10 wrote config.json, with the same fields that matter
+        // here: tried only when config.v2.json is missing (no probe first).
         let v2 = base.join("config.v2.json");
-        let legacy = !root.exists(&v2) && root.exists(&base.join("config.json"));
-        let config_rel = if legacy { base.join("config.json") } else { v2 };
-        let config: ContainerConfigFile = root.read_json(
-            &config_rel,
-            CONFIG_LIMIT,
-            "a container config (config.v2.json)",
-        )?;
+        let what = "a container config (config.v2.json)";
+        let (config_rel, legacy, config) =
+            match root.read_json::<ContainerConfigFile>(&v2, CONFIG_LIMIT, what) {
+                Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                    let old = base.join("config.json");
+                    match root.read_json(&old, CONFIG_LIMIT, what) {
+                        Ok(config) => (old, true, config),
+                        Err(Error::Io { cause, .. })
+                            if cause.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            return Err(root.io_error(&v2, cause))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                other => (v2, false, other?),
+            };
         if config.id != dir {
             return Err(Error::invalid(
                 root.path().join(&config_rel),
                 format!("ID {:?} does not match its directory {dir}", config.id),
             ));
         }
-        let mut warnings = Vec::new();
-        let host_rel = base.join("hostconfig.json");
-        let host = match root.read_json::<HostConfig>(
-            &host_rel,
-            CONFIG_LIMIT,
-            "a host config (hostconfig.json)",
-        ) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                warnings.push(e.to_string());
-                None
-            }
-        };
         Ok(Container {
             id: dir.to_string(),
             config,
-            host,
+            host: None,
             config_path: root.path().join(config_rel),
             legacy,
-            warnings,
+            warnings: Vec::new(),
             catalog: None,
         })
+    }
+
+    /// Reads `containers/<id>/hostconfig.json` into [`Container::host`];
+    /// a problem goes to `warnings`. Listings skip it (`list` shows nothing
+    /// from it); `find_container` and `audit` read it. Nothing to read for
+    /// a container an engine's catalog recorded.
+    pub fn load_host_config(&mut self, root: &Beneath) {
+        if self.catalog.is_some() || self.host.is_some() {
+            return;
+        }
+        let rel = Path::new("containers")
+            .join(&self.id)
+            .join("hostconfig.json");
+        match root.read_json::<HostConfig>(&rel, CONFIG_LIMIT, "a host config (hostconfig.json)") {
+            Ok(h) => self.host = Some(h),
+            Err(e) => self.warnings.push(e.to_string()),
+        }
     }
 
     /// The name without docker's leading slash.

@@ -236,7 +236,15 @@ impl DockerRoot {
         volume::list(&self.dir)
     }
 
-    /// Finds a container by full id, unique id prefix, or name.
+    /// `c` with its hostconfig.json read.
+    fn with_host_config(&self, c: &Container) -> Container {
+        let mut c = c.clone();
+        c.load_host_config(&self.dir);
+        c
+    }
+
+    /// Finds a container by full id, unique id prefix, or name, with its
+    /// hostconfig.json read.
     pub fn find_container(&self, query: &str) -> Result<Container> {
         let all = self.containers();
         let wanted = query.trim_start_matches('/');
@@ -249,7 +257,7 @@ impl DockerRoot {
         ] {
             match exact.as_slice() {
                 [] => {}
-                [one] => return Ok((*one).clone()),
+                [one] => return Ok(self.with_host_config(one)),
                 many => {
                     let names: Vec<&str> = many.iter().map(|c| c.name()).collect();
                     return Err(Error::Usage(format!(
@@ -264,7 +272,7 @@ impl DockerRoot {
             .filter(|c| !query.is_empty() && c.id.starts_with(query))
             .collect();
         match by_prefix.as_slice() {
-            [one] => Ok((*one).clone()),
+            [one] => Ok(self.with_host_config(one)),
             [] => {
                 // A broken container of that id: give its own error.
                 if let Some(err) = all
