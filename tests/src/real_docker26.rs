@@ -87,6 +87,9 @@ pub struct Docker26Root {
     pub logs: Vec<LogOracle>,
     /// `docker version`'s server version.
     pub server_version: String,
+    /// The amd64 manifest of `dm-multi:1`, whose target is an index
+    /// (containerd store only).
+    pub multi_manifest: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +99,7 @@ struct Meta26 {
     images_ls_all: Vec<Value>,
     logs: Vec<LogOracle>,
     server_version: String,
+    multi_manifest: Option<String>,
 }
 
 /// Whether docker 26 roots can be built or used here.
@@ -156,6 +160,7 @@ fn cached(store: Store) -> Docker26Root {
         images_ls_all: meta.images_ls_all,
         logs: meta.logs,
         server_version: meta.server_version,
+        multi_manifest: meta.multi_manifest,
     }
 }
 
@@ -217,6 +222,8 @@ fn build(store: Store, dest: &Path) -> Meta26 {
                 .chain(&["dm-base:latest", "sh", "-c", chatter]),
         );
     }
+
+    let multi_manifest = (store == Store::Containerd).then(|| multi_platform_image(&d, dest));
 
     let Oracles {
         ps,
@@ -287,5 +294,94 @@ fn build(store: Store, dest: &Path) -> Meta26 {
         images_ls_all,
         logs,
         server_version,
+        multi_manifest,
     }
+}
+
+/// `dm-multi:1`, an image whose target is an index of two platforms, as
+/// pulled images are: `docker load` of an OCI layout whose index lists an
+/// arm64 manifest that is not there and `dm-base`'s manifest as amd64
+/// (what a host keeps of a multi-platform image it pulled); then
+/// `c-multi` runs it. Returns the amd64 manifest's digest.
+fn multi_platform_image(d: &Daemon, dest: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let b = dest.join("build");
+    let saved = b.join("save.tar");
+    d.docker([
+        "save".as_ref(),
+        "dm-base:latest".as_ref(),
+        "-o".as_ref(),
+        saved.as_os_str(),
+    ]);
+    let layout = b.join("multi");
+    fs::create_dir_all(&layout).unwrap_or_else(|e| panic!("mkdir {}: {e}", layout.display()));
+    crate::real::run_ok(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-xf")
+            .arg(&saved),
+        120,
+    );
+    let index = read_json_value(&layout.join("index.json"));
+    let amd64 = index["manifests"][0].clone();
+    let manifest = amd64["digest"]
+        .as_str()
+        .expect("saved manifest digest")
+        .to_string();
+    let absent = format!("sha256:{}", hex::encode(Sha256::digest(b"no arm64 here")));
+    let inner = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": absent,
+             "size": amd64["size"], "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest,
+             "size": amd64["size"], "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    });
+    let inner = serde_json::to_vec(&inner).expect("index json");
+    let inner_digest = hex::encode(Sha256::digest(&inner));
+    write(&layout.join("blobs/sha256").join(&inner_digest), &inner);
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{inner_digest}"),
+            "size": inner.len(),
+            "annotations": {
+                "io.containerd.image.name": "docker.io/library/dm-multi:1",
+                "org.opencontainers.image.ref.name": "1",
+            },
+        }],
+    });
+    write(
+        &layout.join("index.json"),
+        serde_json::to_vec(&top).expect("json"),
+    );
+    let _ = fs::remove_file(layout.join("manifest.json"));
+    let tar = b.join("multi.tar");
+    crate::real::run_ok(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+        120,
+    );
+    d.docker(["load".as_ref(), "-i".as_ref(), tar.as_os_str()]);
+    d.docker([
+        "run",
+        "--name",
+        "c-multi",
+        "--network",
+        "none",
+        "dm-multi:1",
+        "sh",
+        "-c",
+        "echo multi > /multi-file",
+    ]);
+    manifest
 }
