@@ -93,7 +93,7 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
     let mut inv = Inventory::default();
     // (driver, id) → use.
     let mut uses: BTreeMap<(String, String), Use> = BTreeMap::new();
-    let mut dbs: BTreeMap<String, LayerDb> = BTreeMap::new();
+    let mut dbs: BTreeMap<String, std::sync::Arc<LayerDb>> = BTreeMap::new();
     for store in root.stores() {
         let db = root.layerdb(&store);
         for rec in db.layers.values() {

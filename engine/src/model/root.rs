@@ -3,7 +3,9 @@
 //! Listing never fails because one item is broken: each container or image
 //! is its own `Result`, and the errors name the file at fault.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::model::catalog;
 use crate::model::container::Container;
@@ -33,6 +35,9 @@ pub struct DockerRoot {
     /// Other evidence directories holding layers (see
     /// [`Catalog::stores`](docker_mount_core::driver::Catalog::stores)).
     stores: Vec<Beneath>,
+    /// Each image store's layerdb, read once: every image and container
+    /// of a store resolves its layers in it.
+    layerdbs: Mutex<BTreeMap<String, Arc<LayerDb>>>,
 }
 
 /// What the drivers' catalogs hold, in the docker model.
@@ -71,6 +76,7 @@ impl DockerRoot {
             dir,
             catalog: Catalogued::default(),
             stores: Vec::new(),
+            layerdbs: Mutex::default(),
         })
     }
 
@@ -84,6 +90,7 @@ impl DockerRoot {
             dir,
             catalog: Catalogued::default(),
             stores: Vec::new(),
+            layerdbs: Mutex::default(),
         };
         let mut claimed = false;
         for d in &drivers.loaded {
@@ -228,8 +235,13 @@ impl DockerRoot {
         out
     }
 
-    pub fn layerdb(&self, store: &str) -> LayerDb {
-        LayerDb::read(&self.dir, store)
+    /// The layerdb of image store `store` (`overlay2`, ...), read on first use.
+    pub fn layerdb(&self, store: &str) -> Arc<LayerDb> {
+        let mut cache = self.layerdbs.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(store.to_string())
+            .or_insert_with(|| Arc::new(LayerDb::read(&self.dir, store)))
+            .clone()
     }
 
     pub fn volumes(&self) -> Vec<Volume> {
