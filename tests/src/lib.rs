@@ -17,5 +17,6 @@ pub mod real_docker26;
 pub mod real_podman;
 pub mod real_rootless;
 pub mod real_triage;
+pub mod real_zfs;
 pub mod scene;
 pub mod trixie;

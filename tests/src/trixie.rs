@@ -392,6 +392,18 @@ impl Chroot {
     }
 }
 
+// ---------------------------------------------------------------------
+// For trees derived from this one (tests/src/real_zfs.rs copies the tree
+// and installs a kernel and zfs-dkms into the copy).
+
+/// A view of `dir`, a copy of [`tree`] (or any tree) being extended, in
+/// place: `dir` bound onto itself with the kernel filesystems of
+/// [`Chroot::enter`] but no cache bind; everything is unmounted on drop,
+/// `dir` stays.
+pub fn enter_copy(dir: &Path) -> Result<Chroot, String> {
+    Chroot::enter_at(dir)
+}
+
 /// [`Chroot::command`] for the view whose `/` is `view`.
 pub fn command_in(view: &Path, program: &str) -> Command {
     let mut c = Command::new(CHROOT);

@@ -26,7 +26,15 @@ const NEEDED: &[(&str, &str)] = &[
     ("groff", "groff-base"),
     // The trixie tree of today's engines (tests/src/trixie.rs).
     ("debootstrap", "debootstrap"),
+    // The zfs VM (tests/src/real_zfs.rs): its disks are made with
+    // mkfs.ext4 -d and read back with debugfs; qemu is in ALONE.
+    ("debugfs", "e2fsprogs"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
 ];
+
+/// Packages installed each in its own apt-get call: qemu-system-x86 in one
+/// call with others once made apt answer "held broken packages".
+const ALONE: &[&str] = &["qemu-system-x86"];
 
 fn have(cmd: &str) -> bool {
     std::env::var_os("PATH")
@@ -62,13 +70,22 @@ pub fn ensure() -> Result<()> {
         .args(["update", "-qq"])
         .envs(env)
         .status()?;
-    let install = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .envs(env)
-        .status()?;
-    if !update.success() || !install.success() {
-        bail!("apt-get could not install {}", missing.join(" "));
+    if !update.success() {
+        bail!("apt-get update failed");
+    }
+    let (alone, together): (Vec<&str>, Vec<&str>) = missing.iter().partition(|p| ALONE.contains(p));
+    let calls = std::iter::once(together)
+        .chain(alone.into_iter().map(|p| vec![p]))
+        .filter(|c| !c.is_empty());
+    for packages in calls {
+        let install = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&packages)
+            .envs(env)
+            .status()?;
+        if !install.success() {
+            bail!("apt-get could not install {}", packages.join(" "));
+        }
     }
     Ok(())
 }
