@@ -32,7 +32,7 @@ pub fn aufs_root() -> &'static RealRoot {
         h.update(include_str!("convert.rs"));
         h.update(source.dir.as_os_str().as_bytes());
         let key = format!("aufs-{}", &hex::encode(h.finalize())[..16]);
-        let base = real::target_dir().join("real-roots");
+        let base = real::real_roots_dir();
         let dir = base.join(&key);
         let lock_path = dir.with_extension("lock");
         let lock =

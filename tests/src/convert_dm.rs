@@ -142,7 +142,7 @@ fn cached(fs_kind: Fs) -> DmRoot {
     h.update(fs_kind.name());
     let driver = format!("devicemapper{}", fs_kind.name());
     let key = format!("{driver}-{}", &hex::encode(h.finalize())[..16]);
-    let base = real::target_dir().join("real-roots");
+    let base = real::real_roots_dir();
     fs::create_dir_all(&base).unwrap_or_else(|e| panic!("mkdir {}: {e}", base.display()));
     let dir = base.join(&key);
     let lock_path = dir.with_extension("lock");

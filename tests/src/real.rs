@@ -3,7 +3,8 @@
 //! export`, `docker diff`, `inspect`, `ps`) are recorded, then the daemon is
 //! killed with SIGKILL, leaving a crashed root (running containers keep
 //! `State.Running: true`). Roots are cached under
-//! `<target>/real-roots/<driver>-<hash of this file>/` across processes.
+//! `/var/cache/docker-mount-tests/real-roots/<driver>-<hash of this file>/`
+//! across processes and clones ([`real_roots_dir`]).
 //!
 //! The btrfs root lives in a loop-mounted btrfs image (`btrfs.img` in the
 //! cache dir): the image file is the cached artifact. Each test process
@@ -269,6 +270,14 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// Where real roots are cached: outside the clone, in
+/// `/var/cache/docker-mount-tests/real-roots`, so that a fresh clone on a
+/// machine that built them (CI) does not build them again. Each is keyed by
+/// the hash of its builder, so a changed builder still rebuilds its roots.
+pub fn real_roots_dir() -> PathBuf {
+    Path::new(crate::trixie::CACHE).join("real-roots")
+}
+
 /// Loads the cached root of `driver`, building it first if needed.
 fn cached(driver: &str) -> RealRoot {
     let (dir, meta) = cached_root(
@@ -353,7 +362,7 @@ pub(crate) fn stop_dockerd(_dir: &Path, run: &Path) {
 }
 
 /// The root a builder makes, built once and cached across processes in
-/// `<target>/real-roots/<prefix>-<hash>/`, `<hash>` being 16 hex digits
+/// `<`[`real_roots_dir`]`>/<prefix>-<hash>/`, `<hash>` being 16 hex digits
 /// of the sha256 of `source` (the builder's own file, by `include_str!`):
 /// changing a builder rebuilds its roots and no others.
 ///
@@ -371,12 +380,12 @@ pub fn cached_root<M: Serialize + DeserializeOwned>(
     leftovers: &Leftovers,
     build: impl FnOnce(&Path) -> M,
 ) -> (PathBuf, M) {
-    let base = target_dir().join("real-roots");
+    let base = real_roots_dir();
     cached_root_in(&base, prefix, source, available, leftovers, build)
 }
 
 /// [`cached_root`] with the cache in `base` instead of
-/// `<target>/real-roots` (costly roots live in
+/// [`real_roots_dir`] (costly roots live in
 /// [`trixie::CACHE`](crate::trixie::CACHE), outside the clone).
 pub fn cached_root_in<M: Serialize + DeserializeOwned>(
     base: &Path,

@@ -25,7 +25,7 @@
 //! and nothing is left mounted or running.
 //!
 //! Kept apart from [`real`](crate::real) with its own cache key
-//! (`<target>/real-roots/containerd-<hash of this file>/`; 1.7's in
+//! (`/var/cache/docker-mount-tests/real-roots/containerd-<hash of this file>/`; 1.7's in
 //! `/var/cache/docker-mount-tests/containerd17-<hash of this file and the
 //! tree's recipe>/`, the path it has in the tree too).
 

@@ -12,7 +12,7 @@
 //! recorded before that.
 //!
 //! Kept apart from [`real`](crate::real) with its own cache key: podman
-//! 4's in `<target>/real-roots/podman-<hash of this file>/`, podman 5's in
+//! 4's in `/var/cache/docker-mount-tests/real-roots/podman-<hash of this file>/`, podman 5's in
 //! `/var/cache/docker-mount-tests/podman5-<hash of this file and the
 //! tree's recipe>/` (the path it has in the tree too). Podman is
 //! daemonless, but conmon daemonizes: while building, this process is the

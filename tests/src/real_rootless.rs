@@ -20,7 +20,7 @@
 //! own mount namespace.
 //!
 //! Kept apart from [`real`](crate::real): cached under
-//! `<target>/real-roots/rootless-<hash of this file>/`. The data root
+//! `/var/cache/docker-mount-tests/real-roots/rootless-<hash of this file>/`. The data root
 //! keeps the owners the rootless daemon gave it (the evidence); root reads
 //! it like any other root.
 

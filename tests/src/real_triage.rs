@@ -8,7 +8,7 @@
 //! range are recorded before the daemon stops.
 //!
 //! Kept apart from [`real`](crate::real) so that it has its own cache key
-//! (`<target>/real-roots/triage-<hash of this file>/`): changing it does
+//! (`/var/cache/docker-mount-tests/real-roots/triage-<hash of this file>/`): changing it does
 //! not rebuild the other real roots. Needs root, dockerd, docker and
 //! busybox; dockerd creates the `dockremap` user and its `/etc/subuid` and
 //! `/etc/subgid` ranges on first use (as it would on any host).

@@ -6,7 +6,7 @@
 //! and a baseline doing comparable work with standard tools. Each gets one
 //! untimed warm-up run, then `N` timed runs (default 5), interleaved so that
 //! drift in the machine's load hits both alike; the median (with min and
-//! max) is reported, and ours' peak RSS. As root, `--cold N` (default 3)
+//! max) is reported, and ours' peak RSS (one more run under GNU time). As root, `--cold N` (default 3)
 //! more runs of each follow with the caches dropped before every run: the
 //! cold ratio, as when evidence is read once. The ratio is baseline/ours:
 //! above 1 we are faster. Nothing here asserts an
@@ -110,45 +110,68 @@ fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// One timed run: wall time and the child's peak resident memory.
+/// One timed run.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     took: Duration,
-    max_rss_kib: u64,
 }
 
-/// Runs `cmd` once with stdout to /dev/null, failing on a non-zero exit;
-/// waits with `wait4` for the child's own peak RSS (for a shell pipeline,
-/// the largest of its processes is not seen: only the shell's).
+/// Runs `cmd` once with stdout to /dev/null, failing on a non-zero exit.
 fn time_once(mut cmd: Command) -> Result<Run> {
     let what = describe(&cmd);
     let start = Instant::now();
-    let child = cmd
+    let status = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .spawn()
+        .status()
         .with_context(|| format!("cannot run {what}"))?;
-    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid buffer for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, with valid out-pointers; `child` is
-    // never waited for again (dropping a Child does not wait).
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let took = start.elapsed();
-    ensure!(
-        rc == pid,
-        "wait4 for {what}: {}",
-        std::io::Error::last_os_error()
-    );
-    ensure!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{what} failed (wait status {status})"
-    );
-    Ok(Run {
-        took,
-        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
-    })
+    ensure!(status.success(), "{what} failed ({status})");
+    Ok(Run { took })
+}
+
+/// Peak resident memory of one more run of `cmd`, in KiB, measured by GNU
+/// time (`/usr/bin/time -f %M`): a child forked by this process would
+/// count this process's own memory as its peak (Linux keeps the peak
+/// across `exec`), while `time` forks from a small process. `None` when
+/// GNU time is not installed.
+fn peak_rss_kib(cmd: &Command) -> Result<Option<u64>> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return Ok(None);
+    }
+    let out_file = tempfile_path("rss");
+    let mut wrapped = Command::new(time);
+    wrapped
+        .args(["-f", "%M", "-o"])
+        .arg(&out_file)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    time_once(wrapped)?;
+    let text = std::fs::read_to_string(&out_file)
+        .with_context(|| format!("cannot read {}", out_file.display()))?;
+    let _ = std::fs::remove_file(&out_file);
+    Ok(text
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok()))
+}
+
+/// A fresh file name in the temporary directory.
+fn tempfile_path(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("xtask-bench-{tag}-{}-{n}", std::process::id()))
 }
 
 /// Drops the page, dentry and inode caches (root only), so that the next
@@ -197,6 +220,8 @@ struct Measured {
     /// Runs each preceded by dropping the caches (empty when not possible).
     cold_ours: Vec<Run>,
     cold_baseline: Vec<Run>,
+    /// Ours' peak resident memory (KiB), when GNU time is there.
+    ours_rss_kib: Option<u64>,
     ours_cmd: String,
     baseline_cmd: String,
 }
@@ -244,11 +269,13 @@ fn measure(bench: &mut dyn Bench, ctx: &Ctx, opts: &Options) -> Result<Measured>
         } else {
             (Vec::new(), Vec::new())
         };
+        let ours_rss_kib = peak_rss_kib(&bench.ours(ctx))?;
         Ok(Measured {
             ours,
             baseline,
             cold_ours,
             cold_baseline,
+            ours_rss_kib,
             ours_cmd: what,
             baseline_cmd: describe(&bench.baseline(ctx)),
         })
@@ -357,14 +384,14 @@ pub fn run(args: &[String]) -> Result<()> {
                 let ratio = base.median / ours.median;
                 let cold = (!m.cold_ours.is_empty())
                     .then(|| (stats(&m.cold_ours), stats(&m.cold_baseline)));
-                let rss = m.ours.iter().map(|r| r.max_rss_kib).max().unwrap_or(0);
                 rows.push([
                     name.to_string(),
                     format!("{:.4} ({:.4}-{:.4})", ours.median, ours.min, ours.max),
                     format!("{:.4} ({:.4}-{:.4})", base.median, base.min, base.max),
                     format!("{ratio:.2}"),
                     cold.map_or("-".into(), |(o, b)| format!("{:.2}", b.median / o.median)),
-                    format!("{:.0}", rss as f64 / 1024.0),
+                    m.ours_rss_kib
+                        .map_or("-".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
                     bench.description().to_string(),
                 ]);
                 let secs = |v: &[Run]| v.iter().map(|r| r.took.as_secs_f64()).collect::<Vec<_>>();
@@ -379,7 +406,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     "baseline_s": st(base),
                     "ours_runs_s": secs(&m.ours),
                     "baseline_runs_s": secs(&m.baseline),
-                    "ours_peak_rss_kib": rss,
+                    "ours_peak_rss_kib": m.ours_rss_kib,
                     "cold": cold.map(|(o, b)| json!({
                         "ours_s": st(o),
                         "baseline_s": st(b),
