@@ -6,7 +6,7 @@
 //! always with `O_NOATIME` where the kernel allows it, and never for
 //! writing. Reads are bounded.
 
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -32,7 +32,9 @@ fn open_raw(
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // O_NONBLOCK: opening a FIFO must not wait for a writer that never
     // comes. It is cleared again once open (reads then behave as asked).
-    let nonblock = if flags & libc::O_PATH == 0 {
+    // Not needed for O_PATH, nor for O_DIRECTORY: a FIFO then fails with
+    // ENOTDIR before anything is opened.
+    let nonblock = if flags & (libc::O_PATH | libc::O_DIRECTORY) == 0 {
         libc::O_NONBLOCK
     } else {
         0
@@ -105,6 +107,28 @@ fn not_regular(st: &libc::stat) -> std::io::Result<()> {
         std::io::ErrorKind::InvalidInput,
         format!("is {kind}, not a regular file"),
     ))
+}
+
+/// `fstatat` of `name` in the directory `at`, the name not followed.
+fn fstatat_nofollow(at: libc::c_int, name: &OsStr) -> std::io::Result<libc::stat> {
+    let c = CString::new(name.as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: zeroed stat is a valid buffer for fstatat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, C string and stat buffer.
+    let rc = unsafe {
+        libc::fstatat(
+            at,
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+        )
+    };
+    if rc == 0 {
+        Ok(st)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn openat2_supported() -> bool {
@@ -306,33 +330,18 @@ impl Beneath {
 
     /// [`Beneath::open_regular`], with the opened file's `fstat`.
     ///
-    /// Three calls: an `fstatat` (no automount, last component not
-    /// followed) refuses anything but a regular file before it is opened;
-    /// the open itself goes beneath this directory without following any
-    /// symlink (an `fstatat` that went through a symlinked directory is
-    /// then refused by the open); and `fstat` of the opened file checks it
-    /// is the file probed. `O_NONBLOCK` stays set: it changes nothing for
-    /// regular files.
+    /// The directory holding the file is opened beneath this one without
+    /// following any symlink; there, an `fstatat` of the name (not
+    /// followed) refuses anything but a regular file before it is opened,
+    /// the open itself is `O_NOFOLLOW`, and `fstat` of the opened file
+    /// checks it is the file probed. `O_NONBLOCK` stays set: it changes
+    /// nothing for regular files.
     pub fn open_regular_stat(&self, rel: &Path) -> std::io::Result<(OwnedFd, libc::stat)> {
-        check_relative(rel)?;
-        let c = CString::new(rel.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: zeroed stat is a valid buffer for fstatat to fill.
-        let mut probe: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd, C string and stat buffer.
-        let rc = unsafe {
-            libc::fstatat(
-                self.fd(),
-                c.as_ptr(),
-                &mut probe,
-                libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let (parent_fd, name) = self.parent_of(rel)?;
+        let at = parent_fd.as_ref().map_or(self.fd(), |f| f.as_raw_fd());
+        let probe = fstatat_nofollow(at, name)?;
         not_regular(&probe)?;
-        let fd = self.open_fd(rel, libc::O_NONBLOCK)?;
+        let fd = open_raw(at, Path::new(name), libc::O_NONBLOCK, false)?;
         // SAFETY: zeroed stat is a valid buffer for fstat to fill.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid fd and buffer.
@@ -450,6 +459,17 @@ impl Beneath {
 
     /// `lstat` of `rel` (the final component is not followed).
     pub fn lstat(&self, rel: &Path) -> std::io::Result<libc::stat> {
+        let (parent_fd, name) = self.parent_of(rel)?;
+        let at = parent_fd.as_ref().map_or(self.fd(), |f| f.as_raw_fd());
+        fstatat_nofollow(at, name)
+    }
+
+    /// The directory holding `rel`, opened `O_PATH` beneath this one
+    /// without following symlinks (`None`: this directory itself), and
+    /// `rel`'s last component, to be used relative to it without following
+    /// it: so that no symlink on the way is ever followed (following one
+    /// updates its atime).
+    fn parent_of<'r>(&self, rel: &'r Path) -> std::io::Result<(Option<OwnedFd>, &'r OsStr)> {
         check_relative(rel)?;
         let (parent, name) = match (rel.parent(), rel.file_name()) {
             (Some(p), Some(n)) if !p.as_os_str().is_empty() => (Some(p), n),
@@ -459,17 +479,7 @@ impl Beneath {
         let parent_fd = parent
             .map(|p| self.open_fd(p, libc::O_DIRECTORY | libc::O_PATH))
             .transpose()?;
-        let at = parent_fd.as_ref().map_or(self.fd(), |f| f.as_raw_fd());
-        let c = CString::new(name.as_bytes())
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd, C string and stat buffer.
-        let rc = unsafe { libc::fstatat(at, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
-        if rc == 0 {
-            Ok(st)
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        Ok((parent_fd, name))
     }
 
     /// The target of the symlink `rel` (which is read, never followed).
@@ -511,6 +521,38 @@ impl Beneath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_through_a_symlinked_directory_fails_without_touching_the_link() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        std::fs::write(t.path().join("real/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("real", t.path().join("link")).unwrap();
+        let link = CString::new(t.path().join("link").as_os_str().as_bytes()).unwrap();
+        let old = [libc::timespec {
+            tv_sec: 1_000_000,
+            tv_nsec: 0,
+        }; 2];
+        // SAFETY: valid C string and two timespecs.
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                link.as_ptr(),
+                old.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        assert_eq!(rc, 0);
+        let b = Beneath::open(t.path()).unwrap();
+        assert!(b.read(Path::new("link/f"), 10, "f").is_err());
+        assert!(b.open_regular(Path::new("link/f")).is_err());
+        assert_eq!(b.read(Path::new("real/f"), 10, "f").unwrap(), b"x");
+        let st = b.lstat(Path::new("link")).unwrap();
+        assert_eq!(
+            st.st_atime, 1_000_000,
+            "following the link updated its atime"
+        );
+    }
 
     #[test]
     fn refuses_symlinks_and_dotdot() {

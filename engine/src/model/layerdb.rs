@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::model::ids;
+use crate::model::parallel;
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::error::{Error, Result};
 
@@ -124,9 +125,13 @@ impl LayerDb {
                 return db;
             }
         };
-        for name in names {
+        let read = parallel::map(&names, |name| {
             let name = name.to_string_lossy().into_owned();
-            match read_layer(root, &base, &name) {
+            let rec = read_layer(root, &base, &name);
+            (name, rec)
+        });
+        for (name, rec) in read {
+            match rec {
                 Ok(rec) => {
                     db.layers.insert(rec.chain_id.clone(), rec);
                 }
@@ -182,10 +187,11 @@ fn read_layer(root: &Beneath, base: &Path, name: &str) -> Result<LayerRecord> {
         ));
     }
     let dir = root.subdir(&rel)?;
-    let parent = if dir.exists(Path::new("parent")) {
-        Some(read_digest(&dir, Path::new("parent"), "layer parent")?)
-    } else {
-        None
+    // A base layer has no parent file: tried, not probed first.
+    let parent = match read_digest(&dir, Path::new("parent"), "layer parent") {
+        Ok(p) => Some(p),
+        Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
     };
     let size = dir
         .read_small_text(Path::new("size"), "layer size")

@@ -13,7 +13,8 @@
 //! - [`catalog`]: an engine's catalog (podman, containerd) as this model;
 //! - [`record`]: where a catalogued container or image came from;
 //! - [`detect`]: which driver holds a root and each container;
-//! - [`stack`]: a container or image as its ordered layers.
+//! - [`stack`]: a container or image as its ordered layers;
+//! - [`parallel`]: many small evidence files read on every core.
 
 pub mod catalog;
 pub mod container;
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod image;
 pub mod layerdb;
 pub mod legacy;
+pub mod parallel;
 pub mod record;
 pub mod root;
 pub mod stack;

@@ -13,6 +13,7 @@ use crate::model::ids;
 use crate::model::image::{Image, References};
 use crate::model::layerdb::LayerDb;
 use crate::model::legacy;
+use crate::model::parallel;
 use crate::model::volume::{self, Volume};
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::driver::Confidence;
@@ -191,13 +192,10 @@ impl DockerRoot {
                 })]
             }
         };
-        names
-            .into_iter()
-            .map(|n| {
-                let name = n.to_string_lossy().into_owned();
-                Container::read(&self.dir, &name).map_err(|error| ItemError { name, error })
-            })
-            .collect()
+        parallel::map(&names, |n| {
+            let name = n.to_string_lossy().into_owned();
+            Container::read(&self.dir, &name).map_err(|error| ItemError { name, error })
+        })
     }
 
     /// Every image of every store.
@@ -215,9 +213,11 @@ impl DockerRoot {
                 }
             };
             match Image::list_ids(&self.dir, &store) {
-                Ok(ids) => out.extend(ids.into_iter().map(|id| {
-                    Image::read(&self.dir, &store, &id, &refs)
-                        .map_err(|error| ItemError { name: id, error })
+                Ok(ids) => out.extend(parallel::map(&ids, |id| {
+                    Image::read(&self.dir, &store, id, &refs).map_err(|error| ItemError {
+                        name: id.clone(),
+                        error,
+                    })
                 })),
                 Err(error) => out.push(Err(ItemError {
                     name: format!("image/{store}/imagedb"),
