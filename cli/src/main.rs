@@ -251,6 +251,18 @@ Example: docker-mount --root ./docker diff web --layers"
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Which container, image and layer host paths belong to, and each path inside the container.
+    #[command(
+        after_help = "Host paths are text from a listing (fls, find, an EDR alert), never opened: any prefix\nworks (/var/lib/docker, the --root path, a mount point of the host image). Layer files\n(overlay2 diff/ and l/<short>, aufs diff/, vfs, btrfs, containerd snapshots), mounted views\n(merged/, aufs mnt/, devicemapper mnt/<id>/rootfs), containers/<id>/ files, layerdb and volumes.\n\n--bodyfile keeps each line and appends |kind|driver|layer|role|containers|images\n(containers: name:path:seen items joined by ','; mactime ignores the extra fields);\nwith --json, one {\"line\", \"attribution\"} object a line.\n\nExamples:\n  docker-mount --root /mnt/host/var/lib/docker attribute /var/lib/docker/overlay2/<id>/diff/tmp/x\n  fls -r -m /var/lib/docker -o 2048 host.img | docker-mount --root ./docker attribute --bodyfile /dev/stdin"
+    )]
+    Attribute {
+        /// Host paths; `-` reads more, one a line, from standard input.
+        #[arg(required_unless_present = "bodyfile")]
+        paths: Vec<std::ffi::OsString>,
+        /// Annotate a TSK/mactime bodyfile (MD5|name|inode|mode|UID|GID|size|atime|mtime|ctime|crtime) line by line.
+        #[arg(long, value_name = "FILE", conflicts_with = "paths")]
+        bodyfile: Option<PathBuf>,
+    },
     /// Daemon exposure and risky containers: tcp without TLS, privileged, host namespaces, sensitive binds, capabilities, unconfined, root, userns-remap.
     #[command(
         after_help = "Reads the daemon's configuration from the host tree (etc/docker/daemon.json,\netc/default/docker, systemd units and drop-ins) and every container of every root found.\nEach finding has a severity and the file it comes from.\n\nExample: docker-mount --root /mnt/host audit --json"

@@ -1,5 +1,6 @@
 //! The forensic commands, over the model and the union views.
 //!
+//! - [`attribute`]: which container, layer and in-container path a host path is;
 //! - [`export`]: a view as a tar stream, like `docker export`;
 //! - [`diff`]: what a container changed, like `docker diff`, with content checks;
 //! - [`deleted`]: what the layers deleted, and where an older copy survives;
@@ -11,6 +12,7 @@
 //! - [`orphans`]: every layer directory on disk and who uses it;
 //! - [`usage`]: what an evidence directory holds, like `du`.
 
+pub mod attribute;
 pub mod audit;
 pub mod deleted;
 pub mod diff;
