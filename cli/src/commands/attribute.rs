@@ -5,7 +5,8 @@
 //!
 //! A bodyfile comes back line by line: each record unchanged, followed by
 //! six more `|`-separated fields (`|` inside them written `\x7c`):
-//! `kind|driver|layer|role|containers|images`, where `containers` is
+//! `kind|driver|layer|role|containers|images`, with the `--json` names
+//! (`layer-file`, `container-rw`, `visible`, ...), where `containers` is
 //! `name:path:seen` items joined by `,`. mactime reads the first eleven
 //! fields and ignores the rest. With `--json`, one JSON object a line:
 //! `{"line": ..., "attribution": ...}` (`attribution` null for lines that
@@ -164,6 +165,14 @@ fn note(a: &Attribution) -> String {
     parts.join("; ")
 }
 
+/// An enum's `--json` name, so bodyfile fields read as the JSON does.
+fn json_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// A value as one bodyfile field.
 fn field(s: &str) -> String {
     s.replace('|', "\\x7c").replace('\n', "\\n")
@@ -202,10 +211,10 @@ fn annotate(cli: &Cli, attributor: &mut Attributor<'_>, file: &Path) -> Result<(
             write!(
                 out,
                 "|{}|{}|{}|{}|{}|{}",
-                kind(a.kind),
+                json_name(&a.kind),
                 field(a.driver.as_deref().unwrap_or("")),
                 field(a.layer.as_deref().unwrap_or("")),
-                a.role.map(role).unwrap_or(""),
+                a.role.as_ref().map(json_name).unwrap_or_default(),
                 field(
                     &a.containers
                         .iter()
@@ -213,7 +222,7 @@ fn annotate(cli: &Cli, attributor: &mut Attributor<'_>, file: &Path) -> Result<(
                             "{}:{}:{}",
                             c.name,
                             c.path.as_deref().unwrap_or(""),
-                            c.seen.map(seen).unwrap_or("")
+                            c.seen.as_ref().map(json_name).unwrap_or_default()
                         ))
                         .collect::<Vec<_>>()
                         .join(",")

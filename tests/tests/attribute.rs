@@ -1,0 +1,488 @@
+//! `attribute` (issue 20): host paths → container, image, layer and
+//! in-container path, on the synthetic scene (overlay2, and converted to
+//! aufs, overlay and vfs), hostile paths, a bodyfile, and every file of
+//! every container of the real overlay2 root in diff, merged and short-name
+//! forms. Every run hashes the evidence before and after.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use docker_mount_tests::scene::{self, Scene};
+use docker_mount_tests::{cli, integrity, manifest, real};
+use serde_json::Value;
+
+/// `attribute --json` of `paths` (given on standard input, one a line, and
+/// those holding a newline as arguments) on `root`, checked to leave it
+/// unchanged; one answer per path, in order.
+fn attribute(root: &Path, paths: &[OsString]) -> Vec<Value> {
+    let before = integrity::snapshot(root);
+    let out = run_attribute(root, paths);
+    before.assert_unchanged(&integrity::snapshot(root));
+    out
+}
+
+fn run_attribute(root: &Path, paths: &[OsString]) -> Vec<Value> {
+    use std::io::Write;
+    let (args, lines): (Vec<&OsString>, Vec<&OsString>) =
+        paths.iter().partition(|p| p.as_bytes().contains(&b'\n'));
+    let mut cmd = Command::new(cli::binary());
+    cmd.arg("--root").arg(root).arg("--json").arg("attribute");
+    cmd.args(&args);
+    cmd.arg("-");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = Vec::new();
+    for l in &lines {
+        input.extend_from_slice(l.as_bytes());
+        input.push(b'\n');
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "attribute failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.len(), paths.len());
+    // Arguments come first: put the answers back in the callers' order.
+    let mut by_path: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for v in all {
+        by_path
+            .entry(v["path"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v);
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let list = by_path.get_mut(&escape(p.as_bytes())).unwrap();
+            list.remove(0)
+        })
+        .collect()
+}
+
+/// The engine's path text: UTF-8 as is, other bytes `\xNN`, `\` as `\\`.
+fn escape(b: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in b.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for x in chunk.invalid() {
+            out.push_str(&format!("\\x{x:02x}"));
+        }
+    }
+    out
+}
+
+fn os(s: impl AsRef<[u8]>) -> OsString {
+    OsString::from_vec(s.as_ref().to_vec())
+}
+
+/// The entry for container `name`.
+fn user<'a>(a: &'a Value, name: &str) -> &'a Value {
+    a["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {a:#}"))
+}
+
+fn names(a: &Value) -> Vec<String> {
+    let mut n: Vec<String> = a["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+fn scene_in(dir: &tempfile::TempDir) -> Scene {
+    scene::build(&dir.path().join("docker"))
+}
+
+#[test]
+fn scene_every_path_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scene_in(&dir);
+    let fx = &s.fixture;
+    let web = fx.container(s.web);
+    let base = fx.layer(fx.image(s.small_image).layers[0]);
+    let second = fx.layer(fx.image(s.small_image).layers[1]);
+    let root_text = fx.root.to_str().unwrap();
+    let paths: Vec<OsString> = vec![
+        // 0: the rw layer's diff, as fls on the host would list it.
+        os(format!(
+            "/var/lib/docker/overlay2/{}/diff/var/d/new",
+            web.mount_id
+        )),
+        // 1: the same through the --root path and the short link.
+        os(format!("{root_text}/overlay2/l/{}/var/d/new", web.rw_link)),
+        // 2: the merged view, under a mount point of the host image.
+        os(format!(
+            "/mnt/host/var/lib/docker/overlay2/{}/merged/var/d/new",
+            web.mount_id
+        )),
+        // 3: an image layer's file, deleted by the second layer above it.
+        os(format!(
+            "/var/lib/docker/overlay2/{}/diff/etc/passwd",
+            base.cache_id
+        )),
+        // 4: docker's own files about the container.
+        os(format!(
+            "/var/lib/docker/containers/{}/config.v2.json",
+            web.id
+        )),
+        // 5
+        os(format!(
+            "/var/lib/docker/containers/{}/{}-json.log",
+            web.id, web.id
+        )),
+        // 6: the layerdb record of an image layer.
+        os(format!(
+            "/var/lib/docker/image/overlay2/layerdb/sha256/{}/cache-id",
+            second.chain_id.trim_start_matches("sha256:")
+        )),
+        // 7: a volume's file.
+        os("/var/lib/docker/volumes/data/_data/db"),
+        // 8: the driver's bookkeeping beside the files.
+        os(format!("/var/lib/docker/overlay2/{}/work/x", web.mount_id)),
+        // 9: hostile: `..`, an id of `../../etc`, non-UTF-8, nothing at all.
+        os("/var/lib/docker/overlay2/../../etc/shadow"),
+        // 10
+        os(b"/var/lib/docker/overlay2/\xff\xfe/diff/x"),
+        // 11
+        os("/etc/passwd"),
+        // 12: a root inside a container's layer is the layer's data.
+        os(format!(
+            "/var/lib/docker/overlay2/{}/diff/var/lib/docker/containers/{}/config.v2.json",
+            web.mount_id, web.id
+        )),
+        // 13: a name with a newline and a non-UTF-8 byte, in the rw layer.
+        os([
+            format!("/var/lib/docker/overlay2/{}/diff/tmp/a\nb", web.mount_id).as_bytes(),
+            b"\xe9",
+        ]
+        .concat()),
+        // 14: the image layer through its short link.
+        os(format!(
+            "/var/lib/docker/overlay2/l/{}/etc/passwd",
+            base.link
+        )),
+    ];
+    let a = attribute(&fx.root, &paths);
+
+    for i in [0, 1] {
+        assert_eq!(a[i]["kind"], "layer-file", "{:#}", a[i]);
+        assert_eq!(a[i]["driver"], "overlay2");
+        assert_eq!(a[i]["layer"], web.mount_id.as_str());
+        assert_eq!(a[i]["role"], "container-rw");
+        assert_eq!(a[i]["inner_path"], "/var/d/new");
+        assert_eq!(names(&a[i]), ["web"]);
+        let u = user(&a[i], "web");
+        assert_eq!(u["id"], web.id.as_str());
+        assert_eq!(u["path"], "/var/d/new");
+        assert_eq!(u["seen"], "visible");
+        assert_eq!(u["seen_layer"], web.mount_id.as_str());
+    }
+    assert_eq!(a[2]["kind"], "view-file", "{:#}", a[2]);
+    assert_eq!(a[2]["layer"], web.mount_id.as_str());
+    assert_eq!(user(&a[2], "web")["seen"], "visible");
+
+    assert_eq!(a[3]["kind"], "layer-file", "{:#}", a[3]);
+    assert_eq!(a[3]["role"], "image");
+    assert_eq!(
+        a[3]["chain_id"],
+        base.chain_id.trim_start_matches("sha256:")
+    );
+    assert!(a[3]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i.as_str().unwrap().starts_with("small")));
+    for c in a[3]["containers"].as_array().unwrap() {
+        assert_eq!(c["seen"], "deleted", "{c}");
+        assert_eq!(c["path"], "/etc/passwd");
+    }
+    assert!(names(&a[3]).contains(&"web".to_string()));
+    assert_eq!(a[14]["layer"], base.cache_id.as_str());
+    assert_eq!(a[14]["inner_path"], "/etc/passwd");
+
+    for i in [4, 5] {
+        assert_eq!(a[i]["kind"], "container-file", "{:#}", a[i]);
+        assert_eq!(names(&a[i]), ["web"]);
+    }
+    assert!(a[5]["note"].as_str().unwrap().contains("json-file"));
+    assert_eq!(a[6]["kind"], "layerdb");
+    assert_eq!(a[6]["layer"], second.cache_id.as_str());
+    assert_eq!(a[7]["kind"], "volume-file", "{:#}", a[7]);
+    assert_eq!(user(&a[7], "web")["path"], "/data/db");
+    assert_eq!(a[8]["kind"], "layer-metadata");
+    assert_eq!(a[8]["layer"], web.mount_id.as_str());
+    for i in [9, 10, 11] {
+        assert_eq!(a[i]["kind"], "none", "{:#}", a[i]);
+        assert!(a[i]["containers"].as_array().unwrap().is_empty());
+    }
+    assert!(a[9]["note"].as_str().unwrap().contains(".."));
+    assert_eq!(a[12]["kind"], "layer-file");
+    assert_eq!(a[12]["layer"], web.mount_id.as_str());
+    assert_eq!(a[13]["kind"], "layer-file");
+    assert_eq!(a[13]["inner_path"], "/tmp/a\nb\\xe9");
+    assert_eq!(user(&a[13], "web")["seen"], "absent");
+
+    // The table names the layer and the container's path.
+    let run = cli::run(
+        &fx.root,
+        &["attribute", paths[0].to_str().unwrap(), "/etc/passwd"],
+    );
+    let out = run.ok();
+    assert!(out.contains(&web.mount_id[..12]) && out.contains("web:/var/d/new (visible)"));
+    assert!(out.contains("2 paths, 1 attributed"));
+}
+
+/// The scene converted to another driver: its layer files attributed.
+fn converted(driver: &str) {
+    if !real::require_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = scene_in(&dir);
+    let fx = &s.fixture;
+    let web = fx.container(s.web);
+    let base = fx.layer(fx.image(s.small_image).layers[0]);
+    let root = dir.path().join(format!("{driver}-root"));
+    let (rw, view, image_file, want) = match driver {
+        "aufs" => {
+            docker_mount_tests::convert::overlay2_to_aufs(&fx.root, &root);
+            (
+                format!("aufs/diff/{}/var/d/new", web.mount_id),
+                Some(format!("aufs/mnt/{}/var/d/new", web.mount_id)),
+                format!("aufs/diff/{}/etc/passwd", base.cache_id),
+                "deleted",
+            )
+        }
+        "overlay" => {
+            docker_mount_tests::convert::overlay2_to_overlay(&fx.root, &root);
+            (
+                format!("overlay/{}/upper/var/d/new", web.mount_id),
+                Some(format!("overlay/{}/merged/var/d/new", web.mount_id)),
+                format!("overlay/{}/root/etc/passwd", base.cache_id),
+                "",
+            )
+        }
+        _ => {
+            docker_mount_tests::full_tree::overlay2_to_full(
+                &fx.root,
+                &root,
+                docker_mount_tests::full_tree::VFS,
+            );
+            (
+                format!("vfs/dir/{}/var/d/new", web.mount_id),
+                None,
+                format!("vfs/dir/{}/etc/passwd", base.cache_id),
+                "",
+            )
+        }
+    };
+    let mut paths = vec![
+        os(format!("/var/lib/docker/{rw}")),
+        os(format!("/var/lib/docker/{image_file}")),
+    ];
+    if let Some(v) = &view {
+        paths.push(os(format!("/var/lib/docker/{v}")));
+    }
+    let a = attribute(&root, &paths);
+    assert_eq!(a[0]["kind"], "layer-file", "{driver}: {:#}", a[0]);
+    assert_eq!(a[0]["driver"], driver);
+    assert_eq!(a[0]["layer"], web.mount_id.as_str());
+    assert_eq!(a[0]["inner_path"], "/var/d/new");
+    assert_eq!(user(&a[0], "web")["seen"], "visible");
+    assert_eq!(user(&a[0], "web")["path"], "/var/d/new");
+    assert_eq!(a[1]["kind"], "layer-file", "{driver}: {:#}", a[1]);
+    assert_eq!(a[1]["layer"], base.cache_id.as_str());
+    assert_eq!(a[1]["role"], "image");
+    if !want.is_empty() {
+        assert_eq!(user(&a[1], "web")["seen"], want, "{driver}: {:#}", a[1]);
+    }
+    if view.is_some() {
+        assert_eq!(a[2]["kind"], "view-file", "{driver}: {:#}", a[2]);
+        assert_eq!(user(&a[2], "web")["seen"], "visible");
+    }
+}
+
+#[test]
+fn scene_as_aufs() {
+    converted("aufs");
+}
+
+#[test]
+fn scene_as_overlay() {
+    converted("overlay");
+}
+
+#[test]
+fn scene_as_vfs() {
+    converted("vfs");
+}
+
+#[test]
+fn bodyfile_lines_annotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scene_in(&dir);
+    let fx = &s.fixture;
+    let web = fx.container(s.web);
+    let body = dir.path().join("body");
+    let lines = [
+        format!("0|/var/lib/docker/overlay2/{}/diff/var/d/new|1234|r/rrw-r--r--|0|0|25|1|2|3|4", web.mount_id),
+        format!("0|/var/lib/docker/overlay2/{}/diff/root/gone (deleted)|1235|r/rrw-r--r--|0|0|0|1|2|3|4", web.mount_id),
+        "0|/etc/passwd|12|r/rrw-r--r--|0|0|25|1|2|3|4".to_string(),
+        "# not a record".to_string(),
+    ];
+    std::fs::write(&body, lines.join("\n") + "\n").unwrap();
+    let before = integrity::snapshot(&fx.root);
+    let run = cli::run(
+        &fx.root,
+        &["attribute", "--bodyfile", body.to_str().unwrap()],
+    );
+    before.assert_unchanged(&integrity::snapshot(&fx.root));
+    let out: Vec<&str> = run.ok().lines().collect();
+    assert_eq!(out.len(), lines.len(), "{out:#?}");
+    for (o, l) in out.iter().zip(&lines) {
+        assert!(o.starts_with(l.as_str()), "{o} does not keep {l}");
+    }
+    assert_eq!(
+        &out[0][lines[0].len()..],
+        format!(
+            "|layer-file|overlay2|{}|container-rw|web:/var/d/new:visible|",
+            web.mount_id
+        )
+    );
+    assert!(out[1].contains("|layer-file|overlay2|") && out[1].contains("web:/root/gone:absent"));
+    assert!(out[2].ends_with("|none|||||"), "{}", out[2]);
+    assert_eq!(out[3], lines[3]);
+    assert!(run.stderr.contains("3 bodyfile records, 2 attributed"));
+
+    let run = cli::run(
+        &fx.root,
+        &["--json", "attribute", "--bodyfile", body.to_str().unwrap()],
+    );
+    let json: Vec<Value> = run
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 4);
+    assert_eq!(json[0]["line"], lines[0].as_str());
+    assert_eq!(json[0]["attribution"]["layer"], web.mount_id.as_str());
+    assert!(json[3]["attribution"].is_null());
+}
+
+/// Docker's overlay2 stack of a real container, top first, from the
+/// evidence's own files (the oracle's, not the engine's, reading).
+fn real_stack(root: &Path, id: &str) -> Vec<String> {
+    let read = |p: PathBuf| {
+        let b = integrity::read_noatime(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        String::from_utf8(b).unwrap().trim().to_string()
+    };
+    let mounts = root.join("image/overlay2/layerdb/mounts").join(id);
+    let mut out = vec![read(mounts.join("mount-id")), read(mounts.join("init-id"))];
+    let mut chain = Some(read(mounts.join("parent")));
+    while let Some(c) = chain {
+        let dir = root
+            .join("image/overlay2/layerdb/sha256")
+            .join(c.trim_start_matches("sha256:"));
+        out.push(read(dir.join("cache-id")));
+        chain = dir
+            .join("parent")
+            .is_file()
+            .then(|| read(dir.join("parent")));
+    }
+    out
+}
+
+#[test]
+fn real_overlay2_every_file_of_every_container() {
+    if !real::require_privileged() {
+        return;
+    }
+    let r = real::overlay2_root();
+    // Taken before the oracle reads anything: it too must leave no trace.
+    let before = r.evidence();
+    let mut paths: Vec<OsString> = Vec::new();
+    // (container name, in-container path, layer holding the version seen, form)
+    let mut want: Vec<(String, Vec<u8>, String, &str)> = Vec::new();
+    for c in &r.containers {
+        let stack = real_stack(&r.root, &c.id);
+        let links: Vec<String> = stack
+            .iter()
+            .map(|l| {
+                let b = integrity::read_noatime(&r.root.join("overlay2").join(l).join("link"));
+                String::from_utf8(b.unwrap()).unwrap().trim().to_string()
+            })
+            .collect();
+        let m = manifest::from_tar(&r.dir.join(&c.export_tar));
+        for path in m.entries.keys().filter(|p| !p.is_empty()) {
+            let inner = [b"/".as_slice(), path].concat();
+            // The topmost layer holding the path is the one the container sees.
+            let Some(k) = stack.iter().position(|l| {
+                let p = r
+                    .root
+                    .join("overlay2")
+                    .join(l)
+                    .join("diff")
+                    .join(manifest::os(path));
+                std::fs::symlink_metadata(p).is_ok()
+            }) else {
+                panic!("{}: no layer holds {}", c.name, escape(&inner));
+            };
+            let host = |form: &str| -> OsString {
+                let mid: Vec<u8> = match form {
+                    "diff" => format!("overlay2/{}/diff", stack[k]).into_bytes(),
+                    "merged" => format!("overlay2/{}/merged", stack[0]).into_bytes(),
+                    _ => format!("overlay2/l/{}", links[k]).into_bytes(),
+                };
+                os([b"/var/lib/docker/".as_slice(), &mid, &inner].concat())
+            };
+            for form in ["diff", "merged", "short"] {
+                paths.push(host(form));
+                want.push((c.name.clone(), inner.clone(), stack[k].clone(), form));
+            }
+        }
+    }
+    assert!(paths.len() > 300, "only {} paths", paths.len());
+    let answers = run_attribute(&r.root, &paths);
+    before.assert_unchanged(&r.evidence());
+    let mut checked = 0;
+    for ((name, inner, layer, form), a) in want.iter().zip(&answers) {
+        let ctx = format!("{name} {} ({form}): {a:#}", escape(inner));
+        let kind = if *form == "merged" {
+            "view-file"
+        } else {
+            "layer-file"
+        };
+        assert_eq!(a["kind"], kind, "{ctx}");
+        assert_eq!(a["driver"], "overlay2", "{ctx}");
+        assert_eq!(a["layer"], layer.as_str(), "{ctx}");
+        assert_eq!(a["inner_path"], escape(inner).as_str(), "{ctx}");
+        let u = user(a, name);
+        assert_eq!(u["id"], r.container(name).id.as_str(), "{ctx}");
+        assert_eq!(u["path"], escape(inner).as_str(), "{ctx}");
+        assert_eq!(u["seen"], "visible", "{ctx}");
+        assert_eq!(u["seen_layer"], layer.as_str(), "{ctx}");
+        checked += 1;
+    }
+    eprintln!(
+        "attribute: {checked} host paths of {} containers checked",
+        r.containers.len()
+    );
+}
