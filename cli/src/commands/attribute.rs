@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use docker_mount_engine::analysis::attribute::{self, Attribution, Attributor, Kind, Seen};
-use docker_mount_engine::analysis::orphans::LayerRole;
 use docker_mount_engine::evidence::pathfmt;
 use docker_mount_engine::model::ids;
 
+use crate::commands::layers::role_name;
 use crate::context;
 use crate::{table, Cli};
 
@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, paths: &[OsString], bodyfile: Option<&Path>) -> Result<()>
                     .as_deref()
                     .map(|l| format!("{} {}", a.driver.as_deref().unwrap_or("?"), ids::short(l)))
                     .unwrap_or_else(|| "-".into()),
-                a.role.map(role).unwrap_or("-").to_string(),
+                a.role.map(role_name).unwrap_or("-").to_string(),
                 table::cell(&containers(a, ", ")),
                 table::cell(&note(a)),
             ]
@@ -107,15 +107,6 @@ fn kind(k: Kind) -> &'static str {
         Kind::Layerdb => "layerdb",
         Kind::VolumeFile => "volume",
         Kind::None => "NONE",
-    }
-}
-
-fn role(r: LayerRole) -> &'static str {
-    match r {
-        LayerRole::Image => "image",
-        LayerRole::ContainerRw => "rw",
-        LayerRole::ContainerInit => "init",
-        LayerRole::Orphan => "ORPHAN",
     }
 }
 
