@@ -486,3 +486,154 @@ fn real_overlay2_every_file_of_every_container() {
         r.containers.len()
     );
 }
+
+/// `fls -r -m /var/lib/docker` of an ext4 image holding (a copy of) the
+/// real overlay2 root, annotated line by line.
+#[test]
+fn real_overlay2_fls_bodyfile() {
+    if !real::require_privileged()
+        || !real::require(
+            "sleuthkit",
+            real::programs_available(
+                &["/usr/bin/fls", "/usr/sbin/mkfs.ext4"],
+                "sleuthkit e2fsprogs",
+            ),
+        )
+    {
+        return;
+    }
+    let r = real::overlay2_root();
+    let before = r.evidence();
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("var-lib-docker.ext4");
+    {
+        // The copy is read through a read-only noatime bind.
+        let view = docker_mount_tests::mounts::noatime_bind(&r.root);
+        let out = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-d"])
+            .arg(view.path())
+            .arg(&img)
+            .arg("512M")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mkfs.ext4: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let fls = Command::new("fls")
+        .args(["-r", "-m", "/var/lib/docker"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        fls.status.success(),
+        "fls: {}",
+        String::from_utf8_lossy(&fls.stderr)
+    );
+    let body = work.path().join("body");
+    std::fs::write(&body, &fls.stdout).unwrap();
+    let lines: Vec<&[u8]> = fls
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(lines.len() > 500, "only {} fls lines", lines.len());
+
+    let text = Command::new(cli::binary())
+        .arg("--root")
+        .arg(&r.root)
+        .args(["attribute", "--bodyfile"])
+        .arg(&body)
+        .output()
+        .unwrap();
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let out: Vec<&[u8]> = text
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(out.len(), lines.len());
+    for (o, l) in out.iter().zip(&lines) {
+        assert!(
+            o.starts_with(l),
+            "{} does not keep {}",
+            escape(o),
+            escape(l)
+        );
+        // Eleven fields of the record, six of the attribution.
+        assert!(o.len() > l.len() && o[l.len()] == b'|', "{}", escape(o));
+    }
+
+    let json = Command::new(cli::binary())
+        .arg("--root")
+        .arg(&r.root)
+        .args(["--json", "attribute", "--bodyfile"])
+        .arg(&body)
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    before.assert_unchanged(&r.evidence());
+    let answers: Vec<Value> = json
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), lines.len());
+    let by_id: BTreeMap<&str, &str> = r
+        .containers
+        .iter()
+        .map(|c| (c.id.as_str(), c.name.as_str()))
+        .collect();
+    let (mut layer_files, mut container_files) = (0, 0);
+    for (l, v) in lines.iter().zip(&answers) {
+        let a = &v["attribution"];
+        let name = docker_mount_engine_name(l);
+        let rest = name.strip_prefix("/var/lib/docker/".as_bytes()).unwrap();
+        let parts: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
+        if parts.len() > 3 && parts[0] == b"overlay2" && parts[2] == b"diff" {
+            let id = std::str::from_utf8(parts[1]).unwrap();
+            assert_eq!(a["kind"], "layer-file", "{}: {a:#}", escape(l));
+            assert_eq!(a["layer"], id, "{}", escape(l));
+            let inner = [b"/".as_slice(), &parts[3..].join(&b'/')].concat();
+            assert_eq!(a["inner_path"], escape(&inner).as_str(), "{}", escape(l));
+            layer_files += 1;
+        }
+        if parts.len() > 2 && parts[0] == b"containers" {
+            let id = std::str::from_utf8(parts[1]).unwrap();
+            assert_eq!(a["kind"], "container-file", "{}: {a:#}", escape(l));
+            assert_eq!(names(a), [by_id[id]], "{}", escape(l));
+            container_files += 1;
+        }
+    }
+    assert!(
+        layer_files > 300 && container_files > 20,
+        "{layer_files} {container_files}"
+    );
+    eprintln!(
+        "attribute: {} fls lines annotated; {layer_files} layer files, {container_files} container files checked",
+        lines.len()
+    );
+}
+
+/// The name field of a bodyfile line, as the oracle reads it: between the
+/// first `|` and the last nine, ` (deleted)` and ` -> target` taken off.
+fn docker_mount_engine_name(line: &[u8]) -> Vec<u8> {
+    let fields: Vec<&[u8]> = line.split(|&b| b == b'|').collect();
+    let mut name = fields[1..fields.len() - 9].join(&b'|');
+    if let Some(at) = name.windows(10).position(|w| w == b" (deleted)") {
+        name.truncate(at);
+    }
+    if fields[fields.len() - 8].starts_with(b"l") {
+        if let Some(at) = name.windows(4).position(|w| w == b" -> ") {
+            name.truncate(at);
+        }
+    }
+    name
+}
