@@ -277,7 +277,7 @@ fn converted(driver: &str) {
                 format!("overlay/{}/upper/var/d/new", web.mount_id),
                 Some(format!("overlay/{}/merged/var/d/new", web.mount_id)),
                 format!("overlay/{}/root/etc/passwd", base.cache_id),
-                "",
+                "deleted",
             )
         }
         _ => {
@@ -290,7 +290,7 @@ fn converted(driver: &str) {
                 format!("vfs/dir/{}/var/d/new", web.mount_id),
                 None,
                 format!("vfs/dir/{}/etc/passwd", base.cache_id),
-                "",
+                "deleted",
             )
         }
     };
@@ -317,6 +317,21 @@ fn converted(driver: &str) {
     if view.is_some() {
         assert_eq!(a[2]["kind"], "view-file", "{driver}: {:#}", a[2]);
         assert_eq!(user(&a[2], "web")["seen"], "visible");
+    }
+    // A base file every layer above keeps: aufs reads the base layer
+    // itself; full trees are copies, the container's own named.
+    let sh = os(format!(
+        "/var/lib/docker/{}",
+        image_file.replace("etc/passwd", "bin/sh")
+    ));
+    let a = attribute(&root, &[sh]);
+    let web_sees = user(&a[0], "web");
+    if driver == "aufs" {
+        assert_eq!(web_sees["seen"], "visible", "{:#}", a[0]);
+        assert_eq!(web_sees["seen_layer"], base.cache_id.as_str());
+    } else {
+        assert_eq!(web_sees["seen"], "copied", "{driver}: {:#}", a[0]);
+        assert_ne!(web_sees["seen_layer"], base.cache_id.as_str());
     }
 }
 

@@ -116,6 +116,7 @@ fn seen(s: Seen) -> &'static str {
         Seen::Hidden => "hidden",
         Seen::Deleted => "deleted",
         Seen::Absent => "absent",
+        Seen::Copied => "copied",
         Seen::Unknown => "unknown",
     }
 }

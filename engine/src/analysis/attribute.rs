@@ -31,7 +31,7 @@ use crate::model::container::Container;
 use crate::model::root::DockerRoot;
 use crate::model::stack;
 use crate::union::view::{self, View};
-use docker_mount_core::driver::LayerPathKind;
+use docker_mount_core::driver::{LayerPathKind, LayerSource};
 use docker_mount_core::loader::Drivers;
 
 /// What a host path is in the root.
@@ -68,6 +68,10 @@ pub enum Seen {
     /// The layer holds no such entry now (gone from the evidence, a
     /// whiteout itself, or a path below a symlink).
     Absent,
+    /// A complete tree above the layer (vfs, btrfs, overlay's image
+    /// layers) holds its own copy of the path, which the container sees:
+    /// `seen_layer` names it (the content may or may not differ).
+    Copied,
     /// Not decided: the container's layers could not be read.
     Unknown,
 }
@@ -451,8 +455,23 @@ impl<'r> Attributor<'r> {
             return;
         };
         let Some(k) = view.layers.iter().position(|l| l.driver_id == id) else {
-            u.seen = Some(Seen::Unknown);
-            u.note = Some("the layer is not in the container's stack as read now".into());
+            // Full trees: the container reads a copy made from this layer.
+            match view.union.lookup(inner) {
+                Ok(Some(n)) => {
+                    u.seen = Some(Seen::Copied);
+                    u.seen_layer = Some(view.layers[n.layer].driver_id.clone());
+                }
+                Ok(None) => {
+                    u.seen = Some(Seen::Deleted);
+                    u.note = Some(
+                        "its layers are complete trees, and none it reads holds the path".into(),
+                    );
+                }
+                Err(e) => {
+                    u.seen = Some(Seen::Unknown);
+                    u.note = Some(e.to_string());
+                }
+            }
             return;
         };
         let top = match view.union.lookup(inner) {
@@ -466,9 +485,14 @@ impl<'r> Attributor<'r> {
         let own = view.union.lookup_from(k, inner).ok().flatten();
         let in_layer = own.as_ref().is_some_and(|n| n.layer == k);
         u.seen_layer = top.as_ref().map(|n| view.layers[n.layer].driver_id.clone());
+        // A complete tree above holds copies of the layer's files.
+        let copies = view.layers[..k]
+            .iter()
+            .any(|l| matches!(l.source, LayerSource::Full { .. }));
         u.seen = Some(match (&top, in_layer) {
             (_, false) => Seen::Absent,
             (Some(n), true) if n.layer == k => Seen::Visible,
+            (Some(_), true) if copies => Seen::Copied,
             (Some(_), true) => Seen::Hidden,
             (None, true) => Seen::Deleted,
         });
