@@ -133,7 +133,8 @@ enum Target {
     Content(usize),
     View(usize),
     ContainerDir(usize),
-    Chain(String, String),
+    /// A layerdb chain: its store, chain id, and the layer it names.
+    Chain(String, String, Option<usize>),
     Mount(usize),
     Volume(String),
 }
@@ -255,12 +256,13 @@ impl<'r> Attributor<'r> {
         }
         for store in root.stores() {
             let db = root.layerdb(&store);
-            for chain in db.layers.keys() {
+            for (chain, rec) in &db.layers {
                 let rel = Path::new("image")
                     .join(&store)
                     .join("layerdb/sha256")
                     .join(chain);
-                trie.insert(&rel, Target::Chain(store.clone(), chain.clone()));
+                let layer = index.get(&(store.as_str(), rec.cache_id.as_str())).copied();
+                trie.insert(&rel, Target::Chain(store.clone(), chain.clone(), layer));
             }
             for (i, c) in containers.iter().enumerate() {
                 if c.catalog.is_none() {
@@ -340,18 +342,7 @@ impl<'r> Attributor<'r> {
                 a.containers.push(self.use_of(c, None));
                 a
             }
-            Target::Chain(store, chain) => {
-                let i = self
-                    .root
-                    .layerdb(&store)
-                    .layers
-                    .get(&chain)
-                    .and_then(|rec| {
-                        self.inventory
-                            .layers
-                            .iter()
-                            .position(|l| l.driver == store && l.id == rec.cache_id)
-                    });
+            Target::Chain(store, chain, i) => {
                 let mut a = match i {
                     Some(i) => {
                         let mut a = self.layer_base(path, Kind::Layerdb, i);
