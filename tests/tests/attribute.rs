@@ -350,6 +350,72 @@ fn scene_as_vfs() {
     converted("vfs");
 }
 
+/// The scene as a devicemapper root (one thin device per layer): a path
+/// under `mnt/<id>/rootfs` is the container's view, read from its device.
+#[test]
+fn scene_as_devicemapper() {
+    if !real::require_privileged()
+        || !real::require(
+            "devicemapper",
+            real::programs_available(
+                &["/usr/sbin/thin_restore", "/usr/sbin/mkfs.ext4"],
+                "thin-provisioning-tools e2fsprogs",
+            ),
+        )
+    {
+        return;
+    }
+    use docker_mount_tests::fixture::{ContainerOpts, ImageOpts, Node, RootBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    // A small root: the scene's 150-layer image overflows the conversion's mounts.
+    let mut b = RootBuilder::new(&dir.path().join("docker"));
+    let base = b.layer(&[
+        Node::file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+        Node::file("var/d/old", b"old\n"),
+    ]);
+    let image = b.image(&["small:1"], base, ImageOpts::default());
+    let web_ref = b.container(
+        "web",
+        image,
+        ContainerOpts {
+            rw: vec![Node::file("var/d/new", b"by the container\n")],
+            ..ContainerOpts::default()
+        },
+    );
+    let fx = &b.finish();
+    let web = fx.container(web_ref);
+    docker_mount_tests::convert_dm::devicemapper_in_place(
+        &fx.root,
+        &dir.path().join("work"),
+        docker_mount_tests::convert_dm::Fs::Ext4,
+    );
+    let paths = [
+        os(format!(
+            "/var/lib/docker/devicemapper/mnt/{}/rootfs/var/d/new",
+            web.mount_id
+        )),
+        os(format!(
+            "/var/lib/docker/devicemapper/metadata/{}",
+            web.mount_id
+        )),
+        os(format!(
+            "/var/lib/docker/containers/{}/hostconfig.json",
+            web.id
+        )),
+    ];
+    let a = attribute(&fx.root, &paths);
+    assert_eq!(a[0]["kind"], "view-file", "{:#}", a[0]);
+    assert_eq!(a[0]["driver"], "devicemapper");
+    assert_eq!(a[0]["layer"], web.mount_id.as_str());
+    let u = user(&a[0], "web");
+    assert_eq!(u["path"], "/var/d/new");
+    assert_eq!(u["seen"], "visible", "{:#}", a[0]);
+    assert_eq!(a[1]["kind"], "layer-metadata", "{:#}", a[1]);
+    assert_eq!(a[1]["layer"], web.mount_id.as_str());
+    assert_eq!(a[2]["kind"], "container-file");
+    assert_eq!(names(&a[2]), ["web"]);
+}
+
 #[test]
 fn bodyfile_lines_annotated() {
     let dir = tempfile::tempdir().unwrap();

@@ -219,7 +219,7 @@ impl<'r> Attributor<'r> {
             if let Some(rel) = located(root, &l.entry) {
                 trie.insert(rel, Target::LayerEntry(i));
             }
-            if let Some(rel) = located(root, &l.content) {
+            if let Some(rel) = l.content.as_deref().and_then(|c| located(root, c)) {
                 trie.insert(rel, Target::Content(i));
             }
         }
