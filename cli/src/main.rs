@@ -257,11 +257,27 @@ Example: docker-mount --root ./docker diff web --layers"
     )]
     Attribute {
         /// Host paths; `-` reads more, one a line, from standard input.
-        #[arg(required_unless_present = "bodyfile")]
+        #[arg(required_unless_present_any = ["bodyfile", "journal"])]
         paths: Vec<std::ffi::OsString>,
         /// Annotate a TSK/mactime bodyfile (MD5|name|inode|mode|UID|GID|size|atime|mtime|ctime|crtime) line by line.
         #[arg(long, value_name = "FILE", conflicts_with = "paths")]
         bodyfile: Option<PathBuf>,
+        /// An ext4 partition (or disk) image holding the root: list the names deleted in each
+        /// container's rw layer that its jbd2 journal still holds, attributed, with their inodes.
+        #[arg(long, value_name = "IMAGE", conflicts_with_all = ["paths", "bodyfile"])]
+        journal: Option<PathBuf>,
+        /// With --journal on a disk image: the partition's start, in sectors (TSK's -o).
+        #[arg(long, value_name = "SECTORS", requires = "journal")]
+        offset: Option<u64>,
+        /// With --journal: where the docker root lies inside the partition
+        /// (`/` when it is the root's own partition).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/var/lib/docker",
+            requires = "journal"
+        )]
+        partition_root: PathBuf,
     },
     /// Daemon exposure and risky containers: tcp without TLS, privileged, host namespaces, sensitive binds, capabilities, unconfined, root, userns-remap.
     #[command(

@@ -718,3 +718,110 @@ fn docker_mount_engine_name(line: &[u8]) -> Vec<u8> {
     }
     name
 }
+
+/// `attribute --journal`: the scene's root on an ext4 partition where a
+/// file was created in web's rw layer and deleted; the name is gone from
+/// the directory, the journal's copy of the block still holds it.
+#[test]
+fn journal_recovers_a_name_deleted_in_a_rw_layer() {
+    if !real::require_privileged()
+        || !real::require(
+            "sleuthkit",
+            real::programs_available(
+                &[
+                    "/usr/bin/icat",
+                    "/usr/bin/ifind",
+                    "/usr/bin/istat",
+                    "/usr/sbin/mkfs.ext4",
+                ],
+                "sleuthkit e2fsprogs",
+            ),
+        )
+    {
+        return;
+    }
+    use nix::mount::umount;
+    let dir = tempfile::tempdir().unwrap();
+    let s = scene_in(&dir);
+    let fx = &s.fixture;
+    let web = fx.container(s.web);
+    let img = dir.path().join("part.ext4");
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&fx.root)
+        .arg(&img)
+        .arg("256M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The container's deed, on a loop mount of the partition.
+    let mnt = docker_mount_tests::mounts::MountPoint::new();
+    // `mount -o loop`: the loop device goes with the mount (autoclear).
+    let ok = Command::new("mount")
+        .args(["-t", "ext4", "-o", "loop"])
+        .arg(&img)
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let victim = mnt
+        .path()
+        .join("overlay2")
+        .join(&web.mount_id)
+        .join("diff/root/stolen-data");
+    std::fs::write(&victim, "secret\n").unwrap();
+    nix::unistd::sync();
+    std::fs::remove_file(&victim).unwrap();
+    nix::unistd::sync();
+    umount(mnt.path()).unwrap();
+
+    let sha = |p: &Path| {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            std::fs::read(p).unwrap(),
+        ))
+    };
+    let image_before = sha(&img);
+    let before = integrity::snapshot(&fx.root);
+    let run = Command::new(cli::binary())
+        .arg("--root")
+        .arg(&fx.root)
+        .args(["--json", "attribute", "--journal"])
+        .arg(&img)
+        .args(["--partition-root", "/"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    before.assert_unchanged(&integrity::snapshot(&fx.root));
+    assert_eq!(sha(&img), image_before, "the partition image changed");
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let found: Vec<&Value> = report["recovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["attribution"]["inner_path"] == "/root/stolen-data")
+        .collect();
+    assert_eq!(found.len(), 1, "{report:#}");
+    let r = found[0];
+    assert!(r["inode"].as_u64().unwrap() > 11, "{r:#}");
+    let a = &r["attribution"];
+    assert_eq!(a["kind"], "layer-file");
+    assert_eq!(a["layer"], web.mount_id.as_str());
+    assert_eq!(a["role"], "container-rw");
+    assert_eq!(user(a, "web")["path"], "/root/stolen-data");
+    // Deleted: the layer no longer holds it.
+    assert_eq!(user(a, "web")["seen"], "absent");
+    // Nothing still in the directory is reported.
+    assert!(report["recovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["attribution"]["inner_path"] != "/root/added"));
+}

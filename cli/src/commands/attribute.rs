@@ -230,3 +230,61 @@ fn annotate(cli: &Cli, attributor: &mut Attributor<'_>, file: &Path) -> Result<(
     );
     Ok(())
 }
+
+/// `attribute --journal IMAGE`: names deleted in rw layers, from the journal.
+pub fn journal(cli: &Cli, image: &Path, offset: Option<u64>, partition_root: &Path) -> Result<()> {
+    use docker_mount_engine::analysis::journal::{self, Partition};
+    let ctx = context::open(cli)?;
+    let mut attributor = Attributor::new(&ctx.root, &ctx.drivers);
+    for p in &attributor.problems {
+        eprintln!("warning: {p}");
+    }
+    let report = journal::recover(
+        &mut attributor,
+        &Partition {
+            image,
+            offset,
+            docker_root: partition_root,
+        },
+    );
+    if cli.json {
+        return context::print_json(&report);
+    }
+    let rows: Vec<Vec<String>> = report
+        .recovered
+        .iter()
+        .map(|r| {
+            let a = &r.attribution;
+            vec![
+                table::cell(&containers(a, ", ")),
+                r.inode.to_string(),
+                a.layer
+                    .as_deref()
+                    .map(|l| ids::short(l).to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.journal_block.to_string(),
+                table::cell(&pathfmt::escape(&a.path)),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "CONTAINER:PATH (SEEN NOW)",
+            "INODE",
+            "LAYER",
+            "JOURNAL BLOCK",
+            "HOST PATH",
+        ],
+        &rows,
+    );
+    println!(
+        "{} deleted names recovered from {} journal copies of {} rw-layer directories",
+        report.recovered.len(),
+        report.logged_copies,
+        report.directories
+    );
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(())
+}

@@ -18,7 +18,7 @@
 //! the union over its stack: the lookup names the layer whose entry the
 //! container sees; a higher one hides it, nothing means deleted above.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -652,11 +652,15 @@ impl<'r> Attributor<'r> {
         paths.into_iter().map(|p| self.attribute(p)).collect()
     }
 
-    /// Every container, by name, for callers that want its details.
-    pub fn container_names(&self) -> BTreeMap<String, String> {
-        self.containers
+    /// The directories of the containers' rw layers, relative to the
+    /// evidence directory holding each (the root, or a declared store).
+    pub fn rw_layer_dirs(&self) -> Vec<PathBuf> {
+        self.inventory
+            .layers
             .iter()
-            .map(|c| (c.name().to_string(), c.id.clone()))
+            .filter(|l| l.role == LayerRole::ContainerRw)
+            .filter_map(|l| l.content.as_deref())
+            .filter_map(|c| located(self.root, c).map(Path::to_path_buf))
             .collect()
     }
 }
