@@ -825,3 +825,82 @@ fn journal_recovers_a_name_deleted_in_a_rw_layer() {
         .iter()
         .all(|r| r["attribution"]["inner_path"] != "/root/added"));
 }
+
+/// `attribute --journal` on a real dockerd's root: an ext4 partition
+/// where container c-deleter wrote a file in its rw layer, then deleted it.
+#[test]
+fn real_ext4_journal_names_a_file_a_container_deleted() {
+    use docker_mount_tests::real_journal::{self, CONTAINER, DELETED};
+    if !real::require_privileged()
+        || !real::require(
+            "sleuthkit",
+            real::programs_available(
+                &[
+                    "/usr/bin/icat",
+                    "/usr/bin/ifind",
+                    "/usr/bin/istat",
+                    "/usr/sbin/mkfs.ext4",
+                ],
+                "sleuthkit e2fsprogs",
+            ),
+        )
+    {
+        return;
+    }
+    let case = real_journal::build();
+    let sha = |p: &Path| {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            std::fs::read(p).unwrap(),
+        ))
+    };
+    let image_before = sha(&case.image);
+    // The partition, read-only and without log replay, as the root.
+    let mnt = docker_mount_tests::mounts::MountPoint::new();
+    let ok = Command::new("mount")
+        .args(["-t", "ext4", "-o", "loop,ro,noload"])
+        .arg(&case.image)
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let run = Command::new(cli::binary())
+        .arg("--root")
+        .arg(mnt.path())
+        .args(["--json", "attribute", "--journal"])
+        .arg(&case.image)
+        .args(["--partition-root", "/"])
+        .output()
+        .unwrap();
+    drop(mnt);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        sha(&case.image),
+        image_before,
+        "the partition image changed"
+    );
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let found: Vec<&Value> = report["recovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["attribution"]["inner_path"] == DELETED)
+        .collect();
+    assert!(!found.is_empty(), "{report:#}");
+    let a = &found[0]["attribution"];
+    assert_eq!(a["kind"], "layer-file", "{a:#}");
+    assert_eq!(a["role"], "container-rw");
+    let u = user(a, CONTAINER);
+    assert_eq!(u["id"], case.container_id.as_str());
+    assert_eq!(u["path"], DELETED);
+    assert_eq!(u["seen"], "absent");
+    assert!(found[0]["inode"].as_u64().unwrap() > 11);
+    eprintln!(
+        "attribute --journal: {} names recovered; {DELETED} of {CONTAINER} at inode {}",
+        report["recovered"].as_array().unwrap().len(),
+        found[0]["inode"]
+    );
+}
