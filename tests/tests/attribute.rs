@@ -179,6 +179,11 @@ fn scene_every_path_form() {
             "/var/lib/docker/overlay2/l/{}/etc/passwd",
             base.link
         )),
+        // 15: the init layer, through its short link.
+        os(format!(
+            "/var/lib/docker/overlay2/l/{}/etc/hosts",
+            web.init_link
+        )),
     ];
     let a = attribute(&fx.root, &paths);
 
@@ -216,6 +221,11 @@ fn scene_every_path_form() {
     }
     assert!(names(&a[3]).contains(&"web".to_string()));
     assert_eq!(a[14]["layer"], base.cache_id.as_str());
+    assert_eq!(a[15]["kind"], "layer-file", "{:#}", a[15]);
+    assert_eq!(a[15]["layer"], web.init_id.as_str());
+    assert_eq!(a[15]["role"], "container-init");
+    assert_eq!(names(&a[15]), ["web"]);
+    assert_eq!(user(&a[15], "web")["path"], "/etc/hosts");
     assert_eq!(a[14]["inner_path"], "/etc/passwd");
 
     for i in [4, 5] {
