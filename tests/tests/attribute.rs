@@ -576,6 +576,31 @@ fn real_overlay2_every_file_of_every_container() {
         "attribute: {checked} host paths of {} containers checked",
         r.containers.len()
     );
+
+    // c-running deleted the image's /etc/group (a whiteout in its rw
+    // layer): the image layer's copy is deleted for it, visible to others.
+    let stack = real_stack(&r.root, &r.container("c-running").id);
+    let holder = stack[1..]
+        .iter()
+        .find(|l| {
+            r.root
+                .join("overlay2")
+                .join(l)
+                .join("diff/etc/group")
+                .is_file()
+        })
+        .unwrap();
+    let a = &run_attribute(
+        &r.root,
+        &[os(format!(
+            "/var/lib/docker/overlay2/{holder}/diff/etc/group"
+        ))],
+    )[0];
+    assert_eq!(user(a, "c-running")["seen"], "deleted", "{a:#}");
+    assert_eq!(user(a, "c-running")["seen_layer"], Value::Null);
+    assert_eq!(user(a, "c-stopped")["seen"], "visible", "{a:#}");
+    assert_eq!(user(a, "c-stopped")["seen_layer"], holder.as_str());
+    before.assert_unchanged(&r.evidence());
 }
 
 /// `fls -r -m /var/lib/docker` of an ext4 image holding (a copy of) the
