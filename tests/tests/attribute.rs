@@ -939,3 +939,26 @@ fn real_ext4_journal_names_a_file_a_container_deleted() {
         found[0]["inode"]
     );
 }
+
+/// A layer directory nothing records: an orphan, said so.
+#[test]
+fn orphan_layer_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scene_in(&dir);
+    let fx = &s.fixture;
+    let id = "0rphan0000000000000000000000000000000000000000000000000000000000";
+    let diff = fx.root.join("overlay2").join(id).join("diff/tmp");
+    std::fs::create_dir_all(&diff).unwrap();
+    std::fs::write(diff.join("dropper"), "x").unwrap();
+    let a = attribute(
+        &fx.root,
+        &[os(format!(
+            "/var/lib/docker/overlay2/{id}/diff/tmp/dropper"
+        ))],
+    );
+    assert_eq!(a[0]["kind"], "layer-file", "{:#}", a[0]);
+    assert_eq!(a[0]["layer"], id);
+    assert_eq!(a[0]["role"], "orphan");
+    assert!(a[0]["containers"].as_array().unwrap().is_empty());
+    assert!(a[0]["note"].as_str().unwrap().starts_with("orphan layer"));
+}
