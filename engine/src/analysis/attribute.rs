@@ -644,14 +644,6 @@ impl<'r> Attributor<'r> {
         a
     }
 
-    /// Attributes many paths (each its own answer).
-    pub fn attribute_all<'p>(
-        &mut self,
-        paths: impl IntoIterator<Item = &'p Path>,
-    ) -> Vec<Attribution> {
-        paths.into_iter().map(|p| self.attribute(p)).collect()
-    }
-
     /// The directories of the containers' rw layers, relative to the
     /// evidence directory holding each (the root, or a declared store).
     pub fn rw_layer_dirs(&self) -> Vec<PathBuf> {
