@@ -759,20 +759,7 @@ fn docker_mount_engine_name(line: &[u8]) -> Vec<u8> {
 /// the directory, the journal's copy of the block still holds it.
 #[test]
 fn journal_recovers_a_name_deleted_in_a_rw_layer() {
-    if !real::require_privileged()
-        || !real::require(
-            "sleuthkit",
-            real::programs_available(
-                &[
-                    "/usr/bin/icat",
-                    "/usr/bin/ifind",
-                    "/usr/bin/istat",
-                    "/usr/sbin/mkfs.ext4",
-                ],
-                "sleuthkit e2fsprogs",
-            ),
-        )
-    {
+    if !journal_tools() {
         return;
     }
     use nix::mount::umount;
@@ -814,37 +801,11 @@ fn journal_recovers_a_name_deleted_in_a_rw_layer() {
     nix::unistd::sync();
     umount(mnt.path()).unwrap();
 
-    let sha = |p: &Path| {
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            std::fs::read(p).unwrap(),
-        ))
-    };
-    let image_before = sha(&img);
     let before = integrity::snapshot(&fx.root);
-    let run = Command::new(cli::binary())
-        .arg("--root")
-        .arg(&fx.root)
-        .args(["--json", "attribute", "--journal"])
-        .arg(&img)
-        .args(["--partition-root", "/"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (report, found) = journal_report(&fx.root, &img, "/root/stolen-data");
     before.assert_unchanged(&integrity::snapshot(&fx.root));
-    assert_eq!(sha(&img), image_before, "the partition image changed");
-    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
-    let found: Vec<&Value> = report["recovered"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["attribution"]["inner_path"] == "/root/stolen-data")
-        .collect();
     assert_eq!(found.len(), 1, "{report:#}");
-    let r = found[0];
+    let r = &found[0];
     assert!(r["inode"].as_u64().unwrap() > 11, "{r:#}");
     let a = &r["attribution"];
     assert_eq!(a["kind"], "layer-file");
@@ -866,29 +827,10 @@ fn journal_recovers_a_name_deleted_in_a_rw_layer() {
 #[test]
 fn real_ext4_journal_names_a_file_a_container_deleted() {
     use docker_mount_tests::real_journal::{self, CONTAINER, DELETED};
-    if !real::require_privileged()
-        || !real::require(
-            "sleuthkit",
-            real::programs_available(
-                &[
-                    "/usr/bin/icat",
-                    "/usr/bin/ifind",
-                    "/usr/bin/istat",
-                    "/usr/sbin/mkfs.ext4",
-                ],
-                "sleuthkit e2fsprogs",
-            ),
-        )
-    {
+    if !journal_tools() {
         return;
     }
     let case = real_journal::build();
-    let sha = |p: &Path| {
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            std::fs::read(p).unwrap(),
-        ))
-    };
-    let image_before = sha(&case.image);
     // The partition, read-only and without log replay, as the root.
     let mnt = docker_mount_tests::mounts::MountPoint::new();
     let ok = Command::new("mount")
@@ -898,32 +840,8 @@ fn real_ext4_journal_names_a_file_a_container_deleted() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let run = Command::new(cli::binary())
-        .arg("--root")
-        .arg(mnt.path())
-        .args(["--json", "attribute", "--journal"])
-        .arg(&case.image)
-        .args(["--partition-root", "/"])
-        .output()
-        .unwrap();
+    let (report, found) = journal_report(mnt.path(), &case.image, DELETED);
     drop(mnt);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert_eq!(
-        sha(&case.image),
-        image_before,
-        "the partition image changed"
-    );
-    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
-    let found: Vec<&Value> = report["recovered"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["attribution"]["inner_path"] == DELETED)
-        .collect();
     assert!(!found.is_empty(), "{report:#}");
     let a = &found[0]["attribution"];
     assert_eq!(a["kind"], "layer-file", "{a:#}");
@@ -961,4 +879,56 @@ fn orphan_layer_file() {
     assert_eq!(a[0]["role"], "orphan");
     assert!(a[0]["containers"].as_array().unwrap().is_empty());
     assert!(a[0]["note"].as_str().unwrap().starts_with("orphan layer"));
+}
+
+/// Privileged, with The Sleuth Kit and mkfs.ext4.
+fn journal_tools() -> bool {
+    real::require_privileged()
+        && real::require(
+            "sleuthkit",
+            real::programs_available(
+                &[
+                    "/usr/bin/icat",
+                    "/usr/bin/ifind",
+                    "/usr/bin/istat",
+                    "/usr/sbin/mkfs.ext4",
+                ],
+                "sleuthkit e2fsprogs",
+            ),
+        )
+}
+
+fn sha_file(p: &Path) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(p).unwrap(),
+    ))
+}
+
+/// `attribute --journal image --partition-root /` on `root`, checked to
+/// leave the image unchanged; the recovered names at `inner`.
+fn journal_report(root: &Path, image: &Path, inner: &str) -> (Value, Vec<Value>) {
+    let before = sha_file(image);
+    let run = Command::new(cli::binary())
+        .arg("--root")
+        .arg(root)
+        .args(["--json", "attribute", "--journal"])
+        .arg(image)
+        .args(["--partition-root", "/"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(sha_file(image), before, "the partition image changed");
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let found = report["recovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["attribution"]["inner_path"] == inner)
+        .cloned()
+        .collect();
+    (report, found)
 }
