@@ -364,15 +364,11 @@ fn scene_as_vfs() {
 /// under `mnt/<id>/rootfs` is the container's view, read from its device.
 #[test]
 fn scene_as_devicemapper() {
-    if !real::require_privileged()
-        || !real::require(
-            "devicemapper",
-            real::programs_available(
-                &["/usr/sbin/thin_restore", "/usr/sbin/mkfs.ext4"],
-                "thin-provisioning-tools e2fsprogs",
-            ),
-        )
-    {
+    if !privileged_with(
+        "devicemapper",
+        &["/usr/sbin/thin_restore", "/usr/sbin/mkfs.ext4"],
+        "thin-provisioning-tools e2fsprogs",
+    ) {
         return;
     }
     use docker_mount_tests::fixture::{ContainerOpts, ImageOpts, Node, RootBuilder};
@@ -607,15 +603,11 @@ fn real_overlay2_every_file_of_every_container() {
 /// real overlay2 root, annotated line by line.
 #[test]
 fn real_overlay2_fls_bodyfile() {
-    if !real::require_privileged()
-        || !real::require(
-            "sleuthkit",
-            real::programs_available(
-                &["/usr/bin/fls", "/usr/sbin/mkfs.ext4"],
-                "sleuthkit e2fsprogs",
-            ),
-        )
-    {
+    if !privileged_with(
+        "sleuthkit",
+        &["/usr/bin/fls", "/usr/sbin/mkfs.ext4"],
+        "sleuthkit e2fsprogs",
+    ) {
         return;
     }
     let r = real::overlay2_root();
@@ -883,19 +875,22 @@ fn orphan_layer_file() {
 
 /// Privileged, with The Sleuth Kit and mkfs.ext4.
 fn journal_tools() -> bool {
-    real::require_privileged()
-        && real::require(
-            "sleuthkit",
-            real::programs_available(
-                &[
-                    "/usr/bin/icat",
-                    "/usr/bin/ifind",
-                    "/usr/bin/istat",
-                    "/usr/sbin/mkfs.ext4",
-                ],
-                "sleuthkit e2fsprogs",
-            ),
-        )
+    privileged_with(
+        "sleuthkit",
+        &[
+            "/usr/bin/icat",
+            "/usr/bin/ifind",
+            "/usr/bin/istat",
+            "/usr/sbin/mkfs.ext4",
+        ],
+        "sleuthkit e2fsprogs",
+    )
+}
+
+/// Privileged, with `programs` (from Debian's `packages`); fails in CI
+/// when not ([`real::require`]).
+fn privileged_with(what: &str, programs: &[&str], packages: &str) -> bool {
+    real::require_privileged() && real::require(what, real::programs_available(programs, packages))
 }
 
 fn sha_file(p: &Path) -> String {
