@@ -617,18 +617,7 @@ fn real_overlay2_fls_bodyfile() {
     {
         // The copy is read through a read-only noatime bind.
         let view = docker_mount_tests::mounts::noatime_bind(&r.root);
-        let out = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-b", "4096", "-d"])
-            .arg(view.path())
-            .arg(&img)
-            .arg("512M")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mkfs.ext4: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        mkfs_ext4_from(view.path(), &img, "512M");
     }
     let fls = Command::new("fls")
         .args(["-r", "-m", "/var/lib/docker"])
@@ -760,18 +749,7 @@ fn journal_recovers_a_name_deleted_in_a_rw_layer() {
     let fx = &s.fixture;
     let web = fx.container(s.web);
     let img = dir.path().join("part.ext4");
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-d"])
-        .arg(&fx.root)
-        .arg(&img)
-        .arg("256M")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mkfs_ext4_from(&fx.root, &img, "256M");
     // The container's deed, on a loop mount of the partition.
     let mnt = docker_mount_tests::mounts::MountPoint::new();
     // `mount -o loop`: the loop device goes with the mount (autoclear).
@@ -926,4 +904,20 @@ fn journal_report(root: &Path, image: &Path, inner: &str) -> (Value, Vec<Value>)
         .cloned()
         .collect();
     (report, found)
+}
+
+/// An ext4 image `img` of `size` holding a copy of the tree `from`.
+fn mkfs_ext4_from(from: &Path, img: &Path, size: &str) {
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(from)
+        .arg(img)
+        .arg(size)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mkfs.ext4: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
