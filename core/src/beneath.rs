@@ -315,22 +315,31 @@ impl Beneath {
     /// regular files.
     pub fn open_regular_stat(&self, rel: &Path) -> std::io::Result<(OwnedFd, libc::stat)> {
         check_relative(rel)?;
-        let c = CString::new(rel.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: zeroed stat is a valid buffer for fstatat to fill.
-        let mut probe: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd, C string and stat buffer.
-        let rc = unsafe {
-            libc::fstatat(
-                self.fd(),
-                c.as_ptr(),
-                &mut probe,
-                libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
-            )
+        // fstatat follows symlinks among the parents of the last name
+        // (AT_SYMLINK_NOFOLLOW is for the last one only): that would reach
+        // outside the root and update the symlinks' atimes. One name is
+        // probed in place; a deeper one from its parent, opened beneath.
+        let probe = if rel.components().nth(1).is_some() {
+            self.lstat(rel)?
+        } else {
+            let c = CString::new(rel.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: zeroed stat is a valid buffer for fstatat to fill.
+            let mut probe: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: valid fd, C string and stat buffer.
+            let rc = unsafe {
+                libc::fstatat(
+                    self.fd(),
+                    c.as_ptr(),
+                    &mut probe,
+                    libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            probe
         };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
         not_regular(&probe)?;
         let fd = self.open_fd(rel, libc::O_NONBLOCK)?;
         // SAFETY: zeroed stat is a valid buffer for fstat to fill.
