@@ -472,6 +472,21 @@ fn bodyfile_lines_annotated() {
     assert_eq!(json[0]["line"], lines[0].as_str());
     assert_eq!(json[0]["attribution"]["layer"], web.mount_id.as_str());
     assert!(json[3]["attribution"].is_null());
+
+    // `--bodyfile -`: the same from standard input.
+    let piped = Command::new(cli::binary())
+        .arg("--root")
+        .arg(&fx.root)
+        .args(["attribute", "--bodyfile", "-"])
+        .stdin(std::fs::File::open(&body).unwrap())
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    let annotated = cli::run(
+        &fx.root,
+        &["attribute", "--bodyfile", body.to_str().unwrap()],
+    );
+    assert_eq!(String::from_utf8(piped.stdout).unwrap(), annotated.ok());
 }
 
 /// Docker's overlay2 stack of a real container, top first, from the

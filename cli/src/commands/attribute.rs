@@ -171,8 +171,15 @@ fn field(s: &str) -> String {
 }
 
 fn annotate(cli: &Cli, attributor: &mut Attributor<'_>, file: &Path) -> Result<()> {
-    let input = std::fs::File::open(file)
-        .with_context(|| format!("cannot open bodyfile {}", file.display()))?;
+    // `-`: standard input (`fls ... | docker-mount attribute --bodyfile -`).
+    let input: Box<dyn std::io::Read> = if file == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(file)
+                .with_context(|| format!("cannot open bodyfile {}", file.display()))?,
+        )
+    };
     let reader = std::io::BufReader::new(input);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -224,6 +224,10 @@ impl<'r> Attributor<'r> {
             }
         }
         for d in &drivers.loaded {
+            // Only drivers with layers here (podman's store is docker's overlay/).
+            if !inventory.layers.iter().any(|l| l.driver == d.name()) {
+                continue;
+            }
             let paths = match d.layer_paths(root.path()) {
                 Ok(p) => p,
                 Err(e) if e.kind == docker_mount_core::ErrorKind::NotFound => continue,
