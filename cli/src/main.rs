@@ -251,6 +251,34 @@ Example: docker-mount --root ./docker diff web --layers"
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Which container, image and layer host paths belong to, and each path inside the container.
+    #[command(
+        after_help = "Host paths are text from a listing (fls, find, an EDR alert), never opened: any prefix\nworks (/var/lib/docker, the --root path, a mount point of the host image). Layer files\n(overlay2 diff/ and l/<short>, aufs diff/, vfs, btrfs, containerd snapshots), mounted views\n(merged/, aufs mnt/, devicemapper mnt/<id>/rootfs), containers/<id>/ files, layerdb and volumes.\n\n--bodyfile keeps each line and appends |kind|driver|layer|role|containers|images\n(containers: name:path:seen items joined by ','; mactime ignores the extra fields);\nwith --json, one {\"line\", \"attribution\"} object a line.\n\n--journal IMAGE lists the names deleted in the rw layers that the ext4 partition's journal\nstill holds (The Sleuth Kit's ifind, fls, istat, icat read the image), each attributed, with\nits inode for icat.\n\nExamples:\n  docker-mount --root /mnt/host/var/lib/docker attribute /var/lib/docker/overlay2/<id>/diff/tmp/x\n  fls -r -m /var/lib/docker -o 2048 host.img | docker-mount --root ./docker attribute --bodyfile -\n  docker-mount --root /mnt/host/var/lib/docker attribute --journal host.img --offset 2048 --partition-root /var/lib/docker"
+    )]
+    Attribute {
+        /// Host paths; `-` reads more, one a line, from standard input.
+        #[arg(required_unless_present_any = ["bodyfile", "journal"])]
+        paths: Vec<std::ffi::OsString>,
+        /// Annotate a TSK/mactime bodyfile (MD5|name|inode|mode|UID|GID|size|atime|mtime|ctime|crtime) line by line (`-`: standard input).
+        #[arg(long, value_name = "FILE", conflicts_with = "paths")]
+        bodyfile: Option<PathBuf>,
+        /// An ext4 partition (or disk) image holding the root: list the names deleted in each
+        /// container's rw layer that its jbd2 journal still holds, attributed, with their inodes.
+        #[arg(long, value_name = "IMAGE", conflicts_with_all = ["paths", "bodyfile"])]
+        journal: Option<PathBuf>,
+        /// With --journal on a disk image: the partition's start, in sectors (TSK's -o).
+        #[arg(long, value_name = "SECTORS", requires = "journal")]
+        offset: Option<u64>,
+        /// With --journal: where the docker root lies inside the partition
+        /// (`/` when it is the root's own partition).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/var/lib/docker",
+            requires = "journal"
+        )]
+        partition_root: PathBuf,
+    },
     /// Daemon exposure and risky containers: tcp without TLS, privileged, host namespaces, sensitive binds, capabilities, unconfined, root, userns-remap.
     #[command(
         after_help = "Reads the daemon's configuration from the host tree (etc/docker/daemon.json,\netc/default/docker, systemd units and drop-ins) and every container of every root found.\nEach finding has a severity and the file it comes from.\n\nExample: docker-mount --root /mnt/host audit --json"

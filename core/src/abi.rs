@@ -17,7 +17,7 @@ use abi_stable::StableAbi;
 
 use crate::driver::{
     Catalog, CatalogLayer, Confidence, Driver, DriverError, DriverInfo, ErrorKind, Extent,
-    LayerEntry, LayerSource, WhiteoutStyle,
+    LayerEntry, LayerPath, LayerSource, WhiteoutStyle,
 };
 
 /// The plugin's root module. Its layout is fixed for a driver ABI version:
@@ -344,6 +344,7 @@ fn from_json<T: serde::de::DeserializeOwned>(
 const METHOD_CATALOG: &str = "catalog";
 const METHOD_CONTAINER_LAYERS: &str = "container_layers";
 const METHOD_HOST_ROOTS: &str = "host_roots";
+const METHOD_LAYER_PATHS: &str = "layer_paths";
 
 extern "C" fn ffi_call<D: Driver>(
     root: RSlice<'_, u8>,
@@ -355,6 +356,7 @@ extern "C" fn ffi_call<D: Driver>(
         match method.as_str() {
             METHOD_CATALOG => to_json(&D::default().catalog(&root)?),
             METHOD_HOST_ROOTS => to_json(&D::default().host_roots()),
+            METHOD_LAYER_PATHS => to_json(&D::default().layer_paths(&root)?),
             METHOD_CONTAINER_LAYERS => {
                 to_json(&D::default().container_layers(&root, arg.as_str())?)
             }
@@ -427,6 +429,13 @@ pub(crate) fn call_catalog(m: DriverModRef, root: &Path) -> Result<Catalog, Driv
 
 pub(crate) fn call_host_roots(m: DriverModRef) -> Result<Vec<String>, DriverError> {
     from_json(call(m, Path::new("/"), METHOD_HOST_ROOTS, ""))
+}
+
+pub(crate) fn call_layer_paths(
+    m: DriverModRef,
+    root: &Path,
+) -> Result<Vec<LayerPath>, DriverError> {
+    from_json(call(m, root, METHOD_LAYER_PATHS, ""))
 }
 
 pub(crate) fn call_container_layers(

@@ -92,6 +92,29 @@ pub struct LayerEntry {
     pub path: PathBuf,
 }
 
+/// What another name of a layer on disk leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerPathKind {
+    /// The layer's own files under another name (overlay2's `l/<short>`
+    /// link to its `diff/`).
+    Own,
+    /// Where the driver mounted the whole stack topped by this layer (the
+    /// container's view while it ran: overlay2's `merged/`, aufs's
+    /// `mnt/<id>`, devicemapper's `mnt/<id>/rootfs`).
+    View,
+}
+
+/// A path, besides [`LayerEntry::path`] and the layer's own directory,
+/// that a host listing may show for a layer (see [`Driver::layer_paths`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerPath {
+    /// The driver's layer id.
+    pub id: String,
+    pub path: PathBuf,
+    pub kind: LayerPathKind,
+}
+
 /// Why a driver call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -260,6 +283,12 @@ pub trait Driver: Default + 'static {
     /// user's home. Lets `--root` on a whole host find the engine's root.
     fn host_roots(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Other names of its layers a host listing may show: links to a
+    /// layer's files, where stacks were mounted. Read only from the
+    /// driver's own bookkeeping files, never by following a symlink.
+    fn layer_paths(&self, _root: &Path) -> Result<Vec<LayerPath>, DriverError> {
+        Ok(Vec::new())
     }
     /// The layers, top first, of docker container `id` when docker's
     /// layerdb does not record them (the containerd image store).

@@ -23,7 +23,7 @@ pub mod stat;
 pub mod time;
 
 pub use driver::{
-    Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle,
-    ABI_VERSION,
+    Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerPath, LayerPathKind,
+    LayerSource, WhiteoutStyle, ABI_VERSION,
 };
 pub use error::{Error, Result};

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::abi::{self, DriverModRef};
 use crate::driver::{
-    Catalog, CatalogLayer, Confidence, Driver, DriverError, DriverInfo, LayerEntry, LayerSource,
-    ABI_VERSION,
+    Catalog, CatalogLayer, Confidence, Driver, DriverError, DriverInfo, LayerEntry, LayerPath,
+    LayerSource, ABI_VERSION,
 };
 
 /// A driver ready to be called.
@@ -56,6 +56,14 @@ impl LoadedDriver {
         id: &str,
     ) -> Result<Vec<CatalogLayer>, DriverError> {
         abi::call_container_layers(self.module, root, id)
+    }
+    /// Other names of the driver's layers on disk (see
+    /// [`Driver::layer_paths`]); none from a plugin without the call.
+    pub fn layer_paths(&self, root: &Path) -> Result<Vec<LayerPath>, DriverError> {
+        match abi::call_layer_paths(self.module, root) {
+            Err(e) if e.kind == crate::driver::ErrorKind::Unsupported => Ok(Vec::new()),
+            r => r,
+        }
     }
     /// Where the engine's root lies on a host (see [`Driver::host_roots`]).
     pub fn host_roots(&self) -> Vec<String> {

@@ -79,6 +79,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dm_thin", dm_thin),
     ("bolt", bolt),
     ("podman_sqlite", podman_sqlite),
+    ("ext4_journal", ext4_journal),
+    ("bodyfile", bodyfile),
 ];
 
 /// The target called `name`.
@@ -89,7 +91,7 @@ pub fn target(name: &str) -> Option<Target> {
 /// Largest input worth trying per target (libFuzzer's `-max_len`).
 pub fn max_len(name: &str) -> usize {
     match name {
-        "dm_thin" => 64 * 1024,
+        "dm_thin" | "ext4_journal" => 64 * 1024,
         "bolt" | "podman_sqlite" => 256 * 1024,
         "tarsplit" | "logs" | "image" | "container" => 16 * 1024,
         _ => 4096,
@@ -790,6 +792,37 @@ pub fn podman_sqlite(data: &[u8]) {
 /// `mount` do: the first byte says whether to read past bad checksums
 /// (bit 0) and whether the target first gives every 4 KiB block its right
 /// checksum (bit 1), so that mutations reach the trees behind them.
+/// `attribute --journal`'s parsers: the bytes as a jbd2 journal file, and
+/// every block it logs, and the bytes themselves, as ext4 directory blocks.
+/// Every name found is one path component.
+pub fn ext4_journal(data: &[u8]) {
+    use docker_mount_engine::analysis::journal::{dir_entries, logged_blocks};
+    let check = |block: &[u8]| {
+        let entries = dir_entries(block);
+        assert!(entries.len() <= block.len() / 8 + 1);
+        for (ino, name) in entries {
+            assert!(ino != 0 && !name.is_empty() && name.len() < 256);
+            assert!(!name.contains(&b'/') && !name.contains(&0));
+        }
+    };
+    check(data);
+    if let Ok(blocks) = logged_blocks(data) {
+        for (_, _, b) in blocks.iter().take(64) {
+            check(b);
+        }
+    }
+}
+
+/// `attribute --bodyfile`: each line's name, never with fls's markers.
+pub fn bodyfile(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        if let Some(name) = docker_mount_engine::analysis::attribute::bodyfile_name(line) {
+            assert!(!name.as_os_str().is_empty());
+            assert!(name.as_os_str().len() < line.len());
+        }
+    }
+}
+
 pub fn dm_thin(data: &[u8]) {
     use docker_mount_driver_devicemapper::crc32c::dm_checksum;
     use docker_mount_driver_devicemapper::thin::{

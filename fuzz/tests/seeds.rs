@@ -134,4 +134,6 @@ targets!(
     dm_thin,
     bolt,
     podman_sqlite,
+    ext4_journal,
+    bodyfile,
 );

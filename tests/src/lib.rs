@@ -14,6 +14,7 @@ pub mod mounts;
 pub mod real;
 pub mod real_containerd;
 pub mod real_docker26;
+pub mod real_journal;
 pub mod real_podman;
 pub mod real_rootless;
 pub mod real_triage;

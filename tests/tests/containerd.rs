@@ -180,8 +180,9 @@ const IMAGE: &str = "docker.io/library/busybox:latest";
 
 /// A docker 24+ root: the container's config says `Driver: overlayfs`,
 /// containerd (at `containerd`) holds the image and the snapshots
-/// `<id>-init` and `<id>` in namespace `moby`.
-fn docker_root(root: &Path, containerd: &Path) {
+/// `<id>-init` and `<id>` in namespace `moby`. Returns the snapshot ids:
+/// the image's, bottom first, then the init and rw layers'.
+fn docker_root(root: &Path, containerd: &Path) -> (Vec<u64>, u64, u64) {
     let dir = root.join("containers").join(ID);
     fs::create_dir_all(&dir).unwrap();
     let config = serde_json::json!({
@@ -233,6 +234,7 @@ fn docker_root(root: &Path, containerd: &Path) {
         0,
     )
     .unwrap();
+    (ids, init, rw)
 }
 
 fn check_docker_root(root: &Path, extra: &[&str]) {
@@ -312,6 +314,49 @@ fn docker_root_with_sibling_containerd() {
     let root = lib.join("docker");
     docker_root(&root, &lib.join("containerd"));
     check_docker_root(&root, &[]);
+}
+
+/// `attribute` on the containerd image store: host paths of containerd's
+/// snapshots name docker's container, its layer and its path.
+#[test]
+fn docker_root_with_sibling_containerd_attributes_snapshot_paths() {
+    let t = tempfile::tempdir().unwrap();
+    let lib = t.path().join("var/lib");
+    let root = lib.join("docker");
+    let (ids, _, rw) = docker_root(&root, &lib.join("containerd"));
+    let snap = "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots";
+    let history = format!("{snap}/{rw}/fs/root/.ash_history");
+    let doomed = format!("{snap}/{}/fs/etc/doomed", ids[0]);
+    let release = format!("{snap}/{}/fs/etc/os-release", ids[1]);
+    let before = integrity::snapshot(t.path());
+    let run = cli::run(
+        &root,
+        &[
+            "--json",
+            "attribute",
+            &history,
+            &doomed,
+            &release,
+            "/var/lib/containerd/x",
+        ],
+    );
+    before.assert_unchanged(&integrity::snapshot(t.path()));
+    let a = run.json();
+    let a = a.as_array().unwrap();
+    assert_eq!(a[0]["kind"], "layer-file", "{:#}", a[0]);
+    assert_eq!(a[0]["driver"], "overlayfs");
+    assert_eq!(a[0]["layer"], rw.to_string());
+    assert_eq!(a[0]["role"], "container-rw");
+    assert_eq!(a[0]["containers"][0]["name"], "web");
+    assert_eq!(a[0]["containers"][0]["id"], ID);
+    assert_eq!(a[0]["containers"][0]["path"], "/root/.ash_history");
+    assert_eq!(a[0]["containers"][0]["seen"], "visible");
+    assert_eq!(a[1]["layer"], ids[0].to_string(), "{:#}", a[1]);
+    assert_eq!(a[1]["role"], "image");
+    assert_eq!(a[1]["containers"][0]["seen"], "deleted");
+    assert_eq!(a[2]["containers"][0]["seen"], "visible", "{:#}", a[2]);
+    assert_eq!(a[2]["containers"][0]["seen_layer"], ids[1].to_string());
+    assert_eq!(a[3]["kind"], "none");
 }
 
 #[test]

@@ -52,6 +52,19 @@ fn commands() -> Vec<(Vec<&'static str>, Slot)> {
         (vec!["cat", "web", "/var/d/secret"], None),
         (vec!["cat", "web", "/etc/base-only"], None),
         (vec!["find", "/etc/passwd"], None),
+        (
+            vec![
+                "attribute",
+                "--json",
+                "/var/lib/docker/overlay2/../../etc/passwd",
+                "/var/lib/docker/containers/../../etc/shadow",
+                "/var/lib/docker/overlay2/l/../../../etc/shadow",
+                "/var/lib/docker/image/overlay2/layerdb/sha256/x/diff",
+                "/var/lib/docker/volumes/../../../etc/shadow",
+                "/etc/passwd",
+            ],
+            None,
+        ),
         // 1,000 paths down the 2,040-deep tree: within the time limit only
         // if each path costs its own new names (it took 35 s when every
         // lookup started again from the top).

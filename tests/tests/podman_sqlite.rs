@@ -178,3 +178,39 @@ fn state_logs_and_history_of_a_podman_5_root_without_writing() {
     assert!(!root.join("db.sql-shm").exists());
     before.assert_unchanged(&integrity::snapshot(root));
 }
+
+/// `attribute` on a podman root: the layer's `diff/`, its `l/` short name
+/// and the rw layer's `merged/` name podman's container and its path.
+#[test]
+fn attribute_names_the_podman_container() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    podman5_root(root);
+    let s = "/var/lib/containers/storage/overlay";
+    let paths = [
+        format!("{s}/{RW}/diff/added"),
+        format!("{s}/l/AAAA/hello"),
+        format!("{s}/{RW}/merged/hello"),
+    ];
+    let before = integrity::snapshot(root);
+    let mut args = vec!["--json", "attribute"];
+    args.extend(paths.iter().map(String::as_str));
+    let run = cli::run(root, &args);
+    before.assert_unchanged(&integrity::snapshot(root));
+    let a = run.json();
+    let a = a.as_array().unwrap();
+    assert_eq!(a[0]["kind"], "layer-file", "{:#}", a[0]);
+    assert_eq!(a[0]["driver"], "podman");
+    assert_eq!(a[0]["layer"], RW);
+    assert_eq!(a[0]["containers"][0]["name"], "quitter");
+    assert_eq!(a[0]["containers"][0]["id"], CTR);
+    assert_eq!(a[0]["containers"][0]["path"], "/added");
+    assert_eq!(a[0]["containers"][0]["seen"], "visible");
+    assert_eq!(a[1]["kind"], "layer-file", "{:#}", a[1]);
+    assert_eq!(a[1]["layer"], BASE);
+    assert_eq!(a[1]["role"], "image");
+    assert_eq!(a[1]["containers"][0]["seen"], "visible");
+    assert_eq!(a[2]["kind"], "view-file", "{:#}", a[2]);
+    assert_eq!(a[2]["layer"], BASE);
+    assert_eq!(a[2]["containers"][0]["seen_layer"], BASE);
+}

@@ -148,7 +148,7 @@ fn plan(m: &Capabilities) -> Vec<Usage> {
         )
     };
 
-    let readers = "export, diff, deleted, cat, find, timeline";
+    let readers = "export, diff, deleted, cat, find, timeline, attribute";
     let read = if m.noatime_view.is_yes() {
         usage(
             readers,

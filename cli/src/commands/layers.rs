@@ -22,12 +22,7 @@ pub fn run(cli: &Cli, only_orphans: bool, sizes: bool) -> Result<()> {
         .layers
         .iter()
         .map(|l| {
-            let role = match l.role {
-                LayerRole::Image => "image",
-                LayerRole::ContainerRw => "rw",
-                LayerRole::ContainerInit => "init",
-                LayerRole::Orphan => "ORPHAN",
-            };
+            let role = role_name(l.role);
             let size = match (&l.usage, l.layerdb_size) {
                 (Some(u), _) => format!("{} ({} files)", human(u.bytes), u.files),
                 (None, Some(s)) => human(s),
@@ -82,6 +77,16 @@ pub fn run(cli: &Cli, only_orphans: bool, sizes: bool) -> Result<()> {
         eprintln!("warning: {p}");
     }
     Ok(())
+}
+
+/// A layer's role as tables show it.
+pub fn role_name(role: LayerRole) -> &'static str {
+    match role {
+        LayerRole::Image => "image",
+        LayerRole::ContainerRw => "rw",
+        LayerRole::ContainerInit => "init",
+        LayerRole::Orphan => "ORPHAN",
+    }
 }
 
 /// `layers --export ID`: one layer directory as a raw tar stream.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod attribute;
 pub mod audit;
 pub mod cat;
 pub mod completions;
@@ -115,6 +116,15 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Layers { orphans, sizes, .. } => layers::run(cli, *orphans, *sizes),
         Command::Audit => audit::run(cli),
+        Command::Attribute {
+            journal: Some(image),
+            offset,
+            partition_root,
+            ..
+        } => attribute::journal(cli, image, *offset, partition_root),
+        Command::Attribute {
+            paths, bodyfile, ..
+        } => attribute::run(cli, paths, bodyfile.as_deref()),
         Command::Roots => roots::run(cli),
         Command::Extract(args) => extract::run(cli, args),
         Command::Drivers => drivers::run(cli),

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::beneath::{is_safe_component, Beneath};
-use crate::driver::{Confidence, DriverError, ErrorKind, LayerEntry, LayerSource, WhiteoutStyle};
+use crate::driver::{
+    Confidence, DriverError, ErrorKind, LayerEntry, LayerPath, LayerPathKind, LayerSource,
+    WhiteoutStyle,
+};
 
 pub mod bolt;
 
@@ -140,6 +143,32 @@ fn resolve_link(links: &LinkMap, entry: &str, lower_file: &Path) -> Result<Strin
             "lower entry {entry:?} matches no layer's link file"
         ))
     })
+}
+
+/// The other names an overlay store (overlay2's, podman's, overlay v1's)
+/// gives its layers: `<id>/merged`, where a stack topped by the layer was
+/// mounted, and with `links`, `l/<short>` from each layer's `link` file.
+pub fn overlay_layer_paths(store: &Beneath, links: bool) -> Result<Vec<LayerPath>, DriverError> {
+    let mut out = Vec::new();
+    for layer in list_layers(store, Path::new(""), &["l"])? {
+        out.push(LayerPath {
+            path: layer.path.join("merged"),
+            id: layer.id,
+            kind: LayerPathKind::View,
+        });
+    }
+    if links {
+        for (short, id) in link_map(store)?.iter() {
+            if is_safe_component(short) {
+                out.push(LayerPath {
+                    id: id.clone(),
+                    path: store.path().join("l").join(short),
+                    kind: LayerPathKind::Own,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The parents, nearest first, that layer `id` of an overlay store

@@ -102,6 +102,19 @@ impl Driver for Aufs {
     fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError> {
         driver_kit::list_layers(&open_store(root)?, Path::new("diff"), &[])
     }
+
+    /// `mnt/<id>`: where docker mounted the stack a layer tops.
+    fn layer_paths(&self, root: &Path) -> Result<Vec<docker_mount_core::LayerPath>, DriverError> {
+        let store = open_store(root)?;
+        Ok(driver_kit::list_layers(&store, Path::new("diff"), &[])?
+            .into_iter()
+            .map(|l| docker_mount_core::LayerPath {
+                path: store.path().join("mnt").join(&l.id),
+                id: l.id,
+                kind: docker_mount_core::LayerPathKind::View,
+            })
+            .collect())
+    }
 }
 
 docker_mount_core::export_driver!(Aufs);

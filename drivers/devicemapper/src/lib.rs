@@ -416,6 +416,21 @@ impl Driver for Devicemapper {
         })
     }
 
+    /// `mnt/<id>/rootfs`: where docker mounted a layer's device (its
+    /// `/rootfs` is the container's or image's whole tree).
+    fn layer_paths(&self, root: &Path) -> Result<Vec<docker_mount_core::LayerPath>, DriverError> {
+        let store = open_store(root)?;
+        Ok(metadata_ids(&store)?
+            .into_iter()
+            .filter(|id| !NOT_LAYERS.contains(&id.as_str()))
+            .map(|id| docker_mount_core::LayerPath {
+                path: store.path().join("mnt").join(&id).join("rootfs"),
+                id,
+                kind: docker_mount_core::LayerPathKind::View,
+            })
+            .collect())
+    }
+
     fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError> {
         let store = open_store(root)?;
         let ids = metadata_ids(&store)?;

@@ -77,6 +77,10 @@ impl Driver for Overlay {
     fn layers(&self, root: &Path) -> Result<Vec<LayerEntry>, DriverError> {
         driver_kit::list_layers(&open_store(root)?, Path::new(""), &[])
     }
+
+    fn layer_paths(&self, root: &Path) -> Result<Vec<docker_mount_core::LayerPath>, DriverError> {
+        driver_kit::overlay_layer_paths(&open_store(root)?, false)
+    }
 }
 
 docker_mount_core::export_driver!(Overlay);

@@ -432,6 +432,10 @@ impl Driver for Podman {
             .collect())
     }
 
+    fn layer_paths(&self, root: &Path) -> Result<Vec<docker_mount_core::LayerPath>, DriverError> {
+        driver_kit::overlay_layer_paths(&driver_kit::open_store(root, STORE)?, true)
+    }
+
     fn host_roots(&self) -> Vec<String> {
         // Root's storage, and each user's rootless storage.
         vec![

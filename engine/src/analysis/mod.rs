@@ -1,5 +1,7 @@
 //! The forensic commands, over the model and the union views.
 //!
+//! - [`attribute`]: which container, layer and in-container path a host path is;
+//! - [`journal`]: names deleted in rw layers, from an ext4 partition's journal;
 //! - [`export`]: a view as a tar stream, like `docker export`;
 //! - [`diff`]: what a container changed, like `docker diff`, with content checks;
 //! - [`deleted`]: what the layers deleted, and where an older copy survives;
@@ -11,11 +13,13 @@
 //! - [`orphans`]: every layer directory on disk and who uses it;
 //! - [`usage`]: what an evidence directory holds, like `du`.
 
+pub mod attribute;
 pub mod audit;
 pub mod deleted;
 pub mod diff;
 pub mod export;
 pub mod history;
+pub mod journal;
 pub mod logs;
 pub mod orphans;
 pub mod provenance;

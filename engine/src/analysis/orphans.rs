@@ -37,6 +37,13 @@ pub struct LayerDir {
     /// The driver's id (directory name).
     pub id: String,
     pub path: String,
+    /// The directory of the layer's own files, when it has one (not a
+    /// block image), and the path the driver lists it by (`overlay2/<id>`,
+    /// holding `diff/` and more).
+    #[serde(skip)]
+    pub content: Option<std::path::PathBuf>,
+    #[serde(skip)]
+    pub entry: std::path::PathBuf,
     pub role: LayerRole,
     pub chain_id: Option<String>,
     /// Images whose layers include it (tags, or short ids when untagged).
@@ -298,6 +305,10 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
                 driver: d.name().to_string(),
                 id: entry.id.clone(),
                 path: content.display().to_string(),
+                content: source
+                    .as_ref()
+                    .and_then(|s| s.dir().map(std::path::Path::to_path_buf)),
+                entry: entry.path.clone(),
                 role,
                 chain_id: u.and_then(|u| u.chain_id.clone()),
                 images: u
