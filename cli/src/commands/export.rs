@@ -79,6 +79,7 @@ pub fn run(
         }
     };
     let stats = if to_stdout {
+        widen_pipe(libc::STDOUT_FILENO);
         let stdout = std::io::stdout().lock();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
         let stats = export_sources(&sources, &mut out, &mut tick, ids)?;
@@ -126,4 +127,18 @@ fn volume_unions(ctx: &context::Context, target: &str) -> Result<Vec<(PathBuf, U
     // Outer mount points first, so inner ones cover them.
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// When `fd` is a pipe, asks for a 1 MiB pipe buffer (best effort): with
+/// the default 64 KiB, each 1 MiB write of the stream waits on the reader
+/// sixteen times, and a 1 GiB export through `| wc -c` took 3x as long as
+/// tar's 10 KiB writes.
+fn widen_pipe(fd: libc::c_int) {
+    // SAFETY: fstat of a descriptor we were given, into a zeroed buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO {
+        // SAFETY: F_SETPIPE_SZ on our own pipe; a refusal changes nothing.
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20) };
+    }
 }
