@@ -21,6 +21,16 @@ fn roots() -> Vec<&'static Docker26Root> {
     STORES.iter().map(|&s| d26::root(s)).collect()
 }
 
+/// Runs `check` on every docker 26 root, with the root's name, and fails
+/// if the evidence changed meanwhile.
+fn on_every_root(check: impl Fn(&Docker26Root, &str)) {
+    for r in roots() {
+        let before = integrity::snapshot(&r.real.root);
+        check(r, r.store.name());
+        before.assert_unchanged(&integrity::snapshot(&r.real.root));
+    }
+}
+
 fn inspect_of<'a>(r: &'a Docker26Root, id: &str) -> &'a Value {
     r.real
         .inspect
@@ -186,9 +196,7 @@ fn docker_row(v: &Value) -> (Option<String>, String) {
 
 #[test]
 fn images_equal_docker_images() {
-    for r in roots() {
-        let what = r.store.name();
-        let before = integrity::snapshot(&r.real.root);
+    on_every_root(|r, what| {
         for (all, oracle) in [(false, &r.images_ls), (true, &r.images_ls_all)] {
             let args: &[&str] = if all {
                 &["images", "--all", "--json"]
@@ -245,15 +253,12 @@ fn images_equal_docker_images() {
                 assert_eq!(mine["created"], inspect["Created"], "{what}: {id}");
             }
         }
-        before.assert_unchanged(&integrity::snapshot(&r.real.root));
-    }
+    });
 }
 
 #[test]
 fn every_export_equals_docker_export() {
-    for r in roots() {
-        let what = r.store.name();
-        let before = integrity::snapshot(&r.real.root);
+    on_every_root(|r, what| {
         let out = tempfile::tempdir().unwrap();
         let mut entries = 0;
         for c in &r.real.containers {
@@ -278,15 +283,12 @@ fn every_export_equals_docker_export() {
             "{what}: {} containers, {entries} entries equal to docker export",
             r.real.containers.len()
         );
-        before.assert_unchanged(&integrity::snapshot(&r.real.root));
-    }
+    });
 }
 
 #[test]
 fn every_mount_equals_docker_export() {
-    for r in roots() {
-        let what = r.store.name();
-        let before = integrity::snapshot(&r.real.root);
+    on_every_root(|r, what| {
         for c in &r.real.containers {
             for api in ["new", "legacy", "fuse"] {
                 let mnt = MountPoint::new();
@@ -312,15 +314,12 @@ fn every_mount_equals_docker_export() {
                 cli::run(&r.real.root, &["umount", dir]).ok();
             }
         }
-        before.assert_unchanged(&integrity::snapshot(&r.real.root));
-    }
+    });
 }
 
 #[test]
 fn every_diff_equals_docker_diff() {
-    for r in roots() {
-        let what = r.store.name();
-        let before = integrity::snapshot(&r.real.root);
+    on_every_root(|r, what| {
         for c in &r.real.containers {
             let run = cli::run(&r.real.root, &["diff", &c.id]);
             no_warnings(what, &run);
@@ -335,15 +334,12 @@ fn every_diff_equals_docker_diff() {
             r.real.containers.iter().any(|c| !c.diff.trim().is_empty()),
             "{what}: some container changed something"
         );
-        before.assert_unchanged(&integrity::snapshot(&r.real.root));
-    }
+    });
 }
 
 #[test]
 fn logs_equal_docker_logs() {
-    for r in roots() {
-        let what = r.store.name();
-        let before = integrity::snapshot(&r.real.root);
+    on_every_root(|r, what| {
         for l in &r.logs {
             let run = cli::run(&r.real.root, &["logs", &l.id, "--raw"]);
             assert_eq!(run.status, 0, "{what}: {}: {}", l.name, run.stderr);
@@ -357,8 +353,7 @@ fn logs_equal_docker_logs() {
                 "{what}: {name} logged: {l:?}"
             );
         }
-        before.assert_unchanged(&integrity::snapshot(&r.real.root));
-    }
+    });
 }
 
 /// The directory holding layer `cache_id` of a root of `store`.
@@ -377,9 +372,7 @@ fn layer_dir(r: &Docker26Root, cache_id: &str) -> std::path::PathBuf {
 #[test]
 fn history_maps_each_step_to_its_layer() {
     use std::os::unix::fs::FileTypeExt;
-    for r in roots() {
-        let what = r.store.name();
-        let before = integrity::snapshot(&r.real.root);
+    on_every_root(|r, what| {
         for row in &r.images_ls {
             let (Some(tag), _) = docker_row(row) else {
                 continue;
@@ -443,8 +436,7 @@ fn history_maps_each_step_to_its_layer() {
             "{what}: {} is no whiteout",
             gone.display()
         );
-        before.assert_unchanged(&integrity::snapshot(&r.real.root));
-    }
+    });
 }
 
 #[test]
