@@ -32,6 +32,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the file it is about does not exist: for files that are
+    /// tried rather than probed first (one system call fewer).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
+    }
+
     pub fn invalid(path: impl Into<PathBuf>, problem: impl Into<String>) -> Error {
         Error::Invalid {
             path: path.into(),

@@ -207,15 +207,11 @@ impl Container {
         let what = "a container config (config.v2.json)";
         let (config_rel, legacy, config) =
             match root.read_json::<ContainerConfigFile>(&v2, CONFIG_LIMIT, what) {
-                Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                Err(missing) if missing.is_not_found() => {
                     let old = base.join("config.json");
                     match root.read_json(&old, CONFIG_LIMIT, what) {
                         Ok(config) => (old, true, config),
-                        Err(Error::Io { cause, .. })
-                            if cause.kind() == std::io::ErrorKind::NotFound =>
-                        {
-                            return Err(root.io_error(&v2, cause))
-                        }
+                        Err(e) if e.is_not_found() => return Err(missing),
                         Err(e) => return Err(e),
                     }
                 }

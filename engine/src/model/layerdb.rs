@@ -190,7 +190,7 @@ fn read_layer(root: &Beneath, base: &Path, name: &str) -> Result<LayerRecord> {
     // A base layer has no parent file: tried, not probed first.
     let parent = match read_digest(&dir, Path::new("parent"), "layer parent") {
         Ok(p) => Some(p),
-        Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),
     };
     let size = dir
