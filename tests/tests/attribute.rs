@@ -818,13 +818,21 @@ fn real_ext4_journal_names_a_file_a_container_deleted() {
     let case = real_journal::build();
     // The partition, read-only and without log replay, as the root.
     let mnt = docker_mount_tests::mounts::MountPoint::new();
-    let ok = Command::new("mount")
-        .args(["-t", "ext4", "-o", "loop,ro,noload"])
-        .arg(&case.image)
-        .arg(mnt.path())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    // Parallel tests race for free loop devices ("already mounted or mount
+    // point busy"): a few tries.
+    let ok = (0..5).any(|try_no| {
+        if try_no > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        Command::new("mount")
+            .args(["-t", "ext4", "-o", "loop,ro,noload"])
+            .arg(&case.image)
+            .arg(mnt.path())
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert!(ok, "cannot mount {}", case.image.display());
     let (report, found) = journal_report(mnt.path(), &case.image, DELETED);
     drop(mnt);
     assert!(!found.is_empty(), "{report:#}");
