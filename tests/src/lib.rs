@@ -11,6 +11,7 @@ pub mod hostile;
 pub mod integrity;
 pub mod manifest;
 pub mod mounts;
+pub mod pyvenv;
 pub mod real;
 pub mod real_containerd;
 pub mod real_docker26;

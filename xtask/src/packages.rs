@@ -30,7 +30,14 @@ const NEEDED: &[(&str, &str)] = &[
     // mkfs.ext4 -d and read back with debugfs; qemu is in ALONE.
     ("debugfs", "e2fsprogs"),
     ("qemu-system-x86_64", "qemu-system-x86"),
+    // Turbinia's and Timesketch's PyPI packages (tests/src/pyvenv.rs).
+    ("python3", "python3"),
+    ("pip3", "python3-pip"),
 ];
+
+/// (Python module Debian's python3 must import, package providing it):
+/// `python3 -m venv` needs ensurepip, which Debian ships apart.
+const PYTHON_MODULES: &[(&str, &str)] = &[("ensurepip", "python3-venv"), ("venv", "python3-venv")];
 
 /// Packages installed each in its own apt-get call: qemu-system-x86 in one
 /// call with others once made apt answer "held broken packages".
@@ -46,17 +53,33 @@ fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether Debian's python3 (the tests' `/usr/bin/python3`) imports `module`.
+fn python_imports(module: &str) -> bool {
+    Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 pub fn ensure() -> Result<()> {
-    let missing: Vec<&str> = NEEDED
+    let mut missing: Vec<&str> = NEEDED
         .iter()
         .filter(|(c, _)| !have(c))
         .map(|(_, p)| *p)
+        .chain(
+            PYTHON_MODULES
+                .iter()
+                .filter(|(m, _)| !python_imports(m))
+                .map(|(_, p)| *p),
+        )
         .collect();
+    missing.sort_unstable();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

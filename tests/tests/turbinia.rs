@@ -1,0 +1,210 @@
+//! The Turbinia integration (integrations/turbinia/) run by Turbinia's own
+//! package from PyPI, in a cached venv (tests/src/pyvenv.rs): the
+//! registered task enumerates a real root's containers as `docker ps -a`
+//! saw them, Turbinia's DockerContainer evidence mounts one through
+//! docker-mount equal to `docker export`, postprocessing unmounts it, and a
+//! disk without docker gives no evidence and no error. The evidence hashes
+//! the same before and after.
+//!
+//! The disk is a host tree with the root bound read-only at
+//! `var/lib/docker`, standing in (as a `Directory` evidence with a
+//! `mount_path`) for the DiskPartition Turbinia would have mounted: the
+//! partition's own losetup/mount is Turbinia's, not ours.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use docker_mount_tests::mounts::{assert_read_only_mount, mount_options, BoundHost};
+use docker_mount_tests::pyvenv::{self, Venv};
+use docker_mount_tests::{cli, integrity, manifest, real};
+use serde_json::Value;
+
+/// Turbinia's last release; dfvfs, which `turbinia.jobs` imports for the
+/// partition job (Turbinia's `worker` extra brings it with plaso and
+/// others this test does not use); wheel, to pip-install
+/// docker-mount-turbinia from source without reaching PyPI.
+const REQUIREMENTS: &[&str] = &["turbinia==20240820", "dfvfs==20260924", "wheel"];
+
+/// The container the processor mounts: running at the crash, with a volume.
+const MOUNTED: &str = "c-mounts";
+
+fn integration_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../integrations/turbinia")
+}
+
+/// The venv and a directory holding docker-mount-turbinia pip-installed
+/// from a copy of the source, or `None` when this cannot run here.
+fn setup(work: &Path) -> Option<(Venv, PathBuf)> {
+    let check = real::driver_available("overlay2").and_then(|()| pyvenv::available());
+    if !real::require("turbinia", check) {
+        return None;
+    }
+    let venv = pyvenv::cached("turbinia", REQUIREMENTS).unwrap();
+    // pip builds in the source tree: build a copy, not the clone.
+    let src = work.join("src");
+    let copied = std::process::Command::new("cp")
+        .args(["-r", "--"])
+        .arg(integration_dir())
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp -r {}", integration_dir().display());
+    let site = work.join("site");
+    let out = venv
+        .command(["-m", "pip", "--disable-pip-version-check", "install"])
+        .args(["--quiet", "--no-deps", "--no-build-isolation", "--no-index"])
+        .arg("--target")
+        .arg(&site)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip install docker-mount-turbinia:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((venv, site))
+}
+
+/// `drive_turbinia.py <work> <docker-mount> <command> <argument>`.
+fn driver(
+    venv: &Venv,
+    site: &Path,
+    work: &Path,
+    command: &str,
+    arg: &Path,
+) -> std::process::Command {
+    let mut cmd = venv.command([integration_dir().join("tests/drive_turbinia.py")]);
+    cmd.arg(work)
+        .arg(cli::binary())
+        .arg(command)
+        .arg(arg)
+        .env("PYTHONPATH", site);
+    cmd
+}
+
+/// Runs the registered task on `disk`; its JSON report.
+fn enumerate(venv: &Venv, site: &Path, work: &Path, disk: &Path) -> Value {
+    let out = driver(venv, site, work, "enumerate", disk)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "enumerate failed:\n{stderr}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("enumerate printed no JSON ({e}):\n{stderr}"))
+}
+
+fn work_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("dm-turbinia-")
+        .tempdir()
+        .unwrap()
+}
+
+#[test]
+fn turbinia_enumerates_mounts_and_unmounts_a_real_root() {
+    let work = work_dir();
+    let Some((venv, site)) = setup(work.path()) else {
+        return;
+    };
+    let r = real::overlay2_root();
+    let before = integrity::snapshot(&r.root);
+    let disk = BoundHost::new(&[], &[("var/lib/docker", &r.root)]);
+
+    let report = enumerate(&venv, &site, work.path(), disk.path());
+    assert_eq!(report["successful"], true, "{report:#}");
+    assert_eq!(report["task"], "DockerMountContainersEnumerationTask");
+    let jobs: Vec<&str> = report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap())
+        .collect();
+    assert!(
+        jobs.contains(&"dockermountcontainersenumerationjob"),
+        "{jobs:?}"
+    );
+    assert!(
+        !jobs.contains(&"dockercontainersenumerationjob"),
+        "docker-explorer's job is still registered: {jobs:?}"
+    );
+    let evidence = report["evidence"].as_array().unwrap();
+    let got: BTreeSet<&str> = evidence
+        .iter()
+        .map(|e| {
+            assert_eq!(e["type"], "DockerContainer", "{e:#}");
+            assert_eq!(
+                e["parent_evidence"]["mount_path"],
+                disk.path().to_str().unwrap()
+            );
+            e["container_id"].as_str().unwrap()
+        })
+        .collect();
+    let want: BTreeSet<&str> = r.ps.iter().map(|p| p["ID"].as_str().unwrap()).collect();
+    assert_eq!(got, want, "containers enumerated vs docker ps -a");
+
+    let c = r.container(MOUNTED);
+    let item = evidence.iter().find(|e| e["container_id"] == c.id).unwrap();
+    let item_file = work.path().join("evidence.json");
+    std::fs::write(&item_file, item.to_string()).unwrap();
+    let mut child = driver(&venv, &site, work.path(), "mount", &item_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mounted: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(mounted["type"], "DockerContainer");
+    assert_eq!(mounted["mounted"], true, "{mounted:#}");
+    let point = PathBuf::from(mounted["mount_path"].as_str().unwrap());
+    assert!(point.starts_with(work.path().join("mounts")), "{point:?}");
+    assert_read_only_mount(&point);
+    let diffs = manifest::compare(
+        &manifest::from_tar(&c.export_tar),
+        &manifest::from_dir(&point),
+        &[],
+    );
+    assert!(
+        diffs.is_empty(),
+        "{MOUNTED} as Turbinia mounted it differs from docker export:\n{}",
+        diffs.join("\n")
+    );
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    let after: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(after["mounted"], false, "{after:#}");
+    assert_eq!(
+        after["exists"],
+        false,
+        "postprocess left {}",
+        point.display()
+    );
+    assert!(mount_options(&point).is_none(), "postprocess left a mount");
+
+    drop(disk);
+    before.assert_unchanged(&integrity::snapshot(&r.root));
+}
+
+#[test]
+fn turbinia_finds_nothing_on_a_disk_without_docker() {
+    let work = work_dir();
+    let Some((venv, site)) = setup(work.path()) else {
+        return;
+    };
+    let disk = BoundHost::new(
+        &[
+            ("os-release", "ID=debian\nVERSION_ID=12\n".to_string()),
+            ("passwd", "root:x:0:0:root:/root:/bin/sh\n".to_string()),
+        ],
+        &[],
+    );
+    let before = integrity::snapshot(disk.path());
+    let report = enumerate(&venv, &site, work.path(), disk.path());
+    assert_eq!(report["successful"], true, "{report:#}");
+    assert_eq!(report["evidence"], Value::Array(Vec::new()), "{report:#}");
+    assert_eq!(report["status"], "Found 0 containers: ", "{report:#}");
+    before.assert_unchanged(&integrity::snapshot(disk.path()));
+}
