@@ -22,6 +22,7 @@ pub mod history;
 pub mod journal;
 pub mod logs;
 pub mod orphans;
+pub mod owner_names;
 pub mod provenance;
 pub mod timeline;
 pub mod usage;

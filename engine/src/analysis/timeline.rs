@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use docker_mount_core::time::{format_rfc3339, parse_rfc3339};
 use serde::Serialize;
 
+use crate::analysis::owner_names::OwnerNames;
 use crate::evidence::pathfmt;
 use crate::evidence::userns::{ContainerIds, IdMap};
 use crate::model::container::{is_zero_time, Container};
@@ -62,6 +63,9 @@ pub struct Scope {
     pub image_id: String,
     /// Top first, as in the view.
     pub layers: Vec<ScopeLayer>,
+    /// Owner names from the view's own `/etc/passwd` and `/etc/group`
+    /// (none without a view).
+    pub names: OwnerNames,
 }
 
 impl Scope {
@@ -73,6 +77,7 @@ impl Scope {
             image: c.config.config.image.clone(),
             image_id: c.image_id().to_string(),
             layers: Vec::new(),
+            names: OwnerNames::default(),
         }
     }
 
@@ -89,10 +94,13 @@ impl Scope {
             image: name,
             image_id: img.id.clone(),
             layers: Vec::new(),
+            names: OwnerNames::default(),
         }
     }
 
-    fn with_layers(mut self, view: &View) -> Scope {
+    /// The view's layers and owner names (warnings about the names go to
+    /// `warnings`).
+    fn with_layers(mut self, view: &View, warnings: &mut Vec<String>) -> Scope {
         self.layers = view
             .layers
             .iter()
@@ -103,6 +111,10 @@ impl Scope {
                 dir: t.path().to_path_buf(),
             })
             .collect();
+        let (names, name_warnings) = OwnerNames::of_view(&view.union);
+        self.names = names;
+        let tag = self.tag();
+        warnings.extend(name_warnings.into_iter().map(|w| format!("{tag}: {w}")));
         self
     }
 
@@ -343,7 +355,7 @@ impl Timeline {
     pub fn add_container(&mut self, c: &Container, view: Option<&View>) -> Result<()> {
         let mut scope = Scope::container(c);
         if let Some(v) = view {
-            scope = scope.with_layers(v);
+            scope = scope.with_layers(v, &mut self.warnings);
         }
         let s = self.push_scope(scope)?;
         let st = &c.config.state;
@@ -387,7 +399,7 @@ impl Timeline {
     pub fn add_image(&mut self, img: &Image, view: Option<&View>) -> Result<()> {
         let mut scope = Scope::image(img);
         if let Some(v) = view {
-            scope = scope.with_layers(v);
+            scope = scope.with_layers(v, &mut self.warnings);
         }
         let s = self.push_scope(scope)?;
         let source = img.config_path.as_path();
@@ -601,6 +613,8 @@ impl Timeline {
             mode: None,
             uid: None,
             gid: None,
+            user: None,
+            group: None,
             container_ids: None,
             inode: None,
             symlink_target: None,
@@ -630,6 +644,11 @@ impl Timeline {
         r.uid = Some(f.uid);
         r.gid = Some(f.gid);
         r.container_ids = self.id_map.as_ref().map(|m| m.container_ids(f.uid, f.gid));
+        if let Some(s) = self.scope(f.scope) {
+            let (uid, gid) = self.shown_ids(f);
+            r.user = s.names.user(uid);
+            r.group = s.names.group(gid);
+        }
         r.inode = Some(f.ino);
         r.symlink_target = f
             .target
@@ -642,7 +661,8 @@ impl Timeline {
     }
 }
 
-/// One JSON line (Timesketch: `message`, `datetime`, `timestamp_desc`).
+/// One JSON line. Timesketch requires `message`, `datetime` (ISO 8601) and
+/// `timestamp_desc` on every line; the rest are fields to filter on.
 #[derive(Serialize)]
 struct Record<'a> {
     message: String,
@@ -665,6 +685,10 @@ struct Record<'a> {
     /// As stored on disk.
     uid: Option<u32>,
     gid: Option<u32>,
+    /// The owner's names in the scope's own `/etc/passwd` and `/etc/group`,
+    /// for the ids it saw (`container_ids` when mapped); null where unknown.
+    user: Option<&'a str>,
+    group: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container_ids: Option<ContainerIds>,
     inode: Option<u64>,
