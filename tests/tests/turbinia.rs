@@ -1,8 +1,9 @@
 //! The Turbinia integration (integrations/turbinia/) run by Turbinia's own
 //! package from PyPI, in a cached venv (tests/src/pyvenv.rs): the
 //! registered task enumerates a real root's containers as `docker ps -a`
-//! saw them, Turbinia's DockerContainer evidence mounts one through
-//! docker-mount equal to `docker export`, postprocessing unmounts it, and a
+//! saw them, Turbinia's DockerContainer evidence mounts (and, in export
+//! mode, unpacks) one through docker-mount equal to `docker export`,
+//! postprocessing unmounts (removes) it, and a
 //! disk without docker gives no evidence and no error. The evidence hashes
 //! the same before and after.
 //!
@@ -82,7 +83,9 @@ fn driver(
         .arg(cli::binary())
         .arg(command)
         .arg(arg)
-        .env("PYTHONPATH", site);
+        .env("PYTHONPATH", site)
+        // Turbinia 20240820 pulls in libraries that warn about their own future.
+        .env("PYTHONWARNINGS", "ignore::FutureWarning");
     cmd
 }
 
@@ -95,6 +98,78 @@ fn enumerate(venv: &Venv, site: &Path, work: &Path, disk: &Path) -> Value {
     assert!(out.status.success(), "enumerate failed:\n{stderr}");
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("enumerate printed no JSON ({e}):\n{stderr}"))
+}
+
+/// Detaches whatever is still mounted on its directory (a failed test).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        while mount_options(&self.0).is_some() {
+            if nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// One evidence item preprocessed and postprocessed by a worker process.
+struct Preprocessed<'a> {
+    venv: &'a Venv,
+    site: &'a Path,
+    work: &'a Path,
+}
+
+impl Preprocessed<'_> {
+    /// Preprocesses the item of `item_file` with DOCKER_MOUNT_MODE `mode`;
+    /// checks the directory against `c`'s `docker export`, then that
+    /// postprocessing removes it.
+    fn check(&self, item_file: &Path, mode: &str, c: &real::RealContainer) {
+        let mut child = driver(self.venv, self.site, self.work, "mount", item_file)
+            .env("DOCKER_MOUNT_MODE", mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = || -> Value {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("{mode}: no output"))
+                .unwrap();
+            serde_json::from_str(&line).unwrap()
+        };
+        let ready = next();
+        assert_eq!(ready["type"], "DockerContainer");
+        assert_eq!(ready["mounted"], true, "{mode}: {ready:#}");
+        let dir = PathBuf::from(ready["mount_path"].as_str().unwrap());
+        assert!(dir.starts_with(self.work.join("mounts")), "{dir:?}");
+        let _unmount = Unmount(dir.clone());
+        match mode {
+            "mount" => assert_read_only_mount(&dir),
+            _ => assert!(mount_options(&dir).is_none(), "export mode mounted {dir:?}"),
+        }
+        let diffs = manifest::compare(
+            &manifest::from_tar(&c.export_tar),
+            &manifest::from_dir(&dir),
+            &[],
+        );
+        assert!(
+            diffs.is_empty(),
+            "{} as Turbinia's {mode} made it differs from docker export:\n{}",
+            c.name,
+            diffs.join("\n")
+        );
+        writeln!(child.stdin.take().unwrap()).unwrap();
+        let after = next();
+        assert!(child.wait().unwrap().success(), "{mode}: the driver failed");
+        assert_eq!(after["mounted"], false, "{mode}: {after:#}");
+        assert_eq!(after["exists"], false, "{mode}: postprocess left {dir:?}");
+        assert!(
+            mount_options(&dir).is_none(),
+            "{mode}: postprocess left a mount"
+        );
+    }
 }
 
 fn work_dir() -> tempfile::TempDir {
@@ -150,39 +225,14 @@ fn turbinia_enumerates_mounts_and_unmounts_a_real_root() {
     let item = evidence.iter().find(|e| e["container_id"] == c.id).unwrap();
     let item_file = work.path().join("evidence.json");
     std::fs::write(&item_file, item.to_string()).unwrap();
-    let mut child = driver(&venv, &site, work.path(), "mount", &item_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mounted: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(mounted["type"], "DockerContainer");
-    assert_eq!(mounted["mounted"], true, "{mounted:#}");
-    let point = PathBuf::from(mounted["mount_path"].as_str().unwrap());
-    assert!(point.starts_with(work.path().join("mounts")), "{point:?}");
-    assert_read_only_mount(&point);
-    let diffs = manifest::compare(
-        &manifest::from_tar(&c.export_tar),
-        &manifest::from_dir(&point),
-        &[],
-    );
-    assert!(
-        diffs.is_empty(),
-        "{MOUNTED} as Turbinia mounted it differs from docker export:\n{}",
-        diffs.join("\n")
-    );
-    writeln!(child.stdin.take().unwrap()).unwrap();
-    let after: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_eq!(after["mounted"], false, "{after:#}");
-    assert_eq!(
-        after["exists"],
-        false,
-        "postprocess left {}",
-        point.display()
-    );
-    assert!(mount_options(&point).is_none(), "postprocess left a mount");
+    for mode in ["mount", "export"] {
+        let run = Preprocessed {
+            venv: &venv,
+            site: &site,
+            work: work.path(),
+        };
+        run.check(&item_file, mode, c);
+    }
 
     drop(disk);
     before.assert_unchanged(&integrity::snapshot(&r.root));

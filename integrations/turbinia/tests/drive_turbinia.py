@@ -10,6 +10,7 @@ tests/tests/turbinia.rs (which checks the results against the oracles).
       postprocesses it and prints what is left.
 
 WORK is a scratch directory for the Turbinia config, mounts and output.
+DOCKER_MOUNT_MODE in the environment becomes the config knob of that name.
 """
 
 import json
@@ -39,6 +40,7 @@ RESOURCE_FILE = TMP_RESOURCE_DIR + '/turbinia-state.json'
 RESOURCE_FILE_LOCK = RESOURCE_FILE + '.lock'
 LOCK_FILE = {os.path.join(work, 'turbinia.lock')!r}
 DOCKER_MOUNT_PATH = {docker_mount!r}
+DOCKER_MOUNT_MODE = {os.environ.get('DOCKER_MOUNT_MODE', 'mount')!r}
 
 import docker_mount_turbinia
 docker_mount_turbinia.register_when_loaded()

@@ -75,10 +75,11 @@ def _export_into(runner, docker_dir, container_id, target):
     tar = os.path.join(scratch, 'container.tar')
     runner.export(docker_dir, container_id, tar)
     # tar(1) rather than tarfile: Python 3.11.2 has no extraction filter,
-    # and GNU tar keeps members inside the directory by default.
+    # and GNU tar keeps members inside the directory by default. As root it
+    # keeps the owners (an analysis needs them), as a user it cannot.
     done = subprocess.run(
         ['tar', '--extract', '--file', tar, '--directory', target,
-         '--no-same-owner', '--delay-directory-restore'],
+         '--delay-directory-restore'],
         stderr=subprocess.PIPE, check=False)
     if done.returncode != 0:
       raise DockerMountError(
