@@ -661,8 +661,7 @@ impl Timeline {
     }
 }
 
-/// One JSON line. Timesketch requires `message`, `datetime` (ISO 8601) and
-/// `timestamp_desc` on every line; the rest are fields to filter on.
+/// One JSON line (Timesketch: `message`, `datetime`, `timestamp_desc`).
 #[derive(Serialize)]
 struct Record<'a> {
     message: String,

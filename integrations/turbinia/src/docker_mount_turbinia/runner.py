@@ -12,6 +12,8 @@ import subprocess
 
 #: Program name looked up in PATH when no path is configured.
 PROGRAM = 'docker-mount'
+#: docker-mount's exit status when some items could not be read.
+PARTIAL = 3
 
 
 class DockerMountError(Exception):
@@ -41,13 +43,13 @@ class DockerMount:
     prefix = ['sudo', '--non-interactive'] if self.sudo else []
     return prefix + [self.binary, '--root', root, *args]
 
-  def _run(self, argv):
+  def _run(self, argv, accepted=(0,)):
     try:
       done = subprocess.run(
           argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     except OSError as exception:
       raise DockerMountError(f'cannot run {argv[0]}: {exception}') from exception
-    if done.returncode != 0:
+    if done.returncode not in accepted:
       raise DockerMountError(
           '{0} exited with {1}: {2}'.format(
               ' '.join(argv), done.returncode,
@@ -63,7 +65,9 @@ class DockerMount:
     configuration). A filesystem without docker gives an empty list.
     """
     argv = self.command(root, 'list', '--all', '--json', *extra_args)
-    out = self._run(argv)
+    # Exit status 3: partial, the unreadable containers are rows with an
+    # `error` (and named on stderr); the others are listed.
+    out = self._run(argv, accepted=(0, PARTIAL))
     try:
       containers = json.loads(out.decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as exception:
