@@ -9,6 +9,7 @@ registers once Turbinia's jobs are imported, in every Turbinia process.
 
 import importlib.abc
 import importlib.util
+import logging
 import sys
 
 __version__ = '0.1.0'
@@ -16,6 +17,9 @@ __version__ = '0.1.0'
 TASK_NAME = 'DockerMountContainersEnumerationTask'
 #: docker-explorer's job, which `register` removes by default.
 DOCKER_EXPLORER_JOB = 'DockerContainersEnumerationJob'
+
+#: The Turbinia modules `register` changes.
+_NEEDED = ('turbinia.jobs', 'turbinia.evidence', 'turbinia.task_utils')
 
 _registered = False
 
@@ -86,10 +90,29 @@ class _AfterJobsImport(importlib.abc.MetaPathFinder):
     return spec
 
 
+def _initializing(name):
+  """Whether module `name` is being imported right now."""
+  spec = getattr(sys.modules.get(name), '__spec__', None)
+  return bool(getattr(spec, '_initializing', False))
+
+
 def register_when_loaded(replace_docker_explorer=True):
   """Registers now if Turbinia's jobs are imported, else right after they
-  are. Safe to call from the Turbinia config file."""
-  if 'turbinia.jobs' in sys.modules:
+  are. Safe to call from the Turbinia config file.
+
+  turbiniactl loads the config before it imports the jobs, so the
+  registration runs right after they are. A program that imports
+  `turbinia.jobs` before loading the config loads it in the middle of that
+  import, when nothing can be registered yet: it gets a warning and must
+  call `register()` itself once the import is done.
+  """
+  if 'turbinia.jobs' not in sys.modules:
+    if not any(isinstance(f, _AfterJobsImport) for f in sys.meta_path):
+      sys.meta_path.insert(0, _AfterJobsImport(replace_docker_explorer))
+  elif any(_initializing(m) for m in _NEEDED):
+    logging.getLogger(__name__).warning(
+        'docker-mount-turbinia: the Turbinia config was loaded while %s '
+        'were still being imported; call docker_mount_turbinia.register() '
+        'after importing turbinia.jobs', ', '.join(_NEEDED))
+  else:
     register(replace_docker_explorer)
-  elif not any(isinstance(f, _AfterJobsImport) for f in sys.meta_path):
-    sys.meta_path.insert(0, _AfterJobsImport(replace_docker_explorer))
