@@ -1,14 +1,14 @@
 //! The Turbinia integration (integrations/turbinia/) run by Turbinia's own
 //! package from PyPI, in a cached venv (tests/src/pyvenv.rs): the
-//! registered task enumerates a real root's containers as `docker ps -a`
-//! saw them, Turbinia's DockerContainer evidence mounts (and, in export
+//! registered task enumerates the containers of a disk's two real roots
+//! as `docker ps -a` saw them, Turbinia's DockerContainer evidence mounts (and, in export
 //! mode, unpacks) one through docker-mount equal to `docker export`,
 //! postprocessing unmounts (removes) it, and a
 //! disk without docker gives no evidence and no error. The evidence hashes
 //! the same before and after.
 //!
-//! The disk is a host tree with the root bound read-only at
-//! `var/lib/docker`, standing in (as a `Directory` evidence with a
+//! The disk is a host tree with real roots bound read-only at
+//! `var/lib/docker` and in a rootless user's home, standing in (as a `Directory` evidence with a
 //! `mount_path`) for the DiskPartition Turbinia would have mounted: the
 //! partition's own losetup/mount is Turbinia's, not ours.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -39,7 +39,7 @@ fn integration_dir() -> PathBuf {
 /// The venv and a directory holding docker-mount-turbinia pip-installed
 /// from a copy of the source, or `None` when this cannot run here.
 fn setup(work: &Path) -> Option<(Venv, PathBuf)> {
-    let check = real::driver_available("overlay2").and_then(|()| pyvenv::available());
+    let check = real::driver_available("vfs").and_then(|()| pyvenv::available());
     if !real::require("turbinia", check) {
         return None;
     }
@@ -179,15 +179,37 @@ fn work_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// The host's files naming alice, whose rootless docker root is the
+/// second root of the disk.
+fn alice() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n".into(),
+        ),
+        ("subuid", "alice:100000:65536\n".into()),
+        ("subgid", "alice:100000:65536\n".into()),
+    ]
+}
+
 #[test]
-fn turbinia_enumerates_mounts_and_unmounts_a_real_root() {
+fn turbinia_enumerates_mounts_and_unmounts_real_roots() {
     let work = work_dir();
     let Some((venv, site)) = setup(work.path()) else {
         return;
     };
-    let r = real::overlay2_root();
-    let before = integrity::snapshot(&r.root);
-    let disk = BoundHost::new(&[], &[("var/lib/docker", &r.root)]);
+    // Two roots on one disk (docker-mount's `list` alone would ask which):
+    // the system's, and a rootless one of alice.
+    let system = real::overlay2_root();
+    let rootless = real::vfs_root();
+    let before = [system, rootless].map(|r| integrity::snapshot(&r.root));
+    let disk = BoundHost::new(
+        &alice(),
+        &[
+            ("var/lib/docker", &system.root),
+            ("home/alice/.local/share/docker", &rootless.root),
+        ],
+    );
 
     let report = enumerate(&venv, &site, work.path(), disk.path());
     assert_eq!(report["successful"], true, "{report:#}");
@@ -218,24 +240,42 @@ fn turbinia_enumerates_mounts_and_unmounts_a_real_root() {
             e["container_id"].as_str().unwrap()
         })
         .collect();
-    let want: BTreeSet<&str> = r.ps.iter().map(|p| p["ID"].as_str().unwrap()).collect();
-    assert_eq!(got, want, "containers enumerated vs docker ps -a");
+    let want: BTreeSet<&str> = [system, rootless]
+        .iter()
+        .flat_map(|r| r.ps.iter().map(|p| p["ID"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got, want,
+        "containers enumerated vs docker ps -a of both roots"
+    );
+    assert_eq!(got.len(), system.ps.len() + rootless.ps.len());
 
-    let c = r.container(MOUNTED);
-    let item = evidence.iter().find(|e| e["container_id"] == c.id).unwrap();
-    let item_file = work.path().join("evidence.json");
-    std::fs::write(&item_file, item.to_string()).unwrap();
-    for mode in ["mount", "export"] {
-        let run = Preprocessed {
-            venv: &venv,
-            site: &site,
-            work: work.path(),
-        };
+    let run = Preprocessed {
+        venv: &venv,
+        site: &site,
+        work: work.path(),
+    };
+    // Mounted from the rootless root (a kernel mount shows the ids on
+    // disk, as the rootful oracle has them); exported from the system's
+    // (an export of a rootless root maps the ids).
+    for (mode, r) in [("mount", rootless), ("export", system)] {
+        let c = r.container(MOUNTED);
+        let item = evidence.iter().find(|e| e["container_id"] == c.id).unwrap();
+        let item_file = work.path().join(format!("{mode}.json"));
+        std::fs::write(&item_file, item.to_string()).unwrap();
         run.check(&item_file, mode, c);
     }
+    // Both modes on one root.
+    let c = system.container(MOUNTED);
+    let item = evidence.iter().find(|e| e["container_id"] == c.id).unwrap();
+    let item_file = work.path().join("system-mount.json");
+    std::fs::write(&item_file, item.to_string()).unwrap();
+    run.check(&item_file, "mount", c);
 
     drop(disk);
-    before.assert_unchanged(&integrity::snapshot(&r.root));
+    for (r, before) in [system, rootless].iter().zip(before) {
+        before.assert_unchanged(&integrity::snapshot(&r.root));
+    }
 }
 
 #[test]

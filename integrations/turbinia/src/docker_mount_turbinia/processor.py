@@ -9,6 +9,7 @@ docker-mount picks) or exported.
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,9 +39,10 @@ def PreprocessMountDockerFS(docker_dir, container_id):
   """Makes container `container_id` of `docker_dir` a local directory.
 
   Args:
-    docker_dir (str): the docker data root, or the mount point of the host
-        filesystem holding it (docker-mount finds the data roots).
-    container_id (str): the container's id (a unique prefix or name works).
+    docker_dir (str): the mount point of the host filesystem (docker-mount
+        finds its container roots, and the one holding the container), or
+        a docker data root.
+    container_id (str): the container's full id.
 
   Returns:
     str: the directory holding the container's filesystem.
@@ -54,11 +56,12 @@ def PreprocessMountDockerFS(docker_dir, container_id):
   target = tempfile.mkdtemp(prefix='turbinia-dm-', dir=_mount_prefix())
   try:
     runner = settings.docker_mount()
+    root = runner.root_holding(docker_dir, container_id)
     if settings.mode() == 'mount':
-      log.info(f'docker-mount: mounting {container_id} on {target}')
-      runner.mount(docker_dir, container_id, target)
+      log.info(f'docker-mount: mounting {container_id} of {root} on {target}')
+      runner.mount(root, container_id, target)
     else:
-      _export_into(runner, docker_dir, container_id, target)
+      _export_into(runner, root, container_id, target)
   except (DockerMountError, ValueError, OSError) as exception:
     shutil.rmtree(target, ignore_errors=True)
     raise TurbiniaException(
@@ -67,13 +70,13 @@ def PreprocessMountDockerFS(docker_dir, container_id):
   return target
 
 
-def _export_into(runner, docker_dir, container_id, target):
+def _export_into(runner, root, container_id, target):
   """Exports the container as a tar beside `target` and unpacks it there."""
-  log.info(f'docker-mount: exporting {container_id} into {target}')
+  log.info(f'docker-mount: exporting {container_id} of {root} into {target}')
   with tempfile.TemporaryDirectory(
       prefix='turbinia-dm-tar-', dir=config.TMP_DIR) as scratch:
     tar = os.path.join(scratch, 'container.tar')
-    runner.export(docker_dir, container_id, tar)
+    runner.export(root, container_id, tar)
     # tar(1) rather than tarfile: Python 3.11.2 has no extraction filter,
     # and GNU tar keeps members inside the directory by default. As root it
     # keeps the owners (an analysis needs them), as a user it cannot.
@@ -87,6 +90,22 @@ def _export_into(runner, docker_dir, container_id, target):
           f'{done.stderr.decode("utf-8", "replace").strip()}')
 
 
+def _unescape_mountinfo(field):
+  """A mountinfo path: spaces, tabs, newlines, backslashes octal-escaped."""
+  return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def is_mount_point(path):
+  """Whether something is mounted on `path`, from /proc/self/mountinfo
+  (os.path.ismount misses a bind mount within one filesystem, which is
+  what docker-mount makes of a full-tree layer)."""
+  real = os.path.realpath(path)
+  with open('/proc/self/mountinfo', encoding='utf-8', errors='surrogateescape') as info:
+    return any(
+        len(fields) > 4 and _unescape_mountinfo(fields[4]) == real
+        for fields in (line.split(' ') for line in info))
+
+
 def PostprocessUnmountDockerFS(path):
   """Undoes PreprocessMountDockerFS: unmounts (or deletes the unpacked
   export at) `path` and removes the directory.
@@ -94,7 +113,7 @@ def PostprocessUnmountDockerFS(path):
   Raises:
     TurbiniaException: if the unmount failed.
   """
-  if os.path.ismount(path):
+  if is_mount_point(path):
     log.info(f'docker-mount: unmounting {path}')
     try:
       settings.docker_mount().unmount(path)

@@ -56,27 +56,54 @@ class DockerMount:
               done.stderr.decode('utf-8', 'replace').strip()))
     return done.stdout
 
-  def list_containers(self, root, extra_args=()):
-    """The containers of `root` as docker-mount's `list --all --json` prints
-    them: a list of dicts with `id`, `name`, `image`, `state`, ...
-
-    `root` may be a docker data root or the mount point of a whole host
-    filesystem (docker-mount then finds the data roots from the host's
-    configuration). A filesystem without docker gives an empty list.
-    """
-    argv = self.command(root, 'list', '--all', '--json', *extra_args)
-    # Exit status 3: partial, the unreadable containers are rows with an
-    # `error` (and named on stderr); the others are listed.
-    out = self._run(argv, accepted=(0, PARTIAL))
+  def _json(self, argv, kind, accepted=(0,)):
+    """Runs `argv` and decodes its stdout, which must be a JSON `kind`."""
+    out = self._run(argv, accepted)
     try:
-      containers = json.loads(out.decode('utf-8'))
+      value = json.loads(out.decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as exception:
       raise DockerMountError(
           f'{" ".join(argv)} printed invalid JSON: {exception}') from exception
-    if not isinstance(containers, list):
+    if not isinstance(value, kind):
       raise DockerMountError(
-          f'{" ".join(argv)} printed {type(containers).__name__}, not a list')
-    return containers
+          f'{" ".join(argv)} printed {type(value).__name__}, not {kind.__name__}')
+    return value
+
+  def roots(self, path):
+    """The container roots docker-mount finds in `path`, as `--root` values.
+
+    `path` may be the mount point of a whole host filesystem (docker-mount
+    then finds its docker data roots from the host's configuration,
+    userns-remap and rootless roots, podman's and containerd's) or one
+    root. A filesystem without any gives an empty list.
+    """
+    report = self._json(self.command(path, 'roots', '--json'), dict)
+    return [
+        r['select_with'] for r in report.get('roots') or []
+        if isinstance(r, dict) and r.get('present') and r.get('select_with')
+    ]
+
+  def list_containers(self, root, extra_args=()):
+    """The containers of `root` (one of `roots`) as docker-mount's `list
+    --all --json` prints them: dicts with `id`, `name`, `image`, `state`,
+    ... and `error` for one that could not be read."""
+    argv = self.command(root, 'list', '--all', '--json', *extra_args)
+    # Exit status 3: partial, the unreadable containers are rows with an
+    # `error` (and named on stderr); the others are listed.
+    return self._json(argv, list, accepted=(0, PARTIAL))
+
+  def root_holding(self, path, container):
+    """The root of `path` (see `roots`) that holds container `container`
+    (its id, as `list_containers` gave it)."""
+    roots = self.roots(path)
+    if len(roots) == 1:
+      return roots[0]
+    for root in roots:
+      if any(c.get('id') == container for c in self.list_containers(root)):
+        return root
+    raise DockerMountError(
+        f'no container root in {path} holds container {container} '
+        f'(roots: {", ".join(roots) or "none"})')
 
   def mount(self, root, container, directory):
     """Mounts `container` of `root` read-only on `directory`."""

@@ -15,11 +15,11 @@ from docker_mount_turbinia import settings
 from docker_mount_turbinia.runner import DockerMountError
 
 
-def describe(container):
+def describe(container, root):
   """One line naming a container as `list --json` describes it."""
-  return 'docker container {0} ({1}), image {2}, {3}'.format(
+  return 'container {0} ({1}), image {2}, {3}, in {4}'.format(
       container.get('name') or '?', container['id'],
-      container.get('image') or '?', container.get('state') or '?')
+      container.get('image') or '?', container.get('state') or '?', root)
 
 
 class DockerMountContainersEnumerationTask(TurbiniaTask):
@@ -30,54 +30,53 @@ class DockerMountContainersEnumerationTask(TurbiniaTask):
 
   TASK_CONFIG = {
       # Extra arguments of `docker-mount list`, e.g. filters:
-      # ['--filter', 'label=app=web', '--last', '10'].
+      # ['--skip-support', '--last', '10'].
       'list_args': [],
   }
 
-  def list_containers(self, evidence):
-    """The containers docker-mount finds under the evidence's mount point.
-
-    Raises:
-      TurbiniaException: if docker-mount is missing, failed, or printed
-          something else than a JSON list.
-    """
-    if not evidence.mount_path:
-      raise TurbiniaException(f'evidence {evidence.name} is not mounted')
-    try:
-      return settings.docker_mount().list_containers(
-          evidence.mount_path, self.task_config.get('list_args') or [])
-    except DockerMountError as exception:
-      raise TurbiniaException(str(exception)) from exception
-
   def run(self, evidence, result):
-    """Adds one DockerContainer evidence item per container found.
+    """Adds one DockerContainer evidence item per container of every
+    container root docker-mount finds on the evidence's mount point.
 
-    A container docker-mount could not read is reported, not added: the
-    others are still enumerated.
+    A root or a container docker-mount could not read is reported, and
+    the others are still enumerated; the task fails if a root could not
+    be listed.
     """
+    found, lines, unreadable, failed_roots = [], [], [], []
     success = False
     try:
-      containers = self.list_containers(evidence)
-      found, broken = [], []
-      for container in containers:
-        if container.get('error'):
-          broken.append(f'{container.get("id")}: {container["error"]}')
+      if not evidence.mount_path:
+        raise TurbiniaException(f'evidence {evidence.name} is not mounted')
+      runner = settings.docker_mount()
+      list_args = self.task_config.get('list_args') or []
+      for root in runner.roots(evidence.mount_path):
+        try:
+          containers = runner.list_containers(root, list_args)
+        except DockerMountError as exception:
+          failed_roots.append(str(exception))
           continue
-        item = DockerContainer(
-            container_id=container['id'], description=describe(container))
-        result.add_evidence(item, evidence.config)
-        found.append(container['id'])
+        for container in containers:
+          if container.get('error'):
+            unreadable.append(
+                f'{container.get("id")} in {root}: {container["error"]}')
+            continue
+          item = DockerContainer(
+              container_id=container['id'],
+              description=describe(container, root))
+          result.add_evidence(item, evidence.config)
+          found.append(container['id'])
+          lines.append(describe(container, root))
       status = 'Found {0:d} containers: {1:s}'.format(
           len(found), ' '.join(found))
-      if broken:
-        status += '; {0:d} unreadable: {1:s}'.format(
-            len(broken), '; '.join(broken))
-      result.report_data = '\n'.join(
-          [status] + [describe(c) for c in containers if not c.get('error')])
-      success = True
-    except TurbiniaException as exception:
+      for what, problems in (('unreadable', unreadable),
+                             ('roots failed', failed_roots)):
+        if problems:
+          status += '; {0:d} {1:s}: {2:s}'.format(
+              len(problems), what, '; '.join(problems))
+      success = not failed_roots
+    except (TurbiniaException, DockerMountError) as exception:
       status = f'Error enumerating containers with docker-mount: {exception}'
-      result.report_data = status
+    result.report_data = '\n'.join([status] + lines)
     result.report_priority = Priority.LOW
     result.close(self, success=success, status=status)
     return result
