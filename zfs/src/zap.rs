@@ -84,6 +84,20 @@ pub fn lookup_u64(spa: &Spa, dn: &Dnode, name: &str) -> Result<Option<u64>> {
     Ok(lookup(spa, dn, name.as_bytes())?.and_then(|e| e.u64()))
 }
 
+/// The entries of one ZAP block on its own: a micro ZAP or a fat-ZAP leaf
+/// (fuzzing, forensics of loose blocks).
+pub fn parse_block(b: &[u8]) -> Result<Vec<Entry>> {
+    match le64(b, 0) {
+        ZBT_MICRO => micro(b),
+        ZBT_LEAF => {
+            let mut out = Vec::new();
+            leaf(b, &mut out)?;
+            Ok(out)
+        }
+        t => Err(Error::corrupt("ZAP block", format!("block type {t:#x}"))),
+    }
+}
+
 fn micro(b: &[u8]) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for e in b[64.min(b.len())..].chunks_exact(64) {
