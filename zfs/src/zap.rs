@@ -174,9 +174,11 @@ fn fat(spa: &Spa, dn: &Dnode, hdr: &[u8]) -> Result<Vec<Entry>> {
 
 /// The entries of one leaf block.
 pub fn leaf(b: &[u8], out: &mut Vec<Entry>) -> Result<()> {
-    if le64(b, 0) != ZBT_LEAF
-        || u32::from_le_bytes(b[24..28].try_into().unwrap_or([0; 4])) != LEAF_MAGIC
-    {
+    let magic = b
+        .get(24..28)
+        .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
+        .unwrap_or(0);
+    if le64(b, 0) != ZBT_LEAF || magic != LEAF_MAGIC {
         return Err(Error::corrupt("leaf", "bad magic"));
     }
     let bs = b.len();
