@@ -307,3 +307,221 @@ fn every_dataset_tar_equals_our_tree_on_every_pool_and_degraded() {
     );
     assert_disks_unchanged(p);
 }
+
+/// A sparse copy of `src` in `dir`, writable (hostile cases damage it).
+fn scratch_copy(src: &Path, dir: &Path) -> PathBuf {
+    let dst = dir.join(src.file_name().unwrap());
+    let st = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(src)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    dst
+}
+
+/// Flips one byte of the file at `p`, at `off`.
+fn flip(p: &Path, off: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, off).unwrap();
+    f.write_all_at(&[!b[0]], off).unwrap();
+}
+
+/// A damaged data block of one file (zle leaves random data as it is, so
+/// the block is found by content): reading the file fails naming the
+/// dataset and object, the rest of the dataset still reads.
+#[test]
+fn damaged_file_block_is_an_error_naming_dataset_and_object() {
+    let Some(p) = pools() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = scratch_copy(&p.docker_disk(), tmp.path());
+    let pool = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap();
+    let fs = pool.open_fs("dmpool/zle").unwrap();
+    let root = fs.root();
+    let obj = fs.lookup(root, b"random.bin").unwrap().unwrap();
+    let seq = fs.lookup(root, b"seq.txt").unwrap().unwrap();
+    let seq_sha = content_sha256(&fs, seq, fs.stat(seq).unwrap().size);
+    let mut chunk = vec![0u8; 4096];
+    assert_eq!(fs.read_at(obj, 1 << 20, &mut chunk).unwrap(), 4096);
+    drop((fs, pool));
+    // Where the record at 1 MiB lies on the disk.
+    let mut f = File::open(&copy).unwrap();
+    let mut block = vec![0u8; 4096];
+    let mut at = None;
+    let mut off = 0u64;
+    while std::io::Read::read_exact(&mut f, &mut block).is_ok() {
+        if block == chunk {
+            at = Some(off);
+            break;
+        }
+        off += 4096;
+    }
+    let at = at.expect("the record of random.bin on the disk");
+    flip(&copy, at + 100);
+
+    let pool = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap();
+    let fs = pool.open_fs("dmpool/zle").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let e = fs.read_at(obj, 1 << 20, &mut buf).unwrap_err();
+    let msg = e.to_string();
+    eprintln!("{msg}");
+    assert!(
+        matches!(e, docker_mount_zfs::Error::Checksum { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("dmpool/zle") && msg.contains(&format!("object {obj}")),
+        "{msg}"
+    );
+    // The blocks before it, and the other files, still read.
+    assert_eq!(fs.read_at(obj, 0, &mut buf).unwrap(), 4096);
+    assert_eq!(
+        content_sha256(&fs, seq, fs.stat(seq).unwrap().size),
+        seq_sha
+    );
+    assert_disks_unchanged(p);
+}
+
+/// The MOS of every uberblock damaged in every copy: opening fails with a
+/// checksum error naming the MOS; damaged in its first copy only: the
+/// ditto copies read and the pool opens at its newest txg.
+#[test]
+fn damaged_mos_fails_naming_it_and_ditto_copies_cover_one() {
+    use docker_mount_zfs::dev::{BlockDev, FileDev};
+    use docker_mount_zfs::label::{self, VDEV_START};
+    let Some(p) = pools() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = scratch_copy(&p.docker_disk(), tmp.path());
+    let dev: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(FileDev::open(&copy).unwrap());
+    let v = label::read(dev).unwrap().unwrap();
+    let newest = v.uberblocks[0].clone();
+    let base = v.info.vdev_offset + VDEV_START;
+    drop(v);
+
+    // The newest MOS's first copy only.
+    flip(&copy, base + newest.rootbp.dva[0].offset + 200);
+    let pool = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap();
+    assert_eq!(pool.txg(), newest.txg, "ditto copies cover the first");
+    assert!(pool.datasets().unwrap().len() > 10);
+    drop(pool);
+
+    // Every copy of every uberblock's MOS.
+    let dev: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(FileDev::open(&copy).unwrap());
+    let v = label::read(dev).unwrap().unwrap();
+    let mut damaged = std::collections::BTreeSet::new();
+    for ub in &v.uberblocks {
+        for d in ub.rootbp.copies() {
+            let at = base + d.offset + 200;
+            if damaged.insert(at)
+                && !(ub.txg == newest.txg && d.offset == newest.rootbp.dva[0].offset)
+            {
+                flip(&copy, at);
+            }
+        }
+    }
+    drop(v);
+    let e = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap_err();
+    let msg = e.to_string();
+    eprintln!("{msg}");
+    assert!(
+        matches!(e, docker_mount_zfs::Error::Checksum { .. }),
+        "{msg}"
+    );
+    assert!(msg.contains("dmpool") && msg.contains("MOS"), "{msg}");
+    assert_disks_unchanged(p);
+}
+
+/// Older uberblocks: the pool opens as of each txg the ring still holds
+/// whose MOS verifies, and lists its datasets there.
+#[test]
+fn older_uberblocks_open_the_pool_at_their_txg() {
+    let Some(p) = pools() else { return };
+    let disks = p.pool_disks("dmpool");
+    let pool = Pool::open(&disks, &OpenOptions::default()).unwrap();
+    let newest = pool.datasets().unwrap();
+    let mut opened = 0;
+    for ub in pool.uberblocks().iter().skip(1) {
+        let Ok(old) = Pool::open(&disks, &OpenOptions { txg: Some(ub.txg) }) else {
+            continue;
+        };
+        assert_eq!(old.txg(), ub.txg);
+        let ds = old.datasets().unwrap();
+        assert!(ds.iter().all(|d| d.createtxg <= ub.txg), "txg {}", ub.txg);
+        assert!(ds.len() <= newest.len() + 8, "txg {}", ub.txg);
+        let fs = old.open_fs("dmpool/zle").unwrap();
+        assert!(fs.lookup(fs.root(), b"random.bin").unwrap().is_some());
+        opened += 1;
+    }
+    assert!(opened >= 3, "{opened} older txgs opened");
+    let e = Pool::open(&disks, &OpenOptions { txg: Some(1) }).unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+}
+
+/// The administrator's snapshot of the docker root equals the `find`
+/// listing taken of the live root when it was made (type, mode, owners,
+/// size, path), the container removed since included.
+#[test]
+fn admin_snapshot_holds_the_earlier_docker_root() {
+    let Some(p) = pools() else { return };
+    let pool = Pool::open(&p.pool_disks("dmpool"), &OpenOptions::default()).unwrap();
+    let snap = pool.open_fs("dmpool/docker@admin-before-cleanup").unwrap();
+    let want: BTreeSet<String> =
+        std::fs::read_to_string(p.oracle_file("at-snapshot/docker-root-find.txt"))
+            .unwrap()
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect();
+    let ours: BTreeSet<String> = tree(&snap)
+        .into_iter()
+        .map(|(path, obj)| {
+            let st = snap.stat(obj).unwrap();
+            let t = match st.kind {
+                FileKind::Dir => 'd',
+                FileKind::File => 'f',
+                FileKind::Symlink => 'l',
+                FileKind::Fifo => 'p',
+                FileKind::CharDev => 'c',
+                FileKind::BlockDev => 'b',
+                FileKind::Socket => 's',
+                FileKind::Unknown => '?',
+            };
+            format!(
+                "{t} {:o} {} {} {} {}",
+                st.mode & 0o7777,
+                st.uid,
+                st.gid,
+                st.size,
+                String::from_utf8_lossy(&path)
+            )
+            .trim_end()
+            .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ours.symmetric_difference(&want).collect::<Vec<_>>(),
+        Vec::<&String>::new()
+    );
+    let ps = std::fs::read_to_string(p.oracle_file("at-snapshot/ps.jsonl")).unwrap();
+    let removed: serde_json::Value = ps
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|c| c["Names"] == "removed-later")
+        .unwrap();
+    let id = removed["ID"].as_str().unwrap();
+    assert!(
+        ours.iter()
+            .any(|l| l.ends_with(&format!(" containers/{id}"))),
+        "{id}"
+    );
+    let live = pool.open_fs("dmpool/docker").unwrap();
+    let containers = live.lookup(live.root(), b"containers").unwrap().unwrap();
+    assert_eq!(live.lookup(containers, id.as_bytes()).unwrap(), None);
+}
