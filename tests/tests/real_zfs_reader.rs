@@ -343,7 +343,7 @@ fn damaged_file_block_is_an_error_naming_dataset_and_object() {
     let Some(p) = pools() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let copy = scratch_copy(&p.docker_disk(), tmp.path());
-    let pool = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap();
+    let pool = Pool::open(std::slice::from_ref(&copy), &OpenOptions::default()).unwrap();
     let fs = pool.open_fs("dmpool/zle").unwrap();
     let root = fs.root();
     let obj = fs.lookup(root, b"random.bin").unwrap().unwrap();
@@ -367,7 +367,7 @@ fn damaged_file_block_is_an_error_naming_dataset_and_object() {
     let at = at.expect("the record of random.bin on the disk");
     flip(&copy, at + 100);
 
-    let pool = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap();
+    let pool = Pool::open(std::slice::from_ref(&copy), &OpenOptions::default()).unwrap();
     let fs = pool.open_fs("dmpool/zle").unwrap();
     let mut buf = vec![0u8; 4096];
     let e = fs.read_at(obj, 1 << 20, &mut buf).unwrap_err();
@@ -408,7 +408,7 @@ fn damaged_mos_fails_naming_it_and_ditto_copies_cover_one() {
 
     // The newest MOS's first copy only.
     flip(&copy, base + newest.rootbp.dva[0].offset + 200);
-    let pool = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap();
+    let pool = Pool::open(std::slice::from_ref(&copy), &OpenOptions::default()).unwrap();
     assert_eq!(pool.txg(), newest.txg, "ditto copies cover the first");
     assert!(pool.datasets().unwrap().len() > 10);
     drop(pool);
@@ -428,7 +428,7 @@ fn damaged_mos_fails_naming_it_and_ditto_copies_cover_one() {
         }
     }
     drop(v);
-    let e = Pool::open(&[copy.clone()], &OpenOptions::default()).unwrap_err();
+    let e = Pool::open(std::slice::from_ref(&copy), &OpenOptions::default()).unwrap_err();
     let msg = e.to_string();
     eprintln!("{msg}");
     assert!(
