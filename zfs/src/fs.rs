@@ -177,11 +177,10 @@ impl Fs {
 
     /// The object `name` names in directory `dir`, if any.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Option<u64>> {
-        Ok(self
-            .read_dir(dir)?
-            .into_iter()
-            .find(|e| e.name == name)
-            .map(|e| e.obj))
+        let (dn, _) = self.os.dnode_block(self.spa(), dir).ctx(|| self.ctx(dir))?;
+        let e =
+            zap::lookup(self.spa(), &dn, name).ctx(|| format!("{}: directory", self.ctx(dir)))?;
+        Ok(e.and_then(|e| e.u64()).map(|v| v & ((1 << 48) - 1)))
     }
 
     /// The entries of directory `dir` (without "." and "..").
