@@ -106,6 +106,44 @@ fn datasets_equal_zfs_list_on_every_pool_and_degraded() {
     assert_disks_unchanged(p);
 }
 
+/// `probe` names each disk's pool and where its vdev lies; a file that is
+/// no vdev is `None`. Every disk's four labels verify.
+#[test]
+fn probe_names_pool_and_vdev_of_every_disk() {
+    let Some(p) = pools() else { return };
+    for d in &p.info.disks {
+        let path = p.disk(&d.name);
+        let l = docker_mount_zfs::probe(&path).unwrap().unwrap();
+        let pool = d.name.split(['.', '-']).next().unwrap();
+        assert_eq!(l.pool_name, pool, "{}", d.name);
+        assert_eq!(l.vdev_offset, 1 << 20, "{}: GPT partition 1", d.name);
+        assert!(l.vdev_size > 0 && l.vdev_offset + l.vdev_size <= d.bytes);
+        assert_eq!(l.vdev_children, 1);
+        let top = match pool {
+            "dmpool" => "disk",
+            "dmmirror" => "mirror",
+            _ => "raidz",
+        };
+        assert_eq!(l.top_type, top, "{}", d.name);
+    }
+    let not_zfs = p.oracle_file("steps.txt");
+    assert_eq!(docker_mount_zfs::probe(&not_zfs).unwrap(), None);
+    let e = Pool::open(&[not_zfs], &OpenOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("steps.txt"), "{e}");
+    let pool = Pool::open(&p.pool_disks("dmraidz"), &OpenOptions::default()).unwrap();
+    assert_eq!(pool.devices().len(), 3);
+    for d in pool.devices() {
+        assert_eq!(d.labels_valid, [true; 4], "{:?}", d.device);
+    }
+    assert!(pool.missing_devices().is_empty());
+    let two = &p.pool_disks("dmraidz")[1..];
+    let pool = Pool::open(two, &OpenOptions::default()).unwrap();
+    assert_eq!(pool.missing_devices().len(), 1);
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<Fs>();
+}
+
 #[test]
 fn encrypted_dataset_is_named_encrypted() {
     let Some(p) = pools() else { return };
@@ -198,7 +236,11 @@ fn compare_with_tar(fs: &Fs, tar: &Path, t: &mut Tally) {
             assert_eq!(fs.lookup(fs.root(), &path).unwrap(), Some(obj), "{shown}");
         }
         if st.kind == FileKind::Dir {
-            assert_eq!(fs.lookup(obj, b"no such name \xff").unwrap(), None, "{shown}");
+            assert_eq!(
+                fs.lookup(obj, b"no such name \xff").unwrap(),
+                None,
+                "{shown}"
+            );
         }
         let h = e.header().clone();
         let ty = h.entry_type();
@@ -312,6 +354,8 @@ fn every_dataset_tar_equals_our_tree_on_every_pool_and_degraded() {
             compare_with_tar(&fs, tar, &mut t);
             eprintln!("{label}: {name}: {} entries equal", t.entries - before);
         }
+        // Every block read here had a checksum this reader verifies.
+        assert_eq!(pool.unverified_blocks(), 0, "{label}");
     }
     eprintln!("{t:?}");
     assert!(t.entries > 5000, "{t:?}");

@@ -113,7 +113,7 @@ impl Dnode {
                 return Ok(None);
             }
             let ind = spa.read_bp(&bp)?;
-            let idx = ((blkid >> (epbs * level)) & ((1 << epbs) - 1)) as usize;
+            let idx = (blkid.checked_shr(epbs * level).unwrap_or(0) & ((1 << epbs) - 1)) as usize;
             let at = idx * bp::SIZE;
             let raw = ind.get(at..at + bp::SIZE).ok_or_else(|| {
                 Error::corrupt(

@@ -39,4 +39,4 @@ pub mod zpl;
 pub use error::{Error, Result};
 pub use fs::{DirEntry, FileKind, Fs, Timespec, ZStat};
 pub use label::{probe, LabelInfo};
-pub use pool::{DatasetInfo, DatasetKind, Device, OpenOptions, Pool, UberblockInfo};
+pub use pool::{DatasetInfo, DatasetKind, Device, DeviceInfo, OpenOptions, Pool, UberblockInfo};

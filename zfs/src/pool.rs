@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::bp::{BlockPtr, Dva};
@@ -31,6 +32,15 @@ pub struct OpenOptions {
     /// Open the pool as of this txg (one of [`Pool::uberblocks`]) instead of
     /// the newest uberblock whose MOS verifies.
     pub txg: Option<u64>,
+}
+
+/// A device of the pool and what its labels say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub device: Device,
+    pub label: crate::label::LabelInfo,
+    /// Which of its four labels verified (a divergence is a finding).
+    pub labels_valid: [bool; 4],
 }
 
 /// An uberblock found in the labels' rings.
@@ -96,6 +106,9 @@ pub struct Spa {
     pub name: String,
     tops: Vec<Option<Vdev>>,
     cache: Cache,
+    /// Blocks accepted without verification (checksum off, or an
+    /// algorithm this reader does not compute).
+    unverified: AtomicU64,
 }
 
 impl Spa {
@@ -134,7 +147,13 @@ impl Spa {
 
     /// The verified physical bytes of `bp` (any of its copies).
     fn read_raw(&self, bp: &BlockPtr, depth: u32) -> Result<Vec<u8>> {
-        let mut verify = |d: &[u8]| checksum_ok(bp, d);
+        let mut verify = |d: &[u8]| match checksum_ok(bp, d) {
+            Some(ok) => ok,
+            None => {
+                self.unverified.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        };
         let mut err = None;
         let mut tried = 0;
         for dva in bp.copies() {
@@ -199,19 +218,21 @@ impl Spa {
     }
 }
 
-/// Whether `data` matches the checksum of `bp` (true when the algorithm
-/// is one this reader does not compute).
-fn checksum_ok(bp: &BlockPtr, data: &[u8]) -> bool {
-    match checksum::compute(bp.checksum, data) {
-        // Encrypted blocks keep a MAC in the last two words.
-        Some(c) if bp.encrypted => c[..2] == bp.cksum[..2],
-        Some(c) => c == bp.cksum,
-        None => true,
-    }
+/// Whether `data` matches the checksum of `bp`; `None` when the
+/// algorithm is off or one this reader does not compute.
+fn checksum_ok(bp: &BlockPtr, data: &[u8]) -> Option<bool> {
+    let c = checksum::compute(bp.checksum, data)?;
+    // Encrypted blocks keep a MAC in the last two words.
+    Some(if bp.encrypted {
+        c[..2] == bp.cksum[..2]
+    } else {
+        c == bp.cksum
+    })
 }
 
 pub(crate) struct PoolInner {
     pub spa: Spa,
+    pub devices: Vec<DeviceInfo>,
     pub guid: u64,
     pub txg: u64,
     pub uberblocks: Vec<UberblockInfo>,
@@ -304,6 +325,7 @@ impl Pool {
             name: name.clone(),
             tops,
             cache: Cache::new(CACHE_BYTES),
+            unverified: AtomicU64::new(0),
         };
         // The newest uberblock whose MOS reads (or the one asked for).
         let mut chosen = None;
@@ -339,9 +361,21 @@ impl Pool {
                 active: u.txg == txg,
             })
             .collect();
+        let devices = vdevs
+            .iter()
+            .map(|v| DeviceInfo {
+                device: Device {
+                    path: PathBuf::from(&v.device.0),
+                    bytes: v.device.1,
+                },
+                label: v.info.clone(),
+                labels_valid: v.valid,
+            })
+            .collect();
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 spa,
+                devices,
                 guid,
                 txg,
                 uberblocks,
@@ -368,6 +402,17 @@ impl Pool {
     /// Every valid uberblock of the labels, newest first (one per txg).
     pub fn uberblocks(&self) -> Vec<UberblockInfo> {
         self.inner.uberblocks.clone()
+    }
+
+    /// The devices the pool was opened from, with their labels.
+    pub fn devices(&self) -> &[DeviceInfo] {
+        &self.inner.devices
+    }
+
+    /// How many blocks were read without checksum verification so far
+    /// (checksum off, or sha512/skein/edonr/blake3, not computed here).
+    pub fn unverified_blocks(&self) -> u64 {
+        self.inner.spa.unverified.load(Ordering::Relaxed)
     }
 
     /// Guids of leaf vdevs whose device was not given.
@@ -473,6 +518,7 @@ mod tests {
                 dev: Some(Arc::new(SliceDev::new("mem", img))),
             })],
             cache: Cache::new(1 << 20),
+            unverified: AtomicU64::new(0),
         };
         (spa, [a, b].concat(), birth)
     }
@@ -525,6 +571,7 @@ mod tests {
                 dev: Some(Arc::new(SliceDev::new("mem", img))),
             })],
             cache: Cache::new(1 << 20),
+            unverified: AtomicU64::new(0),
         };
         let e = spa
             .read_bp(&bp(&[(0x1000, true)], 512, [0; 4], birth))
