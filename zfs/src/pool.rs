@@ -237,6 +237,8 @@ pub(crate) struct PoolInner {
     pub txg: u64,
     pub uberblocks: Vec<UberblockInfo>,
     pub mos: Objset,
+    /// The datasets, walked once (the pool is read at one txg).
+    pub datasets: std::sync::OnceLock<Vec<DatasetInfo>>,
 }
 
 /// A pool opened read-only. Cheap to clone; `Send + Sync`.
@@ -380,6 +382,7 @@ impl Pool {
                 txg,
                 uberblocks,
                 mos,
+                datasets: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -424,9 +427,13 @@ impl Pool {
         out
     }
 
-    /// Every dataset, snapshot and volume, sorted by name.
+    /// Every dataset, snapshot and volume, sorted by name (walked once).
     pub fn datasets(&self) -> Result<Vec<DatasetInfo>> {
-        dsl::datasets(&self.inner).ctx(|| format!("pool {}", self.name()))
+        if let Some(d) = self.inner.datasets.get() {
+            return Ok(d.clone());
+        }
+        let d = dsl::datasets(&self.inner).ctx(|| format!("pool {}", self.name()))?;
+        Ok(self.inner.datasets.get_or_init(|| d).clone())
     }
 
     /// The filesystem view of the filesystem or snapshot `name`
@@ -437,7 +444,7 @@ impl Pool {
             .datasets()?
             .into_iter()
             .find(|d| d.name == name)
-            .ok_or_else(|| Error::not_found(format!("dataset {name}")))?;
+            .ok_or_else(|| Error::not_found(format!("pool {}: dataset {name}", self.name())))?;
         Fs::open(self.clone(), ds)
     }
 }
