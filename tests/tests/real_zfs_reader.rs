@@ -583,3 +583,66 @@ fn admin_snapshot_holds_the_earlier_docker_root() {
     let containers = live.lookup(live.root(), b"containers").unwrap().unwrap();
     assert_eq!(live.lookup(containers, id.as_bytes()).unwrap(), None);
 }
+
+/// A pool image cut short (a partial acquisition): whatever still reads
+/// reads, the rest fails with errors naming the image; nothing panics.
+#[test]
+fn truncated_image_fails_cleanly() {
+    let Some(p) = pools() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = scratch_copy(&p.docker_disk(), tmp.path());
+    let mut errors = 0;
+    let mut read = 0;
+    // Shortest last: each cut is of the previous one.
+    for len in [400u64 << 20, 96 << 20, 32 << 20] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        let pool = match Pool::open(std::slice::from_ref(&copy), &OpenOptions::default()) {
+            Ok(p) => p,
+            Err(e) => {
+                errors += 1;
+                eprintln!("{len}: {e}");
+                continue;
+            }
+        };
+        let Ok(datasets) = pool.datasets() else {
+            errors += 1;
+            continue;
+        };
+        for d in datasets.iter().filter(|d| !d.encrypted) {
+            let Ok(fs) = pool.open_fs(&d.name) else {
+                errors += 1;
+                continue;
+            };
+            let mut stack = vec![fs.root()];
+            let mut buf = vec![0u8; 1 << 16];
+            while let Some(dir) = stack.pop() {
+                let Ok(ents) = fs.read_dir(dir) else {
+                    errors += 1;
+                    continue;
+                };
+                for e in ents {
+                    match e.kind {
+                        FileKind::Dir => stack.push(e.obj),
+                        FileKind::File => match fs.read_at(e.obj, 0, &mut buf) {
+                            Ok(_) => read += 1,
+                            Err(err) => {
+                                errors += 1;
+                                let m = err.to_string();
+                                assert!(m.contains("dmpool"), "{m}");
+                            }
+                        },
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{read} files read, {errors} errors");
+    assert!(errors > 0, "a truncated image must show");
+    assert_disks_unchanged(p);
+}

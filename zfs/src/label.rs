@@ -132,7 +132,10 @@ pub fn gpt_partitions(dev: &dyn BlockDev) -> Vec<(u64, u64)> {
             ) else {
                 continue;
             };
-            if s < end && end <= dev.len() {
+            // A partition running past the end (a truncated image) is
+            // read as far as the image goes.
+            let end = end.min(dev.len());
+            if s < end {
                 parts.push((s, end - s));
             }
         }

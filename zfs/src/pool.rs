@@ -156,16 +156,21 @@ impl Spa {
         };
         let mut err = None;
         let mut tried = 0;
+        let mut rejected = 0;
         for dva in bp.copies() {
             tried += 1;
             match self.read_dva(dva, bp, depth, &mut verify) {
                 Ok(Some(b)) => return Ok(b),
-                Ok(None) => {}
+                Ok(None) => rejected += 1,
                 Err(e) => err = Some(e),
             }
         }
         match err {
-            Some(e) if tried == 1 => Err(e.context(bp.describe())),
+            // No copy could even be read: say why (past the end of a cut
+            // image, a missing device, …).
+            Some(e) if rejected == 0 => {
+                Err(e.context(format!("{} (no copy of {tried} readable)", bp.describe())))
+            }
             _ => Err(Error::Checksum {
                 what: bp.describe(),
                 copies: tried,
