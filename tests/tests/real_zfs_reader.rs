@@ -405,6 +405,11 @@ fn damaged_file_block_is_an_error_naming_dataset_and_object() {
     let fs = pool.open_fs("dmpool/zle").unwrap();
     let root = fs.root();
     let obj = fs.lookup(root, b"random.bin").unwrap().unwrap();
+    assert_eq!(fs.resolve(b"/random.bin").unwrap(), Some(obj));
+    assert_eq!(fs.resolve(b"").unwrap(), Some(root));
+    let hello = fs.resolve(b"dir/hello.txt").unwrap().unwrap();
+    assert_eq!(fs.stat(hello).unwrap().size, 6);
+    assert_eq!(fs.resolve(b"dir/none/x").unwrap(), None);
     let seq = fs.lookup(root, b"seq.txt").unwrap().unwrap();
     let seq_sha = content_sha256(&fs, seq, fs.stat(seq).unwrap().size);
     let mut chunk = vec![0u8; 4096];

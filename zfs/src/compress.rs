@@ -34,10 +34,13 @@ pub fn property_name(v: u64) -> String {
         16 => match level {
             0 | 255 => "zstd".into(),
             1..=19 => format!("zstd-{level}"),
-            102..=121 => format!("zstd-fast-{}", level - 101),
-            122..=131 => format!("zstd-fast-{}", (level - 121) * 10 + 20),
-            132 => "zstd-fast-500".into(),
-            133 => "zstd-fast-1000".into(),
+            // OpenZFS's fast levels: 103..=112 are 1..=10, then tens to
+            // 100, then 500 and 1000; "zstd-fast" is fast-1.
+            103 => "zstd-fast".into(),
+            104..=112 => format!("zstd-fast-{}", level - 102),
+            113..=121 => format!("zstd-fast-{}", (level - 111) * 10),
+            122 => "zstd-fast-500".into(),
+            123 => "zstd-fast-1000".into(),
             _ => format!("zstd-level-{level}"),
         },
         a => format!("compression-{a}"),
@@ -237,5 +240,9 @@ mod tests {
         assert_eq!(property_name(16), "zstd");
         assert_eq!(property_name(16 | 19 << 7), "zstd-19");
         assert_eq!(property_name(1), "on");
+        assert_eq!(property_name(16 | 103 << 7), "zstd-fast");
+        assert_eq!(property_name(16 | 112 << 7), "zstd-fast-10");
+        assert_eq!(property_name(16 | 113 << 7), "zstd-fast-20");
+        assert_eq!(property_name(16 | 121 << 7), "zstd-fast-100");
     }
 }

@@ -183,6 +183,22 @@ impl Fs {
         Ok(e.and_then(|e| e.u64()).map(|v| v & ((1 << 48) - 1)))
     }
 
+    /// The object at `path` ("a/b/c", relative to the root; empty: the
+    /// root), following no symlinks; `None` when a component is missing.
+    pub fn resolve(&self, path: &[u8]) -> Result<Option<u64>> {
+        let mut obj = self.root;
+        for name in path
+            .split(|&c| c == b'/')
+            .filter(|n| !n.is_empty() && *n != b".")
+        {
+            match self.lookup(obj, name)? {
+                Some(o) => obj = o,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(obj))
+    }
+
     /// The entries of directory `dir` (without "." and "..").
     pub fn read_dir(&self, dir: u64) -> Result<Vec<DirEntry>> {
         let (dn, _) = self.os.dnode_block(self.spa(), dir).ctx(|| self.ctx(dir))?;

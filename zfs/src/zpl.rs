@@ -212,6 +212,15 @@ fn legacy_znode(b: &[u8], out: &mut Attrs) -> Result<()> {
     ] {
         out.insert(a, f(o, n));
     }
+    // A short symlink target follows the znode (264 bytes with its ACL).
+    const ZNODE_SIZE: usize = 264;
+    let mode = u64_of(out, Attr::Mode);
+    let size = u64_of(out, Attr::Size) as usize;
+    if mode & 0o170000 == 0o120000 {
+        if let Some(t) = b.get(ZNODE_SIZE..ZNODE_SIZE.saturating_add(size)) {
+            out.insert(Attr::Symlink, t.to_vec());
+        }
+    }
     Ok(())
 }
 
