@@ -136,8 +136,8 @@ fn leaf_for(spa: &Spa, dn: &Dnode, hdr: &[u8], name: &[u8]) -> Result<u64> {
     let idx = if shift == 0 { 0 } else { h >> (64 - shift) };
     let bs = hdr.len() as u64;
     let p = if tbl_numblks == 0 {
-        let at = bs / 2 + idx * 8;
-        if at + 8 > bs {
+        let at = idx.saturating_mul(8).saturating_add(bs / 2);
+        if at.saturating_add(8) > bs {
             return Err(Error::corrupt("fat ZAP", format!("table shift {shift}")));
         }
         le64(hdr, at as usize)
@@ -213,15 +213,15 @@ fn fat(spa: &Spa, dn: &Dnode, hdr: &[u8]) -> Result<Vec<Entry>> {
     };
     if tbl_numblks == 0 {
         // Embedded in the second half of block 0.
-        let n = 1usize << tbl_shift.min(63);
         let half = bs / 2;
-        if half + n * 8 > bs {
+        // At most half a block of 8-byte pointers.
+        if tbl_shift > 30 || half + (8usize << tbl_shift) > bs {
             return Err(Error::corrupt(
                 "fat ZAP",
                 format!("table shift {tbl_shift}"),
             ));
         }
-        for i in 0..n {
+        for i in 0..1usize << tbl_shift {
             add(le64(hdr, half + i * 8))?;
         }
     } else {
