@@ -86,6 +86,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("zfs_block", zfs_block),
     ("zfs_zap", zfs_zap),
     ("zfs_sa", zfs_sa),
+    ("zfs_object", zfs_object),
 ];
 
 /// The target called `name`.
@@ -97,7 +98,7 @@ pub fn target(name: &str) -> Option<Target> {
 pub fn max_len(name: &str) -> usize {
     match name {
         "dm_thin" | "ext4_journal" | "zfs_label" => 64 * 1024,
-        "zfs_zap" | "zfs_block" => 16 * 1024,
+        "zfs_zap" | "zfs_block" | "zfs_object" => 16 * 1024,
         "bolt" | "podman_sqlite" => 256 * 1024,
         "tarsplit" | "logs" | "image" | "container" => 16 * 1024,
         _ => 4096,
@@ -1104,4 +1105,36 @@ pub fn zfs_sa(data: &[u8]) {
         let _ = docker_mount_zfs::nvlist::unpack(x);
     }
     let _ = docker_mount_zfs::dnode::Dnode::parse(data);
+}
+
+/// A dnode (the first 512 bytes) whose block pointers point into a disk
+/// holding the rest: its indirect tree read, its data read, and it listed
+/// and searched as a ZAP (micro or fat, pointer tables and leaves).
+pub fn zfs_object(data: &[u8]) {
+    use docker_mount_zfs::dev::{BlockDev, SliceDev};
+    use docker_mount_zfs::dnode::Dnode;
+    use docker_mount_zfs::pool::Spa;
+    use docker_mount_zfs::zap;
+    if data.len() < 512 {
+        return;
+    }
+    let (dn, rest) = data.split_at(512);
+    let Ok(dn) = Dnode::parse(dn) else {
+        return;
+    };
+    let mut img = vec![0u8; 4 << 20];
+    img.extend_from_slice(rest);
+    img.resize(img.len() + 4096, 0);
+    let dev: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(SliceDev::new("fuzz", img));
+    let spa = Spa::single_disk(dev);
+    let mut buf = vec![0u8; 8192];
+    let _ = dn.read(&spa, 0, &mut buf);
+    let _ = dn.read(&spa, u64::MAX - 100, &mut buf[..50]);
+    if let Ok(es) = zap::list(&spa, &dn) {
+        assert!(es.len() <= docker_mount_zfs::limits::MAX_ZAP_ENTRIES);
+        if let Some(e) = es.first() {
+            let _ = zap::lookup(&spa, &dn, &e.name);
+        }
+    }
+    let _ = zap::lookup(&spa, &dn, b"hello");
 }

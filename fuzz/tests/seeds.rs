@@ -141,4 +141,5 @@ targets!(
     zfs_block,
     zfs_zap,
     zfs_sa,
+    zfs_object,
 );

@@ -31,7 +31,7 @@ pub mod fs;
 pub mod label;
 pub mod limits;
 pub mod nvlist;
-mod pool;
+pub mod pool;
 pub mod vdev;
 pub mod zap;
 pub mod zpl;

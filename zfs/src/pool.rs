@@ -112,6 +112,21 @@ pub struct Spa {
 }
 
 impl Spa {
+    /// A block layer over one disk vdev (its allocatable space starting
+    /// 4 MiB in, as on a real vdev): fuzzing and tests of the layers
+    /// above blocks.
+    pub fn single_disk(dev: Arc<dyn BlockDev>) -> Spa {
+        Spa {
+            name: dev.name(),
+            tops: vec![Some(Vdev::Leaf {
+                guid: 1,
+                dev: Some(dev),
+            })],
+            cache: Cache::new(CACHE_BYTES / 8),
+            unverified: AtomicU64::new(0),
+        }
+    }
+
     /// The logical bytes of the block `bp` points at: holes as zeros,
     /// embedded payloads, gang blocks, each copy tried until its checksum
     /// verifies; decompressed to the logical size.
