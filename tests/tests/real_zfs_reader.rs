@@ -651,3 +651,69 @@ fn truncated_image_fails_cleanly() {
     assert!(errors > 0, "a truncated image must show");
     assert_disks_unchanged(p);
 }
+
+/// `zfs diff`'s shortcut: in every clone of the docker pool, an object
+/// `changed_since(origin's txg)` does not list is the origin's object
+/// unchanged (same attributes, same content), and every object the origin
+/// had is still there unless listed.
+#[test]
+fn changed_since_origin_lists_every_changed_object_of_each_clone() {
+    let Some(p) = pools() else { return };
+    let pool = Pool::open(&p.pool_disks("dmpool"), &OpenOptions::default()).unwrap();
+    let all = pool.datasets().unwrap();
+    let mut clones = 0;
+    for c in all.iter().filter(|d| d.origin.is_some()) {
+        let origin = all
+            .iter()
+            .find(|d| Some(&d.name) == c.origin.as_ref())
+            .unwrap();
+        let (cfs, ofs) = (
+            pool.open_fs(&c.name).unwrap(),
+            pool.open_fs(&origin.name).unwrap(),
+        );
+        let changed: BTreeMap<u64, bool> = cfs
+            .changed_since(origin.createtxg)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let snapshot = |fs: &Fs| -> BTreeMap<u64, (docker_mount_zfs::ZStat, String)> {
+            tree(fs)
+                .into_values()
+                .map(|obj| {
+                    let st = fs.stat(obj).unwrap();
+                    let sum = if st.kind == FileKind::File {
+                        content_sha256(fs, obj, st.size)
+                    } else {
+                        String::new()
+                    };
+                    (obj, (st, sum))
+                })
+                .collect()
+        };
+        let (now, before) = (snapshot(&cfs), snapshot(&ofs));
+        for (obj, v) in &now {
+            if !changed.contains_key(obj) {
+                assert_eq!(before.get(obj), Some(v), "{}: object {obj}", c.name);
+            }
+        }
+        for obj in before.keys() {
+            if !changed.contains_key(obj) {
+                assert!(now.contains_key(obj), "{}: object {obj} gone", c.name);
+            }
+        }
+        assert!(!changed.is_empty(), "{}", c.name);
+        assert!(
+            changed.len() < now.len() + before.len(),
+            "{}: no shortcut",
+            c.name
+        );
+        eprintln!(
+            "{}: {} of {} objects to compare",
+            c.name,
+            changed.len(),
+            now.len()
+        );
+        clones += 1;
+    }
+    assert!(clones >= 10, "{clones} clones");
+}
