@@ -56,6 +56,16 @@ fn assert_disks_unchanged(p: &Pools) {
 fn datasets_equal_zfs_list_on_every_pool_and_degraded() {
     let Some(p) = pools() else { return };
     let oracle = p.zfs_list().unwrap();
+    // `zfs get -H -p all`: the referenced bytes of each dataset.
+    let referenced: BTreeMap<String, u64> = std::fs::read_to_string(p.oracle_file("zfs-get.tsv"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() >= 3 && f[1] == "referenced")
+                .then(|| (f[0].to_string(), f[2].parse().unwrap()))
+        })
+        .collect();
     for (label, disks) in configurations(p) {
         let pool = Pool::open(&disks, &OpenOptions::default()).unwrap();
         let name = pool.name().to_string();
@@ -94,6 +104,11 @@ fn datasets_equal_zfs_list_on_every_pool_and_degraded() {
                 "{ctx}: compression"
             );
             assert_eq!(d.xattr.as_deref().unwrap_or("-"), e.xattr, "{ctx}: xattr");
+            assert_eq!(
+                Some(&d.referenced),
+                referenced.get(&e.name),
+                "{ctx}: referenced"
+            );
             assert_eq!(d.encrypted, e.name == "dmmirror/secret", "{ctx}: encrypted");
         }
         // Older uberblocks are listed too, the active one first.

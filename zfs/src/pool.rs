@@ -99,6 +99,11 @@ pub struct DatasetInfo {
     pub encrypted: bool,
     /// Creation time, seconds since the epoch.
     pub creation: u64,
+    /// Bytes referenced (`zfs get referenced`).
+    pub referenced: u64,
+    /// Bytes used (`zfs get used`): a filesystem's with its descendants
+    /// and snapshots, a snapshot's unique bytes.
+    pub used: u64,
 }
 
 /// The block layer of an open pool: its top-level vdevs and block cache.
