@@ -69,10 +69,14 @@ impl Vdev {
             },
             // An expanded raidz maps older blocks by their logical width:
             // not read here (named, never misread).
-            "raidz" if nv.get("raidz_expand_txgs").is_some() => Vdev::Other {
-                guid,
-                typ: "raidz (expanded)".into(),
-            },
+            "raidz"
+                if nv.get("raidz_expand_txgs").is_some() || nv.get("raidz_expanding").is_some() =>
+            {
+                Vdev::Other {
+                    guid,
+                    typ: "raidz (expanded)".into(),
+                }
+            }
             "raidz" => {
                 let nparity = nv.u64("nparity").unwrap_or(1);
                 let ashift = nv.u64("ashift").unwrap_or(9);
