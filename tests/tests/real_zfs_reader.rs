@@ -151,6 +151,13 @@ fn probe_names_pool_and_vdev_of_every_disk() {
         assert_eq!(d.labels_valid, [true; 4], "{:?}", d.device);
     }
     assert!(pool.missing_devices().is_empty());
+    assert!(
+        pool.features_for_read()
+            .iter()
+            .any(|f| f == "com.delphix:embedded_data"),
+        "{:?}",
+        pool.features_for_read()
+    );
     let two = &p.pool_disks("dmraidz")[1..];
     let pool = Pool::open(two, &OpenOptions::default()).unwrap();
     assert_eq!(pool.missing_devices().len(), 1);

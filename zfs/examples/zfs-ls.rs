@@ -114,6 +114,7 @@ fn main() {
             for u in pool.uberblocks().iter().take(5) {
                 println!("uberblock {u:?}");
             }
+            println!("features for read: {:?}", pool.features_for_read());
             for d in pool.datasets().unwrap() {
                 println!("{d:?}");
             }

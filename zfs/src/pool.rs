@@ -257,6 +257,7 @@ fn checksum_ok(bp: &BlockPtr, data: &[u8]) -> Option<bool> {
 
 pub(crate) struct PoolInner {
     pub spa: Spa,
+    pub features: Vec<String>,
     pub devices: Vec<DeviceInfo>,
     pub guid: u64,
     pub txg: u64,
@@ -399,9 +400,21 @@ impl Pool {
                 labels_valid: v.valid,
             })
             .collect();
+        let features = vdevs
+            .iter()
+            .max_by_key(|v| v.info.txg)
+            .and_then(|v| v.config.list("features_for_read"))
+            .map(|l| {
+                l.pairs
+                    .iter()
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 spa,
+                features,
                 devices,
                 guid,
                 txg,
@@ -441,6 +454,12 @@ impl Pool {
     /// (checksum off, or sha512/skein/edonr/blake3, not computed here).
     pub fn unverified_blocks(&self) -> u64 {
         self.inner.spa.unverified.load(Ordering::Relaxed)
+    }
+
+    /// The features a reader must support (`features_for_read` of the
+    /// labels), e.g. "com.delphix:embedded_data".
+    pub fn features_for_read(&self) -> Vec<String> {
+        self.inner.features.clone()
     }
 
     /// Guids of leaf vdevs whose device was not given.
