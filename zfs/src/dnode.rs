@@ -223,17 +223,6 @@ impl Dnode {
         }
         Ok(())
     }
-
-    /// The whole object's data (bounded by `limit` bytes).
-    pub fn read_all(&self, spa: &Spa, limit: u64) -> Result<Vec<u8>> {
-        let len = (self.maxblkid + 1).saturating_mul(self.datablksz);
-        if len > limit {
-            return Err(Error::limit("object size", limit));
-        }
-        let mut b = vec![0u8; len as usize];
-        self.read(spa, 0, &mut b)?;
-        Ok(b)
-    }
 }
 
 /// An object set: its meta-dnode (the array of dnodes) and type.

@@ -105,7 +105,7 @@ type Props = BTreeMap<Vec<u8>, zap::Entry>;
 struct Walk<'a> {
     spa: &'a Spa,
     mos: &'a Objset,
-    out: Vec<(DatasetInfo, u64)>,
+    out: Vec<DatasetInfo>,
     seen: HashSet<u64>,
     /// Dataset object → name, for origins.
     names: BTreeMap<u64, String>,
@@ -123,11 +123,6 @@ struct Inherited {
 
 /// Every dataset of the pool, sorted by name.
 pub(crate) fn datasets(p: &PoolInner) -> Result<Vec<DatasetInfo>> {
-    Ok(walk(p)?.into_iter().map(|(d, _)| d).collect())
-}
-
-/// Every dataset with its object's block pointer source (dataset object).
-pub(crate) fn walk(p: &PoolInner) -> Result<Vec<(DatasetInfo, u64)>> {
     let (spa, mos) = (&p.spa, &p.mos);
     let root = zap_of(spa, mos, OBJECT_DIRECTORY)
         .ctx(|| "MOS object directory")?
@@ -152,12 +147,12 @@ pub(crate) fn walk(p: &PoolInner) -> Result<Vec<(DatasetInfo, u64)>> {
     for (i, origin) in std::mem::take(&mut w.origins) {
         if let Some(n) = w.names.get(&origin) {
             if !n.contains('$') {
-                w.out[i].0.origin = Some(n.clone());
+                w.out[i].origin = Some(n.clone());
             }
         }
     }
     let mut out = w.out;
-    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
@@ -278,7 +273,7 @@ impl Walk<'_> {
         if origin != 0 {
             self.origins.push((self.out.len(), origin));
         }
-        self.out.push((info, obj));
+        self.out.push(info);
         if ds.snapnames_zap != 0 {
             let snaps = zap_of(spa, mos, ds.snapnames_zap).ctx(|| format!("{name}: snapshots"))?;
             for s in snaps {
@@ -289,24 +284,21 @@ impl Walk<'_> {
                 if self.out.len() > MAX_DATASETS {
                     return Err(Error::limit("datasets", MAX_DATASETS as u64));
                 }
-                self.out.push((
-                    DatasetInfo {
-                        name: sname,
-                        kind: DatasetKind::Snapshot,
-                        origin: None,
-                        guid: sd.guid,
-                        createtxg: sd.creation_txg,
-                        objsetid: sobj,
-                        mountpoint: None,
-                        compression: None,
-                        xattr: (!volume).then(|| xattr_name(eff.xattr)),
-                        encrypted,
-                        creation: sd.creation_time,
-                        referenced: sd.referenced,
-                        used: sd.unique,
-                    },
-                    sobj,
-                ));
+                self.out.push(DatasetInfo {
+                    name: sname,
+                    kind: DatasetKind::Snapshot,
+                    origin: None,
+                    guid: sd.guid,
+                    createtxg: sd.creation_txg,
+                    objsetid: sobj,
+                    mountpoint: None,
+                    compression: None,
+                    xattr: (!volume).then(|| xattr_name(eff.xattr)),
+                    encrypted,
+                    creation: sd.creation_time,
+                    referenced: sd.referenced,
+                    used: sd.unique,
+                });
             }
         }
         Ok(())

@@ -15,9 +15,10 @@
 //! name the pool, dataset, object and block they concern.
 //!
 //! Modules follow the on-disk layers: [`dev`] (devices, block cache),
-//! `nvlist`, `label` (labels, uberblocks, GPT), `vdev`, `bp` (block
-//! pointers), `compress`, `checksum`, `dnode`, `zap`, `dsl`, `zpl` (system
-//! attributes), [`fs`].
+//! [`nvlist`], [`label`] (labels, uberblocks, GPT), [`vdev`], [`bp`] (block
+//! pointers), [`spa`] (blocks read and verified), [`compress`],
+//! [`checksum`], [`dnode`], [`zap`], [`dsl`], [`zpl`] (system attributes),
+//! [`pool`], [`fs`].
 #![forbid(unsafe_code)]
 
 pub mod bp;
@@ -32,6 +33,7 @@ pub mod label;
 pub mod limits;
 pub mod nvlist;
 pub mod pool;
+pub mod spa;
 pub mod vdev;
 pub mod zap;
 pub mod zpl;
