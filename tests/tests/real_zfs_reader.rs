@@ -437,19 +437,7 @@ fn damaged_file_block_is_an_error_naming_dataset_and_object() {
     let mut chunk = vec![0u8; 4096];
     assert_eq!(fs.read_at(obj, 1 << 20, &mut chunk).unwrap(), 4096);
     drop((fs, pool));
-    // Where the record at 1 MiB lies on the disk.
-    let mut f = File::open(&copy).unwrap();
-    let mut block = vec![0u8; 4096];
-    let mut at = None;
-    let mut off = 0u64;
-    while std::io::Read::read_exact(&mut f, &mut block).is_ok() {
-        if block == chunk {
-            at = Some(off);
-            break;
-        }
-        off += 4096;
-    }
-    let at = at.expect("the record of random.bin on the disk");
+    let at = find_chunk(&copy, &chunk).expect("the record of random.bin on the disk");
     flip(&copy, at + 100);
 
     let pool = Pool::open(std::slice::from_ref(&copy), &OpenOptions::default()).unwrap();
@@ -738,4 +726,56 @@ fn changed_since_origin_lists_every_changed_object_of_each_clone() {
         clones += 1;
     }
     assert!(clones >= 10, "{clones} clones");
+}
+
+/// Where the 4 KiB `chunk` lies, 4 KiB-aligned, in the image at `p`.
+fn find_chunk(p: &Path, chunk: &[u8]) -> Option<u64> {
+    let mut f = File::open(p).unwrap();
+    let mut block = vec![0u8; chunk.len()];
+    let mut off = 0u64;
+    while std::io::Read::read_exact(&mut f, &mut block).is_ok() {
+        if block == chunk {
+            return Some(off);
+        }
+        off += block.len() as u64;
+    }
+    None
+}
+
+/// Silent damage on one disk of a redundant pool is repaired on read:
+/// a mirror reads the other side, a raidz rebuilds the column from
+/// parity; the file's content is still the oracle's.
+#[test]
+fn damage_on_one_disk_of_a_mirror_or_raidz_is_repaired_on_read() {
+    let Some(p) = pools() else { return };
+    for (pool_name, dataset) in [("dmmirror", "dmmirror/big"), ("dmraidz", "dmraidz/lz4")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let disks: Vec<PathBuf> = p
+            .pool_disks(pool_name)
+            .iter()
+            .map(|d| scratch_copy(d, tmp.path()))
+            .collect();
+        let pool = Pool::open(&disks, &OpenOptions::default()).unwrap();
+        let fs = pool.open_fs(dataset).unwrap();
+        let obj = fs.resolve(b"random.bin").unwrap().unwrap();
+        let size = fs.stat(obj).unwrap().size;
+        let want = content_sha256(&fs, obj, size);
+        let mut chunk = vec![0u8; 4096];
+        fs.read_at(obj, 1 << 20, &mut chunk).unwrap();
+        drop((fs, pool));
+        let (disk, at) = disks
+            .iter()
+            .find_map(|d| find_chunk(d, &chunk).map(|at| (d.clone(), at)))
+            .unwrap_or_else(|| panic!("{dataset}: the record on no disk"));
+        flip(&disk, at + 10);
+        let pool = Pool::open(&disks, &OpenOptions::default()).unwrap();
+        let fs = pool.open_fs(dataset).unwrap();
+        assert_eq!(
+            content_sha256(&fs, obj, size),
+            want,
+            "{dataset}: damage on {} repaired",
+            disk.display()
+        );
+    }
+    assert_disks_unchanged(p);
 }
