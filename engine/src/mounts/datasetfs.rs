@@ -37,19 +37,24 @@ use docker_mount_core::beneath::Beneath;
 use docker_mount_core::error::{Error, Result};
 use docker_mount_core::stat::{FileKind, Stat, Time};
 
+/// A directory's entries: name, object, kind.
+pub type DirEntries = Vec<(Vec<u8>, u64, FileKind)>;
+/// Extended attributes: names and values.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A filesystem read object by object: what a dataset of a pool is.
 /// Object numbers are inode numbers.
 pub trait TreeSource: Send + Sync + 'static {
     /// The object of the top directory.
     fn root(&self) -> u64;
     /// The entries of directory `dir`: name, object, kind.
-    fn read_dir(&self, dir: u64) -> std::io::Result<Vec<(Vec<u8>, u64, FileKind)>>;
+    fn read_dir(&self, dir: u64) -> std::io::Result<DirEntries>;
     /// The object named `name` in `dir`, if any.
     fn lookup(&self, dir: u64, name: &[u8]) -> std::io::Result<Option<u64>>;
     fn stat(&self, obj: u64) -> std::io::Result<Stat>;
     fn read_at(&self, obj: u64, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
     fn read_link(&self, obj: u64) -> std::io::Result<Vec<u8>>;
-    fn xattrs(&self, obj: u64) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn xattrs(&self, obj: u64) -> std::io::Result<Xattrs>;
 }
 
 /// What mountinfo would call the server, were it still attached.
@@ -107,7 +112,7 @@ struct SourceFs {
     source: Arc<dyn TreeSource>,
     root_obj: u64,
     /// Directory listings of open directory handles.
-    dirs: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, u64, FileKind)>>>>,
+    dirs: Mutex<HashMap<u64, Arc<DirEntries>>>,
     next_fh: AtomicU64,
 }
 
@@ -163,7 +168,7 @@ impl SourceFs {
         })
     }
 
-    fn xattrs(&self, ino: u64) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+    fn xattrs(&self, ino: u64) -> std::result::Result<Xattrs, Errno> {
         let obj = self.obj(ino);
         self.source
             .xattrs(obj)
@@ -524,7 +529,7 @@ mod tests {
         fn root(&self) -> u64 {
             2
         }
-        fn read_dir(&self, dir: u64) -> std::io::Result<Vec<(Vec<u8>, u64, FileKind)>> {
+        fn read_dir(&self, dir: u64) -> std::io::Result<DirEntries> {
             match dir {
                 2 => Ok(vec![
                     (b"file".to_vec(), 5, FileKind::File),
@@ -565,7 +570,7 @@ mod tests {
         fn read_link(&self, _obj: u64) -> std::io::Result<Vec<u8>> {
             Ok(b"file".to_vec())
         }
-        fn xattrs(&self, obj: u64) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        fn xattrs(&self, obj: u64) -> std::io::Result<Xattrs> {
             Ok(if obj == 5 {
                 vec![(b"user.k".to_vec(), b"v".to_vec())]
             } else {
