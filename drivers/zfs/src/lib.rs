@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use docker_mount_core::beneath::{is_safe_component, Beneath};
-use docker_mount_core::driver_kit::{check_id, has_image_store, io_err};
+use docker_mount_core::driver_kit::{check_id, has_image_store, io_err, DATASET_LAYERS};
 use docker_mount_core::{
     Confidence, Driver, DriverError, DriverInfo, ErrorKind, LayerEntry, LayerSource, ABI_VERSION,
 };
@@ -151,7 +151,7 @@ impl Driver for Zfs {
             version: env!("CARGO_PKG_VERSION").into(),
             abi_version: ABI_VERSION,
             summary: "zfs: every layer a dataset <fsname>/<id> of the pool (a clone of its parent), read in userspace".into(),
-            features: vec!["full-trees".into(), "datasets".into()],
+            features: vec!["full-trees".into(), DATASET_LAYERS.into()],
         }
     }
 

@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::analysis::usage::{self, Usage};
+use crate::evidence::pool::{self, DatasetProvider};
 use crate::model::detect;
 use crate::model::ids;
 use crate::model::layerdb::{self, LayerDb};
 use crate::model::root::DockerRoot;
 use crate::model::stack::relative_dir;
 use docker_mount_core::driver::LayerSource;
+use docker_mount_core::driver_kit::DATASET_LAYERS;
 use docker_mount_core::loader::Drivers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -252,7 +254,11 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
         {
             continue;
         }
-        let entries = match d.layers(root.path()) {
+        let listed = match root.pool() {
+            Some(pool) if d.has_feature(DATASET_LAYERS) => dataset_entries(pool, d, root),
+            _ => d.layers(root.path()),
+        };
+        let entries = match listed {
             Ok(e) => e,
             // This driver has no store in the root.
             Err(e) if e.kind == docker_mount_core::driver::ErrorKind::NotFound => continue,
@@ -347,6 +353,30 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
     inv
 }
 
+/// The layers of a dataset driver on a root read from a pool: the
+/// datasets below the root's that the driver claims, listed by name.
+fn dataset_entries(
+    pool: &dyn DatasetProvider,
+    d: &docker_mount_core::loader::LoadedDriver,
+    root: &DockerRoot,
+) -> Result<Vec<docker_mount_core::driver::LayerEntry>, docker_mount_core::DriverError> {
+    let children = pool.children().map_err(|e| {
+        docker_mount_core::DriverError::new(
+            docker_mount_core::ErrorKind::Io,
+            format!("datasets of {}: {e}", pool.describe()),
+            None,
+        )
+    })?;
+    Ok(d.dataset_layers(root.path(), &children)?
+        .into_iter()
+        .filter(|id| children.contains(id))
+        .map(|id| docker_mount_core::driver::LayerEntry {
+            path: std::path::PathBuf::from(format!("{}/{id}", pool.base())),
+            id,
+        })
+        .collect())
+}
+
 /// What an orphan probably was.
 fn orphan_hint(
     id: &str,
@@ -383,7 +413,11 @@ pub fn raw_layer(
 ) -> crate::Result<(String, String, crate::union::Union)> {
     let mut hits = Vec::new();
     for d in &drivers.loaded {
-        for e in d.layers(root.path()).unwrap_or_default() {
+        let listed = match root.pool() {
+            Some(p) if d.has_feature(DATASET_LAYERS) => dataset_entries(p, d, root),
+            _ => d.layers(root.path()),
+        };
+        for e in listed.unwrap_or_default() {
             if e.id == query || (!query.is_empty() && e.id.starts_with(query)) {
                 hits.push((d, e));
             }
@@ -406,11 +440,18 @@ pub fn raw_layer(
             )))
         }
     };
+    let source = d.layer(root.path(), &entry.id).ok();
+    if let (Some(LayerSource::Dataset { name, .. }), Some(p)) = (&source, root.pool()) {
+        let dir = pool::layer_dir(p, name)?;
+        return Ok((
+            d.name().to_string(),
+            pool::resolve(p.base(), name)?,
+            crate::union::Union::new(vec![crate::union::Tree::whole(dir, None, &entry.id)]),
+        ));
+    }
     // The layer's own files when the driver can say where they are, its
     // whole directory otherwise (an orphan whose parents are gone).
-    let dir = d
-        .layer(root.path(), &entry.id)
-        .ok()
+    let dir = source
         .and_then(|s| s.dir().map(std::path::Path::to_path_buf))
         .unwrap_or(entry.path.clone());
     let rel = relative_dir(root, &dir)?;
