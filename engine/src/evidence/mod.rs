@@ -6,6 +6,7 @@
 //! - [`userns`]: id maps between disk and container;
 //! - [`volumes`]: where a container's mounts lie on disk;
 //! - [`pool`]: a root inside a storage pool read in userspace (zfs datasets);
+//! - [`zpool`]: docker roots in ZFS pools read from their disk images;
 //! - [`pathfmt`]: evidence paths as unambiguous text.
 
 pub mod daemon_config;
@@ -15,3 +16,4 @@ pub mod pathfmt;
 pub mod pool;
 pub mod userns;
 pub mod volumes;
+pub mod zpool;
