@@ -111,10 +111,16 @@ fn kernel_cannot(stack: &Stack) -> Option<&'static str> {
         .layers
         .iter()
         .any(|l| matches!(l.source, LayerSource::BlockImage { .. }));
+    let dataset = stack
+        .layers
+        .iter()
+        .any(|l| matches!(l.source, LayerSource::Dataset { .. }));
     if aufs {
         Some("the kernel has no aufs")
     } else if block {
         Some("block image layers (devicemapper) are loop-mounted by a serving process")
+    } else if dataset {
+        Some("dataset layers (zfs) are read from the pool by a serving process")
     } else if !fuse::is_root() {
         Some("kernel mounts need root")
     } else {
@@ -283,6 +289,9 @@ fn spawn_server(
     let exe = std::env::current_exe().context("cannot find this program to start a server")?;
     let mut cmd = fuse::detached_command(&exe);
     cmd.arg("--root").arg(&cli.root);
+    if let Some(d) = &cli.dataset {
+        cmd.arg("--dataset").arg(d);
+    }
     for d in &cli.driver_dirs {
         cmd.arg("--driver-dir").arg(d);
     }
