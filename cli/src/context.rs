@@ -116,6 +116,19 @@ fn open_pool(cli: &Cli, drivers: Drivers) -> Result<Context> {
     }
     let chosen = scan.select(cli.dataset.as_deref(), &cli.root)?;
     tracing::info!("using the docker root in dataset {}", chosen.dataset);
+    let others: Vec<&str> = scan
+        .candidates
+        .iter()
+        .filter(|c| c.dataset != chosen.dataset)
+        .map(|c| c.dataset.as_str())
+        .collect();
+    if cli.dataset.is_none() && !others.is_empty() {
+        eprintln!(
+            "note: reading dataset {}; also holding a docker root: {} (choose with --dataset)",
+            chosen.dataset,
+            others.join(", ")
+        );
+    }
     let (pool, served) =
         zpool::open(chosen).with_context(|| format!("cannot open dataset {}", chosen.dataset))?;
     let root = DockerRoot::open_with(&served.path(), &drivers)

@@ -172,8 +172,9 @@ fn holds_docker(pool: &zfs::Pool, name: &str) -> std::result::Result<bool, zfs::
 }
 
 impl PoolScan {
-    /// The candidate `dataset` names, or the single one; else an error
-    /// listing the choices.
+    /// The candidate `dataset` names, or else the single filesystem (its
+    /// snapshots are taken only when named), or the single candidate; else
+    /// an error listing the choices.
     pub fn select(&self, dataset: Option<&str>, given: &Path) -> Result<&Candidate> {
         let list = || {
             self.candidates
@@ -198,6 +199,11 @@ impl PoolScan {
                         }
                     ))
                 });
+        }
+        // The live root is the default; its snapshots are chosen by name.
+        let live: Vec<&Candidate> = self.candidates.iter().filter(|c| !c.snapshot).collect();
+        if let [one] = live.as_slice() {
+            return Ok(one);
         }
         match self.candidates.as_slice() {
             [one] => Ok(one),
