@@ -84,6 +84,10 @@ fn cross_check(stack: &mut Stack) {
     let Some((top, below)) = stack.layers.split_first() else {
         return;
     };
+    // A dataset alone (an orphan's) is a whole tree: nothing to compare.
+    if below.is_empty() && matches!(top.source, LayerSource::Dataset { .. }) {
+        return;
+    }
     if let LayerSource::Diff { parent_ids, .. } | LayerSource::Dataset { parent_ids, .. } =
         &top.source
     {
