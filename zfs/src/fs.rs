@@ -293,6 +293,17 @@ fn linux_name(n: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// Device numbers of a stored rdev: Linux stores the kernel's `dev_t`
+/// (major above bit 20); illumos and FreeBSD a 64-bit one (major above
+/// bit 32).
+fn rdev_split(rdev: u64) -> (u32, u32) {
+    if rdev >> 32 != 0 {
+        ((rdev >> 32) as u32, rdev as u32)
+    } else {
+        ((rdev >> 20) as u32, (rdev & 0xf_ffff) as u32)
+    }
+}
+
 fn stat_of(a: &Attrs, birth: u64) -> ZStat {
     let t = |w| {
         let (secs, nanos) = zpl::time_of(a, w);
@@ -311,8 +322,8 @@ fn stat_of(a: &Attrs, birth: u64) -> ZStat {
         mtime: t(Attr::Mtime),
         ctime: t(Attr::Ctime),
         crtime: t(Attr::Crtime),
-        rdev_major: (rdev >> 32) as u32,
-        rdev_minor: rdev as u32,
+        rdev_major: rdev_split(rdev).0,
+        rdev_minor: rdev_split(rdev).1,
         gen: zpl::u64_of(a, Attr::Gen),
         birth_txg: birth,
         parent: zpl::u64_of(a, Attr::Parent),
