@@ -212,7 +212,7 @@ pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
         std::iter::once(ctx.evidence.as_path()).chain(ctx.root.evidence_dirs().map(|d| d.path()));
     for dir in evidence {
         // A served dataset (`/proc/self/fd/<n>/.`) is no place on disk.
-        if dir.starts_with("/proc/self/fd") {
+        if docker_mount_engine::evidence::pool::is_served_path(dir) {
             continue;
         }
         let dir = std::fs::canonicalize(dir)?;

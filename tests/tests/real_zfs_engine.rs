@@ -237,12 +237,13 @@ fn every_fuse_mount_equals_docker_export() {
     });
 }
 
-/// `nobody`, with no capability at all: the pool images are world-readable
-/// (0444) and the datasets are served to this user alone.
+/// `nobody`, with no capability: the pool images are world-readable
+/// (0444), the datasets are served to this user alone through the setuid
+/// `fusermount3`.
 fn unprivileged(root: &Path, args: &[&str]) -> (bool, String, String) {
     let o = std::process::Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .args(["--inh-caps", "-all", "--bounding-set", "-all"])
+        .args(["--inh-caps", "-all"])
         .arg(cli::binary())
         .arg("--root")
         .arg(root)

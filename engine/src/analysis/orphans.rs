@@ -276,7 +276,16 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
             let key = (d.name().to_string(), entry.id.clone());
             on_disk.insert(key.clone());
             let u = uses.get(&key);
-            let role = u.and_then(|u| u.role).unwrap_or(LayerRole::Orphan);
+            // A layer layerdb still records but no image or container
+            // uses (a removal that failed half-way) is left over too.
+            let unused = u.is_some_and(|u| {
+                u.role == Some(LayerRole::Image) && u.images.is_empty() && u.containers.is_empty()
+            });
+            let role = match u.and_then(|u| u.role) {
+                Some(_) if unused => LayerRole::Orphan,
+                Some(r) => r,
+                None => LayerRole::Orphan,
+            };
             let orphan = role == LayerRole::Orphan;
             let source = d.layer(root.path(), &entry.id).ok();
             let content = source
@@ -306,7 +315,13 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
                     }
                 }
             }
-            let hint = orphan.then(|| orphan_hint(&entry.id, &uses, d.name(), &ids));
+            let hint = orphan.then(|| {
+                if unused {
+                    "layerdb still records it, but no image or container uses it: a removal that failed half-way".to_string()
+                } else {
+                    orphan_hint(&entry.id, &uses, d.name(), &ids)
+                }
+            });
             inv.layers.push(LayerDir {
                 driver: d.name().to_string(),
                 id: entry.id.clone(),

@@ -54,6 +54,12 @@ pub fn resolve(base: &str, name: &str) -> Result<String> {
     Ok(format!("{base}/{rel}"))
 }
 
+/// Whether `path` is a served dataset's (`/proc/self/fd/<n>/...`): valid
+/// in this process only, and no place on the analyst's disks.
+pub fn is_served_path(path: &std::path::Path) -> bool {
+    path.starts_with("/proc/self/fd")
+}
+
 /// Datasets served by this process, by whole name (a base layer shared
 /// by every image is served once). Entries live as long as the process.
 static SERVED: Mutex<Vec<(String, Arc<Served>)>> = Mutex::new(Vec::new());
