@@ -19,12 +19,15 @@ use serde::Serialize;
 use crate::evidence::pool::{self, DatasetProvider};
 use crate::model::root::DOCKER_DIRS;
 use crate::mounts::datasetfs::{DirEntries, Served, TreeSource, Xattrs};
+use docker_mount_core::beneath::Beneath;
 use docker_mount_core::error::{Error, Result};
 use docker_mount_core::stat::{FileKind, Stat, Time};
 use docker_mount_zfs as zfs;
 
 /// The most files of a directory probed for vdev labels.
 const MAX_PROBED: usize = 1024;
+/// ZFS's smallest vdev (`SPA_MINDEVSIZE`).
+const MIN_VDEV: u64 = 64 << 20;
 /// The most datasets examined for a docker root.
 const MAX_DATASETS: usize = 100_000;
 
@@ -45,6 +48,13 @@ fn usage(e: zfs::Error) -> Error {
 /// candidate vdev.
 pub fn is_device(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() || m.file_type().is_block_device())
+}
+
+/// Whether `path` is a file or block device at least as large as the
+/// smallest vdev ZFS makes (64 MiB).
+fn could_be_vdev(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.file_type().is_block_device() || (m.is_file() && m.len() >= MIN_VDEV))
 }
 
 /// Whether `path` is a vdev of a pool, or a directory holding some.
@@ -68,11 +78,17 @@ pub fn devices(path: &Path) -> BTreeMap<u64, (String, Vec<PathBuf>)> {
             }
         }
     };
+    // Listed with O_NOATIME (a host tree's directory keeps its atime);
+    // only files a vdev could be are sniffed.
     let siblings = |dir: &Path| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|r| r.flatten().map(|e| e.path()).take(MAX_PROBED).collect())
-            .unwrap_or_default();
-        v.retain(|p| is_device(p));
+        let mut v: Vec<PathBuf> = Beneath::open(dir)
+            .and_then(|d| d.list(Path::new("")))
+            .unwrap_or_default()
+            .into_iter()
+            .take(MAX_PROBED)
+            .map(|n| dir.join(n))
+            .filter(|p| could_be_vdev(p))
+            .collect();
         v.sort();
         v
     };
