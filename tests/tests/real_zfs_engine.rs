@@ -417,3 +417,37 @@ fn find_timeline_cat_history_info_deleted_logs_work() {
         ok(&["logs", "running"]);
     });
 }
+
+#[test]
+fn mount_all_mounts_every_container_with_fuse() {
+    with_pools(|p| {
+        let base = MountPoint::new();
+        let all = base.path().join("all");
+        let run = cli::run(&p.docker_disk(), &["mount", "--all", all.to_str().unwrap()]);
+        run.ok();
+        let mut diffs = Vec::new();
+        for name in container_names(p) {
+            let dir = all.join(&name);
+            assert_read_only_mount(&dir);
+            diffs.extend(
+                manifest::compare(
+                    &manifest::from_tar(&p.export_tar(&name)),
+                    &manifest::from_dir(&dir),
+                    &[],
+                )
+                .into_iter()
+                .map(|d| format!("{name}: {d}")),
+            );
+        }
+        cli::run(
+            &p.docker_disk(),
+            &["umount", "--all", all.to_str().unwrap()],
+        )
+        .ok();
+        assert!(
+            diffs.is_empty(),
+            "mount --all differs:\n{}",
+            diffs.join("\n")
+        );
+    });
+}
