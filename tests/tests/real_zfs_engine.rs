@@ -329,13 +329,18 @@ fn layers_orphans_names_the_leftover_datasets() {
             "the pool has leftovers (docs/zfs-design.md §1)"
         );
         let run = cli::run(&p.docker_disk(), &["layers", "--orphans", "--json"]);
-        let got: BTreeSet<String> = run.json()["layers"]
-            .as_array()
-            .unwrap()
+        let json = run.json();
+        let layers = json["layers"].as_array().unwrap();
+        let got: BTreeSet<String> = layers
             .iter()
             .map(|l| l["id"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(got, want);
+        for l in layers {
+            // Each is measured through its served dataset: a whole tree.
+            assert!(l["usage"]["files"].as_u64().unwrap() > 0, "{l:#}");
+            assert_eq!(l["usage"]["incomplete"], false, "{l:#}");
+        }
         let all = cli::run(&p.docker_disk(), &["layers", "--json"]).json();
         assert!(
             all["missing"].as_array().unwrap().is_empty(),

@@ -293,9 +293,15 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
                 .and_then(|s| s.dir().map(|p| p.to_path_buf()))
                 .unwrap_or_else(|| entry.path.clone());
             let usage = (orphan || sizes)
-                .then(|| relative_dir(root, &content).ok())
-                .flatten()
-                .map(|rel| usage::measure(root.dir(), rel));
+                .then(|| match (&source, root.pool()) {
+                    (Some(LayerSource::Dataset { name, .. }), Some(p)) => pool::layer_dir(p, name)
+                        .ok()
+                        .map(|dir| usage::measure(&dir, std::path::Path::new(""))),
+                    _ => relative_dir(root, &content)
+                        .ok()
+                        .map(|rel| usage::measure(root.dir(), rel)),
+                })
+                .flatten();
             let mut parents = Vec::new();
             if orphan {
                 if let Some(LayerSource::Diff { parent_ids, .. }) = &source {
