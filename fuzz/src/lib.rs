@@ -81,6 +81,12 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("podman_sqlite", podman_sqlite),
     ("ext4_journal", ext4_journal),
     ("bodyfile", bodyfile),
+    ("zfs_nvlist", zfs_nvlist),
+    ("zfs_label", zfs_label),
+    ("zfs_block", zfs_block),
+    ("zfs_zap", zfs_zap),
+    ("zfs_sa", zfs_sa),
+    ("zfs_object", zfs_object),
 ];
 
 /// The target called `name`.
@@ -91,7 +97,8 @@ pub fn target(name: &str) -> Option<Target> {
 /// Largest input worth trying per target (libFuzzer's `-max_len`).
 pub fn max_len(name: &str) -> usize {
     match name {
-        "dm_thin" | "ext4_journal" => 64 * 1024,
+        "dm_thin" | "ext4_journal" | "zfs_label" => 64 * 1024,
+        "zfs_zap" | "zfs_block" | "zfs_object" => 16 * 1024,
         "bolt" | "podman_sqlite" => 256 * 1024,
         "tarsplit" | "logs" | "image" | "container" => 16 * 1024,
         _ => 4096,
@@ -950,4 +957,184 @@ impl Mutator {
         out.truncate(max);
         out
     }
+}
+
+/// ZFS nvlists (labels, pool config, xattr=sa): decode, then look up.
+pub fn zfs_nvlist(data: &[u8]) {
+    if let Ok(nv) = docker_mount_zfs::nvlist::unpack(data) {
+        let _ = nv.str("name");
+        let _ = nv.u64("txg");
+        if let Some(t) = nv.list("vdev_tree") {
+            let _ = t.lists("children");
+        }
+        assert!(nv.pairs.len() <= docker_mount_zfs::limits::MAX_NVLIST_PAIRS);
+    }
+}
+
+/// A vdev whose label 0 holds the input: after a mode byte and a
+/// little-endian u16 length, that many bytes as the nvlist area, the rest
+/// as the uberblock ring. Mode bit 0 seals the embedded checksums so
+/// parsing gets past them; bits 1-2 pick the ring's slot size.
+pub fn zfs_label(data: &[u8]) {
+    use docker_mount_zfs::checksum::seal_embedded;
+    use docker_mount_zfs::dev::{BlockDev, SliceDev};
+    use docker_mount_zfs::label;
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((len, rest)) = rest.split_first_chunk::<2>() else {
+        return;
+    };
+    let nvlen = u16::from_le_bytes(*len) as usize;
+    const NV: usize = 16 << 10;
+    const NV_LEN: usize = 112 << 10;
+    const RING: usize = 128 << 10;
+    let size = 4 * (256 << 10) + (4 << 20);
+    let mut img = vec![0u8; size];
+    let (nv, ring) = rest.split_at(rest.len().min(nvlen).min(NV_LEN - 40));
+    img[NV..NV + nv.len()].copy_from_slice(nv);
+    let ring = &ring[..ring.len().min(RING)];
+    img[RING..RING + ring.len()].copy_from_slice(ring);
+    if mode & 1 == 1 {
+        seal_embedded(&mut img[NV..NV + NV_LEN], [NV as u64, 0, 0, 0]);
+        let slot = 1usize << (10 + (mode as usize >> 1) % 4);
+        for (i, s) in img[RING..RING + RING].chunks_mut(slot).enumerate() {
+            if s.iter().any(|&b| b != 0) {
+                seal_embedded(s, [(RING + i * slot) as u64, 0, 0, 0]);
+            }
+        }
+    }
+    let dev: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(SliceDev::new("fuzz", img));
+    if let Ok(Some(v)) = label::read(dev) {
+        assert!(v.uberblocks.len() <= docker_mount_zfs::limits::MAX_UBERBLOCKS);
+        assert!(v.info.vdev_size as usize == size);
+    }
+    for s in rest.chunks(1024) {
+        let _ = label::parse_uberblock(s);
+    }
+}
+
+/// A block pointer (the first 128 bytes) and a physical block (the rest):
+/// the embedded payload or the block decompressed by the pointer's
+/// algorithm, to at most 1 MiB.
+pub fn zfs_block(data: &[u8]) {
+    use docker_mount_zfs::bp::BlockPtr;
+    use docker_mount_zfs::compress::decompress;
+    if data.len() < 128 {
+        return;
+    }
+    let (raw, rest) = data.split_at(128);
+    let Ok(bp) = BlockPtr::parse(raw) else {
+        return;
+    };
+    let _ = bp.is_hole();
+    let _ = bp.describe();
+    let lsize = (bp.lsize as usize).min(1 << 20);
+    let out = if bp.embedded {
+        bp.embedded_payload()
+            .and_then(|p| decompress(bp.compress, &p, lsize))
+    } else {
+        decompress(bp.compress, rest, lsize)
+    };
+    if let Ok(o) = out {
+        assert_eq!(o.len(), lsize);
+    }
+    // Every codec on the same bytes.
+    for alg in [2, 3, 4, 10, 14, 15, 16] {
+        if let Ok(o) = decompress(alg, rest, 4096) {
+            assert_eq!(o.len(), 4096);
+        }
+    }
+}
+
+/// A ZAP block on its own: a micro ZAP or a fat-ZAP leaf.
+pub fn zfs_zap(data: &[u8]) {
+    if let Ok(es) = docker_mount_zfs::zap::parse_block(data) {
+        for e in es {
+            let _ = e.u64();
+            let _ = e.string();
+            assert!(e.name.len() <= data.len());
+        }
+    }
+}
+
+/// A bonus buffer of system attributes under the ZPL's usual registry,
+/// with the layout given by the input's first byte (count) and the
+/// attribute numbers after it; also decoded as a dnode.
+pub fn zfs_sa(data: &[u8]) {
+    use docker_mount_zfs::zpl::{parse_sa, Attrs, SaTables};
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let n = (n as usize % 24).min(rest.len());
+    let (layout, bonus) = rest.split_at(n);
+    let names = [
+        ("ZPL_ATIME", 16),
+        ("ZPL_MTIME", 16),
+        ("ZPL_CTIME", 16),
+        ("ZPL_CRTIME", 16),
+        ("ZPL_GEN", 8),
+        ("ZPL_MODE", 8),
+        ("ZPL_SIZE", 8),
+        ("ZPL_PARENT", 8),
+        ("ZPL_LINKS", 8),
+        ("ZPL_XATTR", 8),
+        ("ZPL_RDEV", 8),
+        ("ZPL_FLAGS", 8),
+        ("ZPL_UID", 8),
+        ("ZPL_GID", 8),
+        ("ZPL_PAD", 32),
+        ("ZPL_ZNODE_ACL", 88),
+        ("ZPL_DACL_COUNT", 8),
+        ("ZPL_SYMLINK", 0),
+        ("ZPL_SCANSTAMP", 32),
+        ("ZPL_DACL_ACES", 0),
+        ("ZPL_DXATTR", 0),
+        ("ZPL_PROJID", 8),
+    ];
+    let attrs: Vec<(u16, &str, u16)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, (name, len))| (i as u16, *name, *len))
+        .collect();
+    let lay: Vec<u16> = layout.iter().map(|&b| u16::from(b) % 24).collect();
+    let sa = SaTables::with(&attrs, &[(2, lay.clone()), (3, lay)]);
+    let mut out = Attrs::new();
+    let _ = parse_sa(&sa, bonus, &mut out);
+    if let Some(x) = out.get(&docker_mount_zfs::zpl::Attr::Dxattr) {
+        let _ = docker_mount_zfs::nvlist::unpack(x);
+    }
+    let _ = docker_mount_zfs::dnode::Dnode::parse(data);
+}
+
+/// A dnode (the first 512 bytes) whose block pointers point into a disk
+/// holding the rest: its indirect tree read, its data read, and it listed
+/// and searched as a ZAP (micro or fat, pointer tables and leaves).
+pub fn zfs_object(data: &[u8]) {
+    use docker_mount_zfs::dev::{BlockDev, SliceDev};
+    use docker_mount_zfs::dnode::Dnode;
+    use docker_mount_zfs::pool::Spa;
+    use docker_mount_zfs::zap;
+    if data.len() < 512 {
+        return;
+    }
+    let (dn, rest) = data.split_at(512);
+    let Ok(dn) = Dnode::parse(dn) else {
+        return;
+    };
+    let mut img = vec![0u8; 4 << 20];
+    img.extend_from_slice(rest);
+    img.resize(img.len() + 4096, 0);
+    let dev: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(SliceDev::new("fuzz", img));
+    let spa = Spa::single_disk(dev);
+    let mut buf = vec![0u8; 8192];
+    let _ = dn.read(&spa, 0, &mut buf);
+    let _ = dn.read(&spa, u64::MAX - 100, &mut buf[..50]);
+    if let Ok(es) = zap::list(&spa, &dn) {
+        assert!(es.len() <= docker_mount_zfs::limits::MAX_ZAP_ENTRIES);
+        if let Some(e) = es.first() {
+            let _ = zap::lookup(&spa, &dn, &e.name);
+        }
+    }
+    let _ = zap::lookup(&spa, &dn, b"hello");
 }

@@ -136,4 +136,10 @@ targets!(
     podman_sqlite,
     ext4_journal,
     bodyfile,
+    zfs_nvlist,
+    zfs_label,
+    zfs_block,
+    zfs_zap,
+    zfs_sa,
+    zfs_object,
 );

@@ -81,7 +81,10 @@ fn main() {
         let mut total = 0;
         let mut n = 0;
         for d in pool.datasets().unwrap() {
-            if d.name.starts_with(&prefix) && d.kind == docker_mount_zfs::DatasetKind::Filesystem {
+            if d.name.starts_with(&prefix)
+                && d.kind == docker_mount_zfs::DatasetKind::Filesystem
+                && !d.encrypted
+            {
                 let fs = pool.open_fs(&d.name).unwrap();
                 total += read_all(&fs, fs.root(), &mut buf);
                 n += 1;
@@ -111,6 +114,7 @@ fn main() {
             for u in pool.uberblocks().iter().take(5) {
                 println!("uberblock {u:?}");
             }
+            println!("features for read: {:?}", pool.features_for_read());
             for d in pool.datasets().unwrap() {
                 println!("{d:?}");
             }

@@ -86,6 +86,23 @@ pub fn verify_embedded(block: &[u8], verifier: Cksum) -> bool {
     sha256(&copy) == stored
 }
 
+/// Writes the embedded checksum trailer of `block` (magic and the sha256
+/// computed with `verifier` in place): builds test and fuzz inputs in
+/// memory.
+pub fn seal_embedded(block: &mut [u8], verifier: Cksum) {
+    let Some(tail) = block.len().checked_sub(40) else {
+        return;
+    };
+    block[tail..tail + 8].copy_from_slice(&0x0210_da7a_b10c_7a11u64.to_le_bytes());
+    for (i, v) in verifier.iter().enumerate() {
+        block[tail + 8 + i * 8..tail + 16 + i * 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let sum = sha256(block);
+    for (i, w) in sum.iter().enumerate() {
+        block[tail + 8 + i * 8..tail + 16 + i * 8].copy_from_slice(&w.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,16 +130,8 @@ mod tests {
     #[test]
     fn embedded_trailer_verifies_and_detects_change() {
         let mut b = vec![7u8; 1024];
-        let t = 1024 - 40;
-        b[t..t + 8].copy_from_slice(&0x0210_da7a_b10c_7a11u64.to_le_bytes());
         let verifier = [123, 0, 0, 0];
-        let mut c = b.clone();
-        c[t + 8..t + 40].fill(0);
-        c[t + 8..t + 16].copy_from_slice(&123u64.to_le_bytes());
-        let sum = sha256(&c);
-        for (i, w) in sum.iter().enumerate() {
-            b[t + 8 + i * 8..t + 16 + i * 8].copy_from_slice(&w.to_le_bytes());
-        }
+        seal_embedded(&mut b, verifier);
         assert!(verify_embedded(&b, verifier));
         assert!(!verify_embedded(&b, [124, 0, 0, 0]));
         b[3] ^= 1;

@@ -34,10 +34,13 @@ pub fn property_name(v: u64) -> String {
         16 => match level {
             0 | 255 => "zstd".into(),
             1..=19 => format!("zstd-{level}"),
-            102..=121 => format!("zstd-fast-{}", level - 101),
-            122..=131 => format!("zstd-fast-{}", (level - 121) * 10 + 20),
-            132 => "zstd-fast-500".into(),
-            133 => "zstd-fast-1000".into(),
+            // OpenZFS's fast levels: 103..=112 are 1..=10, then tens to
+            // 100, then 500 and 1000; "zstd-fast" is fast-1.
+            103 => "zstd-fast".into(),
+            104..=112 => format!("zstd-fast-{}", level - 102),
+            113..=121 => format!("zstd-fast-{}", (level - 111) * 10),
+            122 => "zstd-fast-500".into(),
+            123 => "zstd-fast-1000".into(),
             _ => format!("zstd-level-{level}"),
         },
         a => format!("compression-{a}"),
@@ -230,6 +233,41 @@ mod tests {
     }
 
     #[test]
+    fn zstd_with_zfs_header_and_no_magic() {
+        let data = b"zstd in zfs: a header, then a frame without its magic. ".repeat(20);
+        let frame = ruzstd::encoding::compress_to_vec(
+            &data[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(frame[..4], 0xFD2F_B528u32.to_le_bytes());
+        let body = &frame[4..];
+        let mut src = (body.len() as u32).to_be_bytes().to_vec();
+        src.extend(3u32.to_be_bytes()); // version and level
+        src.extend(body);
+        src.extend([0; 9]); // padding to the sector
+        assert_eq!(decompress(ZSTD, &src, data.len()).unwrap(), data);
+        // A length past the block, or a damaged frame: errors.
+        let mut lie = src.clone();
+        lie[..4].copy_from_slice(&(src.len() as u32).to_be_bytes());
+        assert!(decompress(ZSTD, &lie, data.len()).is_err());
+        let mut bad = src.clone();
+        bad[8] ^= 0xff;
+        assert!(decompress(ZSTD, &bad, data.len()).is_err());
+    }
+
+    #[test]
+    fn gzip_is_a_zlib_stream() {
+        use std::io::Write;
+        let data = b"gzip-6 in zfs is zlib's compress2".repeat(10);
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(&data).unwrap();
+        let mut src = e.finish().unwrap();
+        src.extend([0; 7]);
+        assert_eq!(decompress(GZIP_1 + 5, &src, data.len()).unwrap(), data);
+        assert!(decompress(GZIP_1 + 5, &src[..10], data.len()).is_err());
+    }
+
+    #[test]
     fn property_names_match_zfs_get() {
         assert_eq!(property_name(15), "lz4");
         assert_eq!(property_name(10), "gzip");
@@ -237,5 +275,9 @@ mod tests {
         assert_eq!(property_name(16), "zstd");
         assert_eq!(property_name(16 | 19 << 7), "zstd-19");
         assert_eq!(property_name(1), "on");
+        assert_eq!(property_name(16 | 103 << 7), "zstd-fast");
+        assert_eq!(property_name(16 | 112 << 7), "zstd-fast-10");
+        assert_eq!(property_name(16 | 113 << 7), "zstd-fast-20");
+        assert_eq!(property_name(16 | 121 << 7), "zstd-fast-100");
     }
 }

@@ -37,6 +37,7 @@ impl FileDev {
     /// refuses it (not the file's owner).
     pub fn open(path: &Path) -> Result<FileDev> {
         let io = |source| Error::Io {
+            what: path.display().to_string(),
             path: path.to_path_buf(),
             offset: 0,
             source,
@@ -74,6 +75,7 @@ impl BlockDev for FileDev {
     }
     fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         let io = |source| Error::Io {
+            what: self.path.display().to_string(),
             path: self.path.clone(),
             offset: off,
             source,
@@ -119,6 +121,7 @@ impl BlockDev for SliceDev {
             .ok()
             .and_then(|o| self.data.get(o..o.checked_add(buf.len())?))
             .ok_or_else(|| Error::Io {
+                what: self.name.clone(),
                 path: PathBuf::from(&self.name),
                 offset: off,
                 source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the end"),

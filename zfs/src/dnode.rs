@@ -113,7 +113,7 @@ impl Dnode {
                 return Ok(None);
             }
             let ind = spa.read_bp(&bp)?;
-            let idx = ((blkid >> (epbs * level)) & ((1 << epbs) - 1)) as usize;
+            let idx = (blkid.checked_shr(epbs * level).unwrap_or(0) & ((1 << epbs) - 1)) as usize;
             let at = idx * bp::SIZE;
             let raw = ind.get(at..at + bp::SIZE).ok_or_else(|| {
                 Error::corrupt(
@@ -124,6 +124,64 @@ impl Dnode {
             bp = BlockPtr::parse(raw)?;
         }
         Ok((!bp.is_hole()).then_some(bp))
+    }
+
+    /// Visits every level-0 block born after `txg` (holes with a later
+    /// birth too: freed ranges), skipping subtrees born at or before it:
+    /// `visit(first blkid, blocks spanned, the pointer)`.
+    pub fn born_after(
+        &self,
+        spa: &Spa,
+        txg: u64,
+        visit: &mut dyn FnMut(u64, u64, &BlockPtr) -> Result<()>,
+    ) -> Result<()> {
+        if self.nlevels == 0 || self.nlevels > MAX_LEVELS {
+            return Err(Error::corrupt("dnode", format!("{} levels", self.nlevels)));
+        }
+        let epbs = (self.indblkshift as u32).saturating_sub(7);
+        if self.nlevels > 1 && !(3..=10).contains(&epbs) {
+            return Err(Error::corrupt(
+                "dnode",
+                format!("indirect block shift {}", self.indblkshift),
+            ));
+        }
+        let span = |level: u32| 1u64.checked_shl(epbs * level).unwrap_or(u64::MAX);
+        let top = self.nlevels as u32 - 1;
+        // (pointer, its level, first blkid), depth-first.
+        let mut stack: Vec<(BlockPtr, u32, u64)> = self
+            .blkptr
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.clone(), top, (i as u64).saturating_mul(span(top))))
+            .collect();
+        stack.reverse();
+        while let Some((bp, level, first)) = stack.pop() {
+            if first > self.maxblkid || bp.birth <= txg {
+                continue;
+            }
+            if bp.is_hole() || level == 0 {
+                let n = span(level).min((self.maxblkid - first).saturating_add(1));
+                visit(first, n, &bp)?;
+                continue;
+            }
+            let ind = spa.read_bp(&bp)?;
+            let kids: Vec<_> = ind
+                .chunks_exact(bp::SIZE)
+                .take(1 << epbs)
+                .enumerate()
+                .map(|(i, raw)| {
+                    BlockPtr::parse(raw).map(|b| {
+                        (
+                            b,
+                            level - 1,
+                            first.saturating_add(i as u64 * span(level - 1)),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?;
+            stack.extend(kids.into_iter().rev());
+        }
+        Ok(())
     }
 
     /// Block `blkid` of the object (logical bytes), `None` for a hole.
@@ -164,17 +222,6 @@ impl Dnode {
             done += n;
         }
         Ok(())
-    }
-
-    /// The whole object's data (bounded by `limit` bytes).
-    pub fn read_all(&self, spa: &Spa, limit: u64) -> Result<Vec<u8>> {
-        let len = (self.maxblkid + 1).saturating_mul(self.datablksz);
-        if len > limit {
-            return Err(Error::limit("object size", limit));
-        }
-        let mut b = vec![0u8; len as usize];
-        self.read(spa, 0, &mut b)?;
-        Ok(b)
     }
 }
 

@@ -26,6 +26,7 @@ fn le64(b: &[u8], o: usize) -> u64 {
 /// The fields of a DSL directory's bonus this reader uses.
 #[derive(Debug, Clone)]
 pub struct DirPhys {
+    pub used_bytes: u64,
     pub head_dataset: u64,
     pub parent: u64,
     pub origin: u64,
@@ -41,6 +42,8 @@ pub struct DatasetPhys {
     pub snapnames_zap: u64,
     pub creation_time: u64,
     pub creation_txg: u64,
+    pub referenced: u64,
+    pub unique: u64,
     pub guid: u64,
     pub bp: BlockPtr,
 }
@@ -61,6 +64,7 @@ pub fn dir(spa: &Spa, mos: &Objset, obj: u64) -> Result<(Dnode, DirPhys)> {
     let d = mos.dnode(spa, obj).ctx(|| what.clone())?;
     let b = bonus(&d, 88, &what)?;
     let p = DirPhys {
+        used_bytes: le64(&b, 40),
         head_dataset: le64(&b, 8),
         parent: le64(&b, 16),
         origin: le64(&b, 24),
@@ -81,6 +85,8 @@ pub fn dataset(spa: &Spa, mos: &Objset, obj: u64) -> Result<DatasetPhys> {
         snapnames_zap: le64(&b, 32),
         creation_time: le64(&b, 48),
         creation_txg: le64(&b, 56),
+        referenced: le64(&b, 72),
+        unique: le64(&b, 96),
         guid: le64(&b, 112),
         bp: BlockPtr::parse(&b[128..256]).ctx(|| what.clone())?,
     })
@@ -99,7 +105,7 @@ type Props = BTreeMap<Vec<u8>, zap::Entry>;
 struct Walk<'a> {
     spa: &'a Spa,
     mos: &'a Objset,
-    out: Vec<(DatasetInfo, u64)>,
+    out: Vec<DatasetInfo>,
     seen: HashSet<u64>,
     /// Dataset object → name, for origins.
     names: BTreeMap<u64, String>,
@@ -117,11 +123,6 @@ struct Inherited {
 
 /// Every dataset of the pool, sorted by name.
 pub(crate) fn datasets(p: &PoolInner) -> Result<Vec<DatasetInfo>> {
-    Ok(walk(p)?.into_iter().map(|(d, _)| d).collect())
-}
-
-/// Every dataset with its object's block pointer source (dataset object).
-pub(crate) fn walk(p: &PoolInner) -> Result<Vec<(DatasetInfo, u64)>> {
     let (spa, mos) = (&p.spa, &p.mos);
     let root = zap_of(spa, mos, OBJECT_DIRECTORY)
         .ctx(|| "MOS object directory")?
@@ -146,12 +147,12 @@ pub(crate) fn walk(p: &PoolInner) -> Result<Vec<(DatasetInfo, u64)>> {
     for (i, origin) in std::mem::take(&mut w.origins) {
         if let Some(n) = w.names.get(&origin) {
             if !n.contains('$') {
-                w.out[i].0.origin = Some(n.clone());
+                w.out[i].origin = Some(n.clone());
             }
         }
     }
     let mut out = w.out;
-    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
@@ -213,7 +214,13 @@ impl Walk<'_> {
                 .map(|es| es.iter().any(|e| e.name == CRYPTO_KEY_OBJ))
                 .unwrap_or(false);
         if dp.head_dataset != 0 {
-            self.head(dp.head_dataset, &name, &eff, encrypted, dp.origin)?;
+            self.head(
+                dp.head_dataset,
+                &name,
+                &eff,
+                encrypted,
+                (dp.origin, dp.used_bytes),
+            )?;
         }
         if dp.child_dir_zap != 0 {
             let mut kids =
@@ -237,7 +244,7 @@ impl Walk<'_> {
         name: &str,
         eff: &Inherited,
         encrypted: bool,
-        origin: u64,
+        (origin, used): (u64, u64),
     ) -> Result<()> {
         let (spa, mos) = (self.spa, self.mos);
         let ds = dataset(spa, mos, obj).ctx(|| name.to_string())?;
@@ -259,12 +266,14 @@ impl Walk<'_> {
             xattr: (!volume).then(|| xattr_name(eff.xattr)),
             encrypted,
             creation: ds.creation_time,
+            referenced: ds.referenced,
+            used,
         };
         self.names.insert(obj, name.to_string());
         if origin != 0 {
             self.origins.push((self.out.len(), origin));
         }
-        self.out.push((info, obj));
+        self.out.push(info);
         if ds.snapnames_zap != 0 {
             let snaps = zap_of(spa, mos, ds.snapnames_zap).ctx(|| format!("{name}: snapshots"))?;
             for s in snaps {
@@ -275,22 +284,21 @@ impl Walk<'_> {
                 if self.out.len() > MAX_DATASETS {
                     return Err(Error::limit("datasets", MAX_DATASETS as u64));
                 }
-                self.out.push((
-                    DatasetInfo {
-                        name: sname,
-                        kind: DatasetKind::Snapshot,
-                        origin: None,
-                        guid: sd.guid,
-                        createtxg: sd.creation_txg,
-                        objsetid: sobj,
-                        mountpoint: None,
-                        compression: None,
-                        xattr: (!volume).then(|| xattr_name(eff.xattr)),
-                        encrypted,
-                        creation: sd.creation_time,
-                    },
-                    sobj,
-                ));
+                self.out.push(DatasetInfo {
+                    name: sname,
+                    kind: DatasetKind::Snapshot,
+                    origin: None,
+                    guid: sd.guid,
+                    createtxg: sd.creation_txg,
+                    objsetid: sobj,
+                    mountpoint: None,
+                    compression: None,
+                    xattr: (!volume).then(|| xattr_name(eff.xattr)),
+                    encrypted,
+                    creation: sd.creation_time,
+                    referenced: sd.referenced,
+                    used: sd.unique,
+                });
             }
         }
         Ok(())

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 /// What went wrong reading a pool.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A device could not be opened or read.
-    #[error("{}: read at {offset}: {source}", path.display())]
+    /// A device could not be opened or read (`what` starts as its path).
+    #[error("{what}: read at {offset}: {source}")]
     Io {
+        what: String,
         path: PathBuf,
         offset: u64,
         #[source]
@@ -49,8 +50,8 @@ impl Error {
     pub fn context(mut self, ctx: impl std::fmt::Display) -> Self {
         let add = |w: &mut String| *w = format!("{ctx}: {w}");
         match &mut self {
-            Error::Io { .. } => {}
-            Error::NotZfs { what, .. }
+            Error::Io { what, .. }
+            | Error::NotZfs { what, .. }
             | Error::Corrupt { what, .. }
             | Error::Checksum { what, .. }
             | Error::Unsupported { what, .. }

@@ -62,6 +62,8 @@ pub struct VdevLabels {
     pub config: NvList,
     /// The vdev's bytes (a window of the device).
     pub dev: Arc<dyn BlockDev>,
+    /// The device holding it: its name (path) and size.
+    pub device: (String, u64),
     pub uberblocks: Vec<Uberblock>,
     /// Which of the four labels verified.
     pub valid: [bool; 4],
@@ -85,7 +87,8 @@ pub fn read(dev: Arc<dyn BlockDev>) -> Result<Option<VdevLabels>> {
             start,
             len,
         });
-        if let Some(v) = read_vdev(win, start)? {
+        if let Some(mut v) = read_vdev(win, start)? {
+            v.device = (dev.name(), dev.len());
             return Ok(Some(v));
         }
     }
@@ -129,7 +132,10 @@ pub fn gpt_partitions(dev: &dyn BlockDev) -> Vec<(u64, u64)> {
             ) else {
                 continue;
             };
-            if s < end && end <= dev.len() {
+            // A partition running past the end (a truncated image) is
+            // read as far as the image goes.
+            let end = end.min(dev.len());
+            if s < end {
                 parts.push((s, end - s));
             }
         }
@@ -212,6 +218,7 @@ fn read_vdev(dev: Arc<dyn BlockDev>, start: u64) -> Result<Option<VdevLabels>> {
     Ok(Some(VdevLabels {
         info,
         config,
+        device: (dev.name(), dev.len()),
         dev,
         uberblocks: ubs,
         valid,

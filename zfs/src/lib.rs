@@ -15,9 +15,10 @@
 //! name the pool, dataset, object and block they concern.
 //!
 //! Modules follow the on-disk layers: [`dev`] (devices, block cache),
-//! `nvlist`, `label` (labels, uberblocks, GPT), `vdev`, `bp` (block
-//! pointers), `compress`, `checksum`, `dnode`, `zap`, `dsl`, `zpl` (system
-//! attributes), [`fs`].
+//! [`nvlist`], [`label`] (labels, uberblocks, GPT), [`vdev`], [`bp`] (block
+//! pointers), [`spa`] (blocks read and verified), [`compress`],
+//! [`checksum`], [`dnode`], [`zap`], [`dsl`], [`zpl`] (system attributes),
+//! [`pool`], [`fs`].
 #![forbid(unsafe_code)]
 
 pub mod bp;
@@ -31,7 +32,8 @@ pub mod fs;
 pub mod label;
 pub mod limits;
 pub mod nvlist;
-mod pool;
+pub mod pool;
+pub mod spa;
 pub mod vdev;
 pub mod zap;
 pub mod zpl;
@@ -39,4 +41,4 @@ pub mod zpl;
 pub use error::{Error, Result};
 pub use fs::{DirEntry, FileKind, Fs, Timespec, ZStat};
 pub use label::{probe, LabelInfo};
-pub use pool::{DatasetInfo, DatasetKind, Device, OpenOptions, Pool, UberblockInfo};
+pub use pool::{DatasetInfo, DatasetKind, Device, DeviceInfo, OpenOptions, Pool, UberblockInfo};

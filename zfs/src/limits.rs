@@ -36,3 +36,5 @@ pub const MAX_XATTRS: usize = 65_536;
 pub const MAX_SYMLINK: u64 = 1 << 20;
 /// Most uberblocks listed per pool.
 pub const MAX_UBERBLOCKS: usize = 1024;
+/// Most objects `Fs::changed_since` lists.
+pub const MAX_CHANGED: u64 = 1 << 26;

@@ -3,18 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::bp::{BlockPtr, Dva};
-use crate::checksum;
-use crate::compress;
 use crate::dev::{BlockDev, Cache, FileDev};
-use crate::dnode::{Objset, OT_DNODE, OT_OBJSET};
+use crate::dnode::Objset;
 use crate::dsl;
 use crate::error::{Error, Result, ResultExt};
 use crate::fs::Fs;
 use crate::label::{self, Uberblock, VdevLabels};
-use crate::limits::{CACHE_BYTES, MAX_BLOCK, MAX_GANG_DEPTH, MAX_VDEV_CHILDREN};
+use crate::limits::{CACHE_BYTES, MAX_VDEV_CHILDREN};
+pub use crate::spa::Spa;
 use crate::vdev::Vdev;
 
 /// One vdev image: a regular file or a block device.
@@ -31,6 +30,15 @@ pub struct OpenOptions {
     /// Open the pool as of this txg (one of [`Pool::uberblocks`]) instead of
     /// the newest uberblock whose MOS verifies.
     pub txg: Option<u64>,
+}
+
+/// A device of the pool and what its labels say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub device: Device,
+    pub label: crate::label::LabelInfo,
+    /// Which of its four labels verified (a divergence is a finding).
+    pub labels_valid: [bool; 4],
 }
 
 /// An uberblock found in the labels' rings.
@@ -89,133 +97,23 @@ pub struct DatasetInfo {
     pub encrypted: bool,
     /// Creation time, seconds since the epoch.
     pub creation: u64,
-}
-
-/// The block layer of an open pool: its top-level vdevs and block cache.
-pub struct Spa {
-    pub name: String,
-    tops: Vec<Option<Vdev>>,
-    cache: Cache,
-}
-
-impl Spa {
-    /// The logical bytes of the block `bp` points at: holes as zeros,
-    /// embedded payloads, gang blocks, each copy tried until its checksum
-    /// verifies; decompressed to the logical size.
-    pub fn read_bp(&self, bp: &BlockPtr) -> Result<Arc<[u8]>> {
-        if bp.lsize > MAX_BLOCK || bp.psize > MAX_BLOCK {
-            return Err(Error::limit(bp.describe(), MAX_BLOCK));
-        }
-        if bp.is_hole() {
-            return Ok(vec![0u8; bp.lsize as usize].into());
-        }
-        if bp.embedded {
-            let p = bp.embedded_payload()?;
-            return compress::decompress(bp.compress, &p, bp.lsize as usize)
-                .map(Into::into)
-                .ctx(|| bp.describe());
-        }
-        if bp.encrypted && bp.level == 0 && bp.typ != OT_DNODE && bp.typ != OT_OBJSET {
-            return Err(Error::Encrypted {
-                what: bp.describe(),
-            });
-        }
-        let key = (bp.dva[0].vdev, bp.dva[0].offset, bp.birth);
-        if let Some(b) = self.cache.get(&key) {
-            return Ok(b);
-        }
-        let raw = self.read_raw(bp, 0)?;
-        let data: Arc<[u8]> = compress::decompress(bp.compress, &raw, bp.lsize as usize)
-            .ctx(|| bp.describe())?
-            .into();
-        self.cache.put(key, data.clone());
-        Ok(data)
-    }
-
-    /// The verified physical bytes of `bp` (any of its copies).
-    fn read_raw(&self, bp: &BlockPtr, depth: u32) -> Result<Vec<u8>> {
-        let mut verify = |d: &[u8]| checksum_ok(bp, d);
-        let mut err = None;
-        let mut tried = 0;
-        for dva in bp.copies() {
-            tried += 1;
-            match self.read_dva(dva, bp, depth, &mut verify) {
-                Ok(Some(b)) => return Ok(b),
-                Ok(None) => {}
-                Err(e) => err = Some(e),
-            }
-        }
-        match err {
-            Some(e) if tried == 1 => Err(e.context(bp.describe())),
-            _ => Err(Error::Checksum {
-                what: bp.describe(),
-                copies: tried,
-            }),
-        }
-    }
-
-    fn read_dva(
-        &self,
-        dva: &Dva,
-        bp: &BlockPtr,
-        depth: u32,
-        verify: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<Option<Vec<u8>>> {
-        let top = self
-            .tops
-            .get(dva.vdev as usize)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| {
-                Error::corrupt(bp.describe(), format!("no top-level vdev {}", dva.vdev))
-            })?;
-        if !dva.gang {
-            return top.read(dva.offset, bp.psize, verify);
-        }
-        if depth >= MAX_GANG_DEPTH {
-            return Err(Error::limit(
-                format!("{}: gang block nesting", bp.describe()),
-                MAX_GANG_DEPTH as u64,
-            ));
-        }
-        // A gang header: three block pointers whose data, concatenated,
-        // is the block's physical bytes.
-        let verifier = [dva.vdev, dva.offset, bp.birth, 0];
-        let Some(hdr) = top.read(dva.offset, 512, &mut |h| {
-            checksum::verify_embedded(h, verifier)
-        })?
-        else {
-            return Ok(None);
-        };
-        let mut data = Vec::with_capacity(bp.psize as usize);
-        for i in 0..3 {
-            let child = BlockPtr::parse(&hdr[i * 128..])?;
-            if child.is_hole() || data.len() as u64 >= bp.psize {
-                continue;
-            }
-            data.extend(self.read_raw(&child, depth + 1)?);
-        }
-        data.truncate(bp.psize as usize);
-        Ok(verify(&data).then_some(data))
-    }
-}
-
-/// Whether `data` matches the checksum of `bp` (true when the algorithm
-/// is one this reader does not compute).
-fn checksum_ok(bp: &BlockPtr, data: &[u8]) -> bool {
-    match checksum::compute(bp.checksum, data) {
-        // Encrypted blocks keep a MAC in the last two words.
-        Some(c) if bp.encrypted => c[..2] == bp.cksum[..2],
-        Some(c) => c == bp.cksum,
-        None => true,
-    }
+    /// Bytes referenced (`zfs get referenced`).
+    pub referenced: u64,
+    /// Bytes used (`zfs get used`): a filesystem's with its descendants
+    /// and snapshots, a snapshot's unique bytes.
+    pub used: u64,
 }
 
 pub(crate) struct PoolInner {
     pub spa: Spa,
+    pub features: Vec<String>,
+    pub devices: Vec<DeviceInfo>,
     pub guid: u64,
     pub txg: u64,
     pub uberblocks: Vec<UberblockInfo>,
     pub mos: Objset,
+    /// The datasets, walked once (the pool is read at one txg).
+    pub datasets: std::sync::OnceLock<Vec<DatasetInfo>>,
 }
 
 /// A pool opened read-only. Cheap to clone; `Send + Sync`.
@@ -304,6 +202,7 @@ impl Pool {
             name: name.clone(),
             tops,
             cache: Cache::new(CACHE_BYTES),
+            unverified: AtomicU64::new(0),
         };
         // The newest uberblock whose MOS reads (or the one asked for).
         let mut chosen = None;
@@ -339,13 +238,38 @@ impl Pool {
                 active: u.txg == txg,
             })
             .collect();
+        let devices = vdevs
+            .iter()
+            .map(|v| DeviceInfo {
+                device: Device {
+                    path: PathBuf::from(&v.device.0),
+                    bytes: v.device.1,
+                },
+                label: v.info.clone(),
+                labels_valid: v.valid,
+            })
+            .collect();
+        let features = vdevs
+            .iter()
+            .max_by_key(|v| v.info.txg)
+            .and_then(|v| v.config.list("features_for_read"))
+            .map(|l| {
+                l.pairs
+                    .iter()
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 spa,
+                features,
+                devices,
                 guid,
                 txg,
                 uberblocks,
                 mos,
+                datasets: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -370,6 +294,23 @@ impl Pool {
         self.inner.uberblocks.clone()
     }
 
+    /// The devices the pool was opened from, with their labels.
+    pub fn devices(&self) -> &[DeviceInfo] {
+        &self.inner.devices
+    }
+
+    /// How many blocks were read without checksum verification so far
+    /// (checksum off, or sha512/skein/edonr/blake3, not computed here).
+    pub fn unverified_blocks(&self) -> u64 {
+        self.inner.spa.unverified.load(Ordering::Relaxed)
+    }
+
+    /// The features a reader must support (`features_for_read` of the
+    /// labels), e.g. "com.delphix:embedded_data".
+    pub fn features_for_read(&self) -> Vec<String> {
+        self.inner.features.clone()
+    }
+
     /// Guids of leaf vdevs whose device was not given.
     pub fn missing_devices(&self) -> Vec<u64> {
         let mut out = Vec::new();
@@ -379,9 +320,13 @@ impl Pool {
         out
     }
 
-    /// Every dataset, snapshot and volume, sorted by name.
+    /// Every dataset, snapshot and volume, sorted by name (walked once).
     pub fn datasets(&self) -> Result<Vec<DatasetInfo>> {
-        dsl::datasets(&self.inner).ctx(|| format!("pool {}", self.name()))
+        if let Some(d) = self.inner.datasets.get() {
+            return Ok(d.clone());
+        }
+        let d = dsl::datasets(&self.inner).ctx(|| format!("pool {}", self.name()))?;
+        Ok(self.inner.datasets.get_or_init(|| d).clone())
     }
 
     /// The filesystem view of the filesystem or snapshot `name`
@@ -392,7 +337,7 @@ impl Pool {
             .datasets()?
             .into_iter()
             .find(|d| d.name == name)
-            .ok_or_else(|| Error::not_found(format!("dataset {name}")))?;
+            .ok_or_else(|| Error::not_found(format!("pool {}: dataset {name}", self.name())))?;
         Fs::open(self.clone(), ds)
     }
 }

@@ -74,14 +74,106 @@ pub fn list(spa: &Spa, dn: &Dnode) -> Result<Vec<Entry>> {
     }
 }
 
-/// The entry named `name`, if any.
+/// The entry named `name`, if any: a fat ZAP without name normalization
+/// is searched in the one leaf its hash points at; others are listed.
 pub fn lookup(spa: &Spa, dn: &Dnode, name: &[u8]) -> Result<Option<Entry>> {
-    Ok(list(spa, dn)?.into_iter().find(|e| e.name == name))
+    let b0 = dn
+        .read_block(spa, 0)?
+        .ok_or_else(|| Error::corrupt("ZAP", "block 0 is a hole"))?;
+    let entries = match le64(&b0, 0) {
+        ZBT_MICRO => micro(&b0)?,
+        ZBT_HEADER if le64(&b0, 88) == 0 => {
+            let blk = leaf_for(spa, dn, &b0, name)?;
+            let b = dn
+                .read_block(spa, blk)?
+                .ok_or_else(|| Error::corrupt("fat ZAP", format!("leaf {blk} is a hole")))?;
+            let mut out = Vec::new();
+            leaf(&b, &mut out).ctx(|| format!("fat ZAP leaf {blk}"))?;
+            out
+        }
+        ZBT_HEADER => fat(spa, dn, &b0)?,
+        t => return Err(Error::corrupt("ZAP", format!("block type {t:#x}"))),
+    };
+    Ok(entries.into_iter().find(|e| e.name == name))
+}
+
+/// The CRC-64 table ZAP hashes use.
+fn crc64_table() -> &'static [u64; 256] {
+    static T: std::sync::OnceLock<[u64; 256]> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        const POLY: u64 = 0xC96C_5795_D787_0F42;
+        let mut t = [0u64; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u64;
+            for _ in 0..8 {
+                c = (c >> 1) ^ (POLY & (c & 1).wrapping_neg());
+            }
+            *e = c;
+        }
+        t
+    })
+}
+
+/// The hash of `name` in a fat ZAP with `salt` and `flags`.
+pub fn hash(salt: u64, flags: u64, name: &[u8]) -> u64 {
+    const HASH64: u64 = 1;
+    let t = crc64_table();
+    let mut h = salt;
+    for &c in name {
+        h = (h >> 8) ^ t[((h ^ c as u64) & 0xff) as usize];
+    }
+    let bits = if flags & HASH64 != 0 { 48 } else { 28 };
+    h & !((1u64 << (64 - bits)) - 1)
+}
+
+/// The leaf block the pointer table gives for `name`'s hash.
+fn leaf_for(spa: &Spa, dn: &Dnode, hdr: &[u8], name: &[u8]) -> Result<u64> {
+    let (tbl_blk, tbl_numblks, shift) = (le64(hdr, 16), le64(hdr, 24), le64(hdr, 32));
+    if shift > 63 {
+        return Err(Error::corrupt("fat ZAP", format!("table shift {shift}")));
+    }
+    let h = hash(le64(hdr, 80), le64(hdr, 96), name);
+    let idx = if shift == 0 { 0 } else { h >> (64 - shift) };
+    let bs = hdr.len() as u64;
+    let p = if tbl_numblks == 0 {
+        let at = idx.saturating_mul(8).saturating_add(bs / 2);
+        if at.saturating_add(8) > bs {
+            return Err(Error::corrupt("fat ZAP", format!("table shift {shift}")));
+        }
+        le64(hdr, at as usize)
+    } else {
+        let per = bs / 8;
+        if idx / per >= tbl_numblks {
+            return Err(Error::corrupt("fat ZAP", "hash past the pointer table"));
+        }
+        let b = dn
+            .read_block(spa, tbl_blk.saturating_add(idx / per))?
+            .ok_or_else(|| Error::corrupt("fat ZAP", "pointer table hole"))?;
+        le64(&b, ((idx % per) * 8) as usize)
+    };
+    if p == 0 || p > dn.maxblkid {
+        return Err(Error::corrupt("fat ZAP", format!("pointer to block {p}")));
+    }
+    Ok(p)
 }
 
 /// The u64 value of `name`, if any.
 pub fn lookup_u64(spa: &Spa, dn: &Dnode, name: &str) -> Result<Option<u64>> {
     Ok(lookup(spa, dn, name.as_bytes())?.and_then(|e| e.u64()))
+}
+
+/// The entries of one ZAP block on its own: a micro ZAP or a fat-ZAP leaf
+/// (fuzzing, forensics of loose blocks).
+pub fn parse_block(b: &[u8]) -> Result<Vec<Entry>> {
+    match le64(b, 0) {
+        ZBT_MICRO => micro(b),
+        ZBT_LEAF => {
+            let mut out = Vec::new();
+            leaf(b, &mut out)?;
+            Ok(out)
+        }
+        t => Err(Error::corrupt("ZAP block", format!("block type {t:#x}"))),
+    }
 }
 
 fn micro(b: &[u8]) -> Result<Vec<Entry>> {
@@ -121,15 +213,15 @@ fn fat(spa: &Spa, dn: &Dnode, hdr: &[u8]) -> Result<Vec<Entry>> {
     };
     if tbl_numblks == 0 {
         // Embedded in the second half of block 0.
-        let n = 1usize << tbl_shift.min(63);
         let half = bs / 2;
-        if half + n * 8 > bs {
+        // At most half a block of 8-byte pointers.
+        if tbl_shift > 30 || half + (8usize << tbl_shift) > bs {
             return Err(Error::corrupt(
                 "fat ZAP",
                 format!("table shift {tbl_shift}"),
             ));
         }
-        for i in 0..n {
+        for i in 0..1usize << tbl_shift {
             add(le64(hdr, half + i * 8))?;
         }
     } else {
@@ -160,9 +252,11 @@ fn fat(spa: &Spa, dn: &Dnode, hdr: &[u8]) -> Result<Vec<Entry>> {
 
 /// The entries of one leaf block.
 pub fn leaf(b: &[u8], out: &mut Vec<Entry>) -> Result<()> {
-    if le64(b, 0) != ZBT_LEAF
-        || u32::from_le_bytes(b[24..28].try_into().unwrap_or([0; 4])) != LEAF_MAGIC
-    {
+    let magic = b
+        .get(24..28)
+        .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
+        .unwrap_or(0);
+    if le64(b, 0) != ZBT_LEAF || magic != LEAF_MAGIC {
         return Err(Error::corrupt("leaf", "bad magic"));
     }
     let bs = b.len();

@@ -71,6 +71,18 @@ pub struct SaTables {
 }
 
 impl SaTables {
+    /// Tables from parts: (number, registry name, fixed length or 0) of
+    /// each attribute, and layouts (tests, fuzzing).
+    pub fn with(attrs: &[(u16, &str, u16)], layouts: &[(u64, Vec<u16>)]) -> SaTables {
+        SaTables {
+            attrs: attrs
+                .iter()
+                .map(|(n, name, len)| (*n, (Attr::from_name(name.as_bytes()), *len)))
+                .collect(),
+            layouts: layouts.iter().cloned().collect(),
+        }
+    }
+
     /// Reads the registry and layouts of the SA_ATTRS object `obj`.
     pub fn read(spa: &Spa, os: &Objset, obj: u64) -> Result<SaTables> {
         let ctx = || format!("SA attributes object {obj}");
@@ -135,7 +147,10 @@ pub fn parse_sa(sa: &SaTables, b: &[u8], out: &mut Attrs) -> Result<()> {
     if magic != SA_MAGIC {
         return Err(Error::corrupt("SA", format!("magic {magic:#x}")));
     }
-    let info = u16::from_le_bytes([b[4], b.get(5).copied().unwrap_or(0)]);
+    let info = b
+        .get(4..6)
+        .map(|i| u16::from_le_bytes([i[0], i[1]]))
+        .ok_or_else(|| Error::corrupt("SA", "no layout"))?;
     let layout = (info & 0x3ff) as u64;
     let hdr = (((info >> 10) & 0x3f) as usize * 8).max(8);
     let attrs = sa
@@ -196,6 +211,15 @@ fn legacy_znode(b: &[u8], out: &mut Attrs) -> Result<()> {
         (Attr::Gid, 136, 8),
     ] {
         out.insert(a, f(o, n));
+    }
+    // A short symlink target follows the znode (264 bytes with its ACL).
+    const ZNODE_SIZE: usize = 264;
+    let mode = u64_of(out, Attr::Mode);
+    let size = u64_of(out, Attr::Size) as usize;
+    if mode & 0o170000 == 0o120000 {
+        if let Some(t) = b.get(ZNODE_SIZE..ZNODE_SIZE.saturating_add(size)) {
+            out.insert(Attr::Symlink, t.to_vec());
+        }
     }
     Ok(())
 }

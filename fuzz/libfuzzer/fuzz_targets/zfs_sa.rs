@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| docker_mount_fuzz_targets::zfs_sa(data));
