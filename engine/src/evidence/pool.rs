@@ -85,6 +85,69 @@ pub fn layer_dir(pool: &dyn DatasetProvider, name: &str) -> Result<Beneath> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::root::DockerRoot;
+    use crate::model::stack::{Role, Stack, StackLayer};
+    use docker_mount_core::driver::LayerSource;
+
+    /// A pool that must never be asked to open anything.
+    #[derive(Debug)]
+    struct Untouchable;
+
+    impl DatasetProvider for Untouchable {
+        fn base(&self) -> &str {
+            "tank/docker"
+        }
+        fn describe(&self) -> String {
+            "test pool".into()
+        }
+        fn devices(&self) -> Vec<PathBuf> {
+            Vec::new()
+        }
+        fn children(&self) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn open(&self, name: &str) -> Result<Arc<dyn TreeSource>> {
+            panic!("dataset {name} opened");
+        }
+    }
+
+    #[test]
+    fn a_view_refuses_layer_datasets_outside_the_root_dataset() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("containers")).unwrap();
+        let root = DockerRoot::open(t.path())
+            .unwrap()
+            .with_pool(Arc::new(Untouchable));
+        for name in [
+            "../../x",
+            "tank/other",
+            "tank/docker@snap",
+            "tank/docker/a/../b",
+        ] {
+            let stack = Stack {
+                driver: "zfs".into(),
+                layers: vec![StackLayer {
+                    role: Role::Image,
+                    driver_id: "x".into(),
+                    chain_id: None,
+                    diff_id: None,
+                    size: None,
+                    source: LayerSource::Dataset {
+                        name: name.into(),
+                        parent_ids: Vec::new(),
+                    },
+                }],
+                warnings: Vec::new(),
+            };
+            let e = crate::union::view::open(&root, &stack)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("refused") && e.contains("tank/docker"),
+                "{name}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn layer_names_stay_below_the_root_dataset() {
