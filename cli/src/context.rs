@@ -7,6 +7,7 @@ use docker_mount_core::loader::Drivers;
 use docker_mount_engine::evidence::discover::{self, FoundRoot};
 use docker_mount_engine::evidence::host::HostFs;
 use docker_mount_engine::evidence::userns::{self, ContainerIds, IdMap};
+use docker_mount_engine::evidence::zpool;
 use docker_mount_engine::model::root::DockerRoot;
 use docker_mount_engine::model::stack::{self, Stack};
 use docker_mount_engine::union::view::{self, View};
@@ -98,8 +99,61 @@ fn engine_root(path: &Path, drivers: &Drivers) -> bool {
         })
 }
 
+/// Whether `--root` names ZFS pool devices (an image or device, or a
+/// directory of them that is no docker root) rather than a directory tree.
+pub fn is_pool(given: &Path) -> bool {
+    if zpool::is_device(given) {
+        return true;
+    }
+    given.is_dir() && !discover::is_plain_root(given) && zpool::holds_pools(given)
+}
+
+/// Opens the docker root inside the pools of `--root`.
+fn open_pool(cli: &Cli, drivers: Drivers) -> Result<Context> {
+    let scan = zpool::scan(&cli.root);
+    for p in &scan.problems {
+        tracing::info!("{p}");
+    }
+    let chosen = scan.select(cli.dataset.as_deref(), &cli.root)?;
+    tracing::info!("using the docker root in dataset {}", chosen.dataset);
+    let others: Vec<&str> = scan
+        .candidates
+        .iter()
+        .filter(|c| c.dataset != chosen.dataset)
+        .map(|c| c.dataset.as_str())
+        .collect();
+    if cli.dataset.is_none() && !others.is_empty() {
+        eprintln!(
+            "note: reading dataset {}; also holding a docker root: {} (choose with --dataset)",
+            chosen.dataset,
+            others.join(", ")
+        );
+    }
+    let (pool, served) =
+        zpool::open(chosen).with_context(|| format!("cannot open dataset {}", chosen.dataset))?;
+    let root = DockerRoot::open_with(&served.path(), &drivers)
+        .with_context(|| format!("cannot open the docker root in dataset {}", chosen.dataset))?
+        .with_pool(pool);
+    Ok(Context {
+        root,
+        drivers,
+        found: None,
+        host: None,
+        evidence: cli.root.clone(),
+    })
+}
+
 pub fn open(cli: &Cli) -> Result<Context> {
     let drivers = load_drivers(cli);
+    if is_pool(&cli.root) {
+        return open_pool(cli, drivers);
+    }
+    if let Some(d) = &cli.dataset {
+        anyhow::bail!(
+            "--dataset {d}: {} holds no ZFS pool device; --dataset selects a root inside a pool given with --root",
+            cli.root.display()
+        );
+    }
     let sel = select_root(&cli.root, &drivers)?;
     let root = DockerRoot::open_with(&sel.root, &drivers)
         .with_context(|| format!("cannot open docker root {}", sel.root.display()))?;
@@ -157,6 +211,10 @@ pub fn check_output(ctx: &Context, out: &Path) -> Result<()> {
     let evidence =
         std::iter::once(ctx.evidence.as_path()).chain(ctx.root.evidence_dirs().map(|d| d.path()));
     for dir in evidence {
+        // A served dataset (`/proc/self/fd/<n>/.`) is no place on disk.
+        if docker_mount_engine::evidence::pool::is_served_path(dir) {
+            continue;
+        }
         let dir = std::fs::canonicalize(dir)?;
         if parent.starts_with(&dir) {
             anyhow::bail!(

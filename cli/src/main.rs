@@ -20,7 +20,9 @@ use clap::{Parser, Subcommand};
 )]
 #[command(after_help = "Example: docker-mount --root /mnt/evidence/var/lib/docker list --all")]
 pub struct Cli {
-    /// The docker data root to examine, or the mount point of a host filesystem holding it.
+    /// The docker data root to examine, the mount point of a host filesystem holding it, or
+    /// a ZFS pool's disk image or block device (its pool's other disks are found beside it) or
+    /// a directory of such images.
     #[arg(
         long,
         global = true,
@@ -28,6 +30,10 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub root: PathBuf,
+    /// In a ZFS pool: the dataset (or snapshot) holding the docker root, when several do
+    /// (`roots` lists them), e.g. pool/docker@before-cleanup.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub dataset: Option<String>,
     /// Another directory of driver plugins (besides <exe-dir>/drivers).
     #[arg(long = "driver-dir", global = true, value_name = "DIR")]
     pub driver_dirs: Vec<PathBuf>,

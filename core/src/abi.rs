@@ -103,6 +103,10 @@ pub struct FfiLayerEntry {
 const KIND_DIFF: u32 = 0;
 const KIND_FULL: u32 = 1;
 const KIND_BLOCK_IMAGE: u32 = 2;
+/// A dataset: `fs` holds its name, `parent_ids` its parents. Added
+/// without an ABI bump: the layout is unchanged, plugins built before
+/// never return it, and an older host reports it as an unknown kind.
+const KIND_DATASET: u32 = 3;
 
 fn path_to_ffi(p: &Path) -> RVec<u8> {
     p.as_os_str().as_bytes().into()
@@ -220,6 +224,11 @@ impl From<LayerSource> for FfiLayerSource {
                     })
                     .collect();
             }
+            LayerSource::Dataset { name, parent_ids } => {
+                out.kind = KIND_DATASET;
+                out.fs = name.into();
+                out.parent_ids = strings_to_ffi(&parent_ids);
+            }
         }
         out
     }
@@ -254,6 +263,10 @@ impl TryFrom<FfiLayerSource> for LayerSource {
                         file_offset: e.file_offset,
                     })
                     .collect(),
+            },
+            KIND_DATASET => LayerSource::Dataset {
+                name: s.fs.into(),
+                parent_ids: strings_from_ffi(&s.parent_ids),
             },
             n => return Err(unsupported(format!("layer kind {n}"))),
         })
@@ -345,6 +358,7 @@ const METHOD_CATALOG: &str = "catalog";
 const METHOD_CONTAINER_LAYERS: &str = "container_layers";
 const METHOD_HOST_ROOTS: &str = "host_roots";
 const METHOD_LAYER_PATHS: &str = "layer_paths";
+const METHOD_DATASET_LAYERS: &str = "dataset_layers";
 
 extern "C" fn ffi_call<D: Driver>(
     root: RSlice<'_, u8>,
@@ -359,6 +373,12 @@ extern "C" fn ffi_call<D: Driver>(
             METHOD_LAYER_PATHS => to_json(&D::default().layer_paths(&root)?),
             METHOD_CONTAINER_LAYERS => {
                 to_json(&D::default().container_layers(&root, arg.as_str())?)
+            }
+            METHOD_DATASET_LAYERS => {
+                let names: Vec<String> = serde_json::from_str(arg.as_str()).map_err(|e| {
+                    DriverError::new(ErrorKind::Invalid, format!("dataset names: {e}"), None)
+                })?;
+                to_json(&D::default().dataset_layers(&root, &names)?)
             }
             other => Err(DriverError::new(
                 ErrorKind::Unsupported,
@@ -446,6 +466,14 @@ pub(crate) fn call_container_layers(
     from_json(call(m, root, METHOD_CONTAINER_LAYERS, id))
 }
 
+pub(crate) fn call_dataset_layers(
+    m: DriverModRef,
+    root: &Path,
+    datasets: &[String],
+) -> Result<Vec<String>, DriverError> {
+    from_json(call(m, root, METHOD_DATASET_LAYERS, &to_json(&datasets)?))
+}
+
 /// Re-exports the export macro needs, so driver crates don't depend on abi_stable.
 #[doc(hidden)]
 pub mod __private {
@@ -513,5 +541,11 @@ mod tests {
         };
         let back: LayerSource = FfiLayerSource::from(img.clone()).try_into().unwrap();
         assert_eq!(back, img);
+        let ds = LayerSource::Dataset {
+            name: "abc-init".into(),
+            parent_ids: vec!["def".into()],
+        };
+        let back: LayerSource = FfiLayerSource::from(ds.clone()).try_into().unwrap();
+        assert_eq!(back, ds);
     }
 }

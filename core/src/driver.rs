@@ -73,6 +73,17 @@ pub enum LayerSource {
         size: u64,
         extents: Vec<Extent>,
     },
+    /// A filesystem dataset of the storage pool the root was read from
+    /// (zfs), read by core in userspace: a complete tree, like `Full`.
+    Dataset {
+        /// Relative to the dataset holding the docker root (one component:
+        /// docker's `<fsname>/<cache-id>` is `<cache-id>`), or a whole
+        /// dataset name (`pool/fs/id`) that must lie below that dataset.
+        name: String,
+        /// The driver's ids of its parents, nearest first, as the driver's
+        /// own bookkeeping records them (may be empty).
+        parent_ids: Vec<String>,
+    },
 }
 
 impl LayerSource {
@@ -80,7 +91,7 @@ impl LayerSource {
     pub fn dir(&self) -> Option<&Path> {
         match self {
             LayerSource::Diff { dir, .. } | LayerSource::Full { dir } => Some(dir),
-            LayerSource::BlockImage { .. } => None,
+            LayerSource::BlockImage { .. } | LayerSource::Dataset { .. } => None,
         }
     }
 }
@@ -298,5 +309,16 @@ pub trait Driver: Default + 'static {
             "this driver keeps container layers in docker's layerdb",
             None,
         ))
+    }
+    /// Which of `datasets` (the datasets below the one holding the root,
+    /// relative to it, as core found them in the pool) are this driver's
+    /// layers, as layer ids. Lets `layers --orphans` see layers that no
+    /// file of the root names any more. Drivers without datasets have none.
+    fn dataset_layers(
+        &self,
+        _root: &Path,
+        _datasets: &[String],
+    ) -> Result<Vec<String>, DriverError> {
+        Ok(Vec::new())
     }
 }

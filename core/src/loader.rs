@@ -65,6 +65,18 @@ impl LoadedDriver {
             r => r,
         }
     }
+    /// Which of `datasets` are the driver's layers (see
+    /// [`Driver::dataset_layers`]); none from a plugin without the call.
+    pub fn dataset_layers(
+        &self,
+        root: &Path,
+        datasets: &[String],
+    ) -> Result<Vec<String>, DriverError> {
+        match abi::call_dataset_layers(self.module, root, datasets) {
+            Err(e) if e.kind == crate::driver::ErrorKind::Unsupported => Ok(Vec::new()),
+            r => r,
+        }
+    }
     /// Where the engine's root lies on a host (see [`Driver::host_roots`]).
     pub fn host_roots(&self) -> Vec<String> {
         abi::call_host_roots(self.module).unwrap_or_default()

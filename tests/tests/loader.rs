@@ -67,7 +67,7 @@ fn bad_plugins_are_reported_and_good_drivers_keep_working() {
         &containers
             .join(&fx.container(scene.created).id)
             .join("config.v2.json"),
-        "zfs",
+        "windowsfilter",
     );
     let before = integrity::snapshot(&fx.root);
 
@@ -114,16 +114,19 @@ fn bad_plugins_are_reported_and_good_drivers_keep_working() {
     // Every container still lists; the one needing a missing driver says so.
     let list = cli::run_with(&fx.root, &["list", "--all", "--json"], &[&plugins]).json();
     assert_eq!(list.as_array().unwrap().len(), 5);
-    let zfs = list
+    let missing = list
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == "created")
         .unwrap();
-    assert_eq!(zfs["driver_loaded"], false);
+    assert_eq!(missing["driver_loaded"], false);
     assert!(
-        zfs["note"].as_str().unwrap().contains("needs driver zfs"),
-        "{zfs}"
+        missing["note"]
+            .as_str()
+            .unwrap()
+            .contains("needs driver windowsfilter"),
+        "{missing}"
     );
 
     // The panicking driver's panic becomes an error; others still work.
@@ -136,11 +139,11 @@ fn bad_plugins_are_reported_and_good_drivers_keep_working() {
         "{}",
         info["layer_error"]
     );
-    let zfs_info = cli::run_with(&fx.root, &["info", "created", "--json"], &[&plugins]).json();
-    assert!(zfs_info["layer_error"]
+    let missing_info = cli::run_with(&fx.root, &["info", "created", "--json"], &[&plugins]).json();
+    assert!(missing_info["layer_error"]
         .as_str()
         .unwrap()
-        .contains("install the zfs driver plugin"));
+        .contains("install the windowsfilter driver plugin"));
     let web = cli::run_with(&fx.root, &["info", "web", "--json"], &[&plugins]).json();
     assert!(web["layer_error"].is_null(), "{}", web["layer_error"]);
 

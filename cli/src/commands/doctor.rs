@@ -148,6 +148,17 @@ fn plan(m: &Capabilities) -> Vec<Usage> {
         )
     };
 
+    let pool_layers = "zfs roots (--root a pool's disk images): every command";
+    let pools = if m.fuse_mounts() {
+        usage(
+            pool_layers,
+            Method::Fuse,
+            "the pool read in userspace (never imported); each dataset served read-only by an in-process FUSE server, detached at once",
+        )
+    } else {
+        usage(pool_layers, Method::Unavailable, no_fuse)
+    };
+
     let readers = "export, diff, deleted, cat, find, timeline, attribute";
     let read = if m.noatime_view.is_yes() {
         usage(
@@ -167,6 +178,7 @@ fn plan(m: &Capabilities) -> Vec<Usage> {
         mount.for_drivers(&["overlay2", "overlay", "overlayfs", "vfs", "btrfs"]),
         fuse.for_drivers(&["aufs"]),
         block.for_drivers(&["devicemapper"]),
+        pools.for_drivers(&["zfs"]),
         read,
         usage(
             "list, images, info, logs, history, layers, audit, roots, drivers, extract",

@@ -111,10 +111,16 @@ fn kernel_cannot(stack: &Stack) -> Option<&'static str> {
         .layers
         .iter()
         .any(|l| matches!(l.source, LayerSource::BlockImage { .. }));
+    let dataset = stack
+        .layers
+        .iter()
+        .any(|l| matches!(l.source, LayerSource::Dataset { .. }));
     if aufs {
         Some("the kernel has no aufs")
     } else if block {
         Some("block image layers (devicemapper) are loop-mounted by a serving process")
+    } else if dataset {
+        Some("dataset layers (zfs) are read from the pool by a serving process")
     } else if !fuse::is_root() {
         Some("kernel mounts need root")
     } else {
@@ -283,6 +289,9 @@ fn spawn_server(
     let exe = std::env::current_exe().context("cannot find this program to start a server")?;
     let mut cmd = fuse::detached_command(&exe);
     cmd.arg("--root").arg(&cli.root);
+    if let Some(d) = &cli.dataset {
+        cmd.arg("--dataset").arg(d);
+    }
     for d in &cli.driver_dirs {
         cmd.arg("--driver-dir").arg(d);
     }
@@ -398,14 +407,19 @@ fn undo_all(done: &[AllEntry], base: &Path, created_base: bool) {
 fn mount_all(cli: &Cli, base: &Path, args: &MountArgs) -> Result<()> {
     let signals = Signals::block()?;
     let ctx = context::open(cli)?;
-    let root = std::fs::canonicalize(ctx.root.path())?;
+    // A root served from a pool is no place on disk to mount into.
+    let root = if docker_mount_engine::evidence::pool::is_served_path(ctx.root.path()) {
+        None
+    } else {
+        Some(std::fs::canonicalize(ctx.root.path())?)
+    };
     let created_base = match std::fs::create_dir(base) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", base.display())),
     };
     let base = match std::fs::canonicalize(base) {
-        Ok(b) if !b.starts_with(&root) => b,
+        Ok(b) if !root.as_ref().is_some_and(|r| b.starts_with(r)) => b,
         Ok(_) => {
             if created_base {
                 let _ = std::fs::remove_dir(base);

@@ -9,6 +9,7 @@ use docker_mount_engine::evidence::daemon_config::SourceKind;
 use docker_mount_engine::evidence::discover::{self, FoundRoot};
 use docker_mount_engine::evidence::host::HostFs;
 use docker_mount_engine::evidence::userns::{self, IdMap};
+use docker_mount_engine::evidence::zpool;
 use docker_mount_engine::model::image::Image;
 use docker_mount_engine::model::root::DockerRoot;
 use serde::Serialize;
@@ -106,7 +107,127 @@ fn count_docker(root: &DockerRoot) -> (Option<usize>, Option<usize>, Vec<String>
     (Some(containers), Some(images), stores)
 }
 
+/// A dataset of a pool holding a docker root.
+#[derive(Serialize)]
+struct DatasetRow {
+    #[serde(flatten)]
+    candidate: zpool::Candidate,
+    containers: Option<usize>,
+    images: Option<usize>,
+    drivers: Vec<String>,
+    /// The `--dataset` value that selects it.
+    select_with: String,
+}
+
+#[derive(Serialize)]
+struct PoolInfo {
+    name: String,
+    devices: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct PoolRoots {
+    given: String,
+    pools: Vec<PoolInfo>,
+    roots: Vec<DatasetRow>,
+    problems: Vec<String>,
+}
+
+/// `roots` on ZFS pool devices: the datasets and snapshots holding a
+/// docker root. None is no failure: the pools were read, and hold none.
+fn run_pools(cli: &Cli) -> Result<()> {
+    let loaded = context::load_drivers(cli);
+    let scan = zpool::scan(&cli.root);
+    let mut problems = scan.problems.clone();
+    let rows: Vec<DatasetRow> = scan
+        .candidates
+        .iter()
+        .map(|c| {
+            let (containers, images, drivers) = match zpool::open(c) {
+                Ok((_, served)) => count(&served.path(), &loaded),
+                Err(e) => {
+                    problems.push(format!("dataset {}: {e}", c.dataset));
+                    (None, None, Vec::new())
+                }
+            };
+            DatasetRow {
+                candidate: c.clone(),
+                containers,
+                images,
+                drivers,
+                select_with: c.dataset.clone(),
+            }
+        })
+        .collect();
+    let out = PoolRoots {
+        given: cli.root.display().to_string(),
+        pools: scan
+            .pools
+            .iter()
+            .map(|(n, d)| PoolInfo {
+                name: n.clone(),
+                devices: d.iter().map(|p| p.display().to_string()).collect(),
+            })
+            .collect(),
+        roots: rows,
+        problems,
+    };
+    if cli.json {
+        return context::print_json(&out);
+    }
+    for p in &out.pools {
+        println!("pool {}: {}", p.name, p.devices.join(", "));
+    }
+    let n = |v: Option<usize>| v.map_or("-".to_string(), |n| n.to_string());
+    let rows: Vec<Vec<String>> = out
+        .roots
+        .iter()
+        .map(|r| {
+            vec![
+                table::cell(&r.candidate.dataset),
+                if r.candidate.snapshot {
+                    "snapshot"
+                } else {
+                    "filesystem"
+                }
+                .to_string(),
+                table::cell(r.candidate.mountpoint.as_deref().unwrap_or("-")),
+                n(r.containers),
+                n(r.images),
+                r.drivers.join(","),
+                table::cell(&r.select_with),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!(
+            "no docker root in {}: no filesystem or snapshot of its pools holds containers/, image/ or graph/",
+            cli.root.display()
+        );
+    } else {
+        table::print(
+            &[
+                "DATASET",
+                "KIND",
+                "MOUNTPOINT",
+                "CONTAINERS",
+                "IMAGES",
+                "DRIVERS",
+                "--dataset",
+            ],
+            &rows,
+        );
+    }
+    for p in &out.problems {
+        eprintln!("warning: {p}");
+    }
+    Ok(())
+}
+
 pub fn run(cli: &Cli) -> Result<()> {
+    if context::is_pool(&cli.root) {
+        return run_pools(cli);
+    }
     let loaded = context::load_drivers(cli);
     let found = discover::discover(&cli.root, &loaded)
         .with_context(|| format!("cannot examine {}", cli.root.display()))?;

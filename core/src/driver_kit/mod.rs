@@ -236,6 +236,11 @@ pub fn has_image_store(root: &Path, name: &str) -> bool {
 /// must not declare it.
 pub const SNAPSHOT_INODES: &str = "snapshot-inodes";
 
+/// A driver whose layers are datasets of the pool the root lies in (zfs):
+/// on such a root, its layers on disk are those of the pool's datasets
+/// below the root's that [`Driver::dataset_layers`](crate::Driver::dataset_layers) claims.
+pub const DATASET_LAYERS: &str = "datasets";
+
 /// Feature of a driver whose engine diffs a container with its native
 /// overlay differ (containers/storage's `OverlayChanges`, podman with the
 /// kernel's overlay): `diff` then reports what the rw layer holds as that

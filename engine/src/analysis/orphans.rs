@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::analysis::usage::{self, Usage};
+use crate::evidence::pool::{self, DatasetProvider};
 use crate::model::detect;
 use crate::model::ids;
 use crate::model::layerdb::{self, LayerDb};
 use crate::model::root::DockerRoot;
 use crate::model::stack::relative_dir;
 use docker_mount_core::driver::LayerSource;
+use docker_mount_core::driver_kit::DATASET_LAYERS;
 use docker_mount_core::loader::Drivers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -252,7 +254,11 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
         {
             continue;
         }
-        let entries = match d.layers(root.path()) {
+        let listed = match root.pool() {
+            Some(pool) if d.has_feature(DATASET_LAYERS) => dataset_entries(pool, d, root),
+            _ => d.layers(root.path()),
+        };
+        let entries = match listed {
             Ok(e) => e,
             // This driver has no store in the root.
             Err(e) if e.kind == docker_mount_core::driver::ErrorKind::NotFound => continue,
@@ -270,7 +276,16 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
             let key = (d.name().to_string(), entry.id.clone());
             on_disk.insert(key.clone());
             let u = uses.get(&key);
-            let role = u.and_then(|u| u.role).unwrap_or(LayerRole::Orphan);
+            // A layer layerdb still records but no image or container
+            // uses (a removal that failed half-way) is left over too.
+            let unused = u.is_some_and(|u| {
+                u.role == Some(LayerRole::Image) && u.images.is_empty() && u.containers.is_empty()
+            });
+            let role = match u.and_then(|u| u.role) {
+                Some(_) if unused => LayerRole::Orphan,
+                Some(r) => r,
+                None => LayerRole::Orphan,
+            };
             let orphan = role == LayerRole::Orphan;
             let source = d.layer(root.path(), &entry.id).ok();
             let content = source
@@ -278,9 +293,15 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
                 .and_then(|s| s.dir().map(|p| p.to_path_buf()))
                 .unwrap_or_else(|| entry.path.clone());
             let usage = (orphan || sizes)
-                .then(|| relative_dir(root, &content).ok())
-                .flatten()
-                .map(|rel| usage::measure(root.dir(), rel));
+                .then(|| match (&source, root.pool()) {
+                    (Some(LayerSource::Dataset { name, .. }), Some(p)) => pool::layer_dir(p, name)
+                        .ok()
+                        .map(|dir| usage::measure(&dir, std::path::Path::new(""))),
+                    _ => relative_dir(root, &content)
+                        .ok()
+                        .map(|rel| usage::measure(root.dir(), rel)),
+                })
+                .flatten();
             let mut parents = Vec::new();
             if orphan {
                 if let Some(LayerSource::Diff { parent_ids, .. }) = &source {
@@ -300,7 +321,13 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
                     }
                 }
             }
-            let hint = orphan.then(|| orphan_hint(&entry.id, &uses, d.name(), &ids));
+            let hint = orphan.then(|| {
+                if unused {
+                    "layerdb still records it, but no image or container uses it: a removal that failed half-way".to_string()
+                } else {
+                    orphan_hint(&entry.id, &uses, d.name(), &ids)
+                }
+            });
             inv.layers.push(LayerDir {
                 driver: d.name().to_string(),
                 id: entry.id.clone(),
@@ -347,6 +374,30 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
     inv
 }
 
+/// The layers of a dataset driver on a root read from a pool: the
+/// datasets below the root's that the driver claims, listed by name.
+fn dataset_entries(
+    pool: &dyn DatasetProvider,
+    d: &docker_mount_core::loader::LoadedDriver,
+    root: &DockerRoot,
+) -> Result<Vec<docker_mount_core::driver::LayerEntry>, docker_mount_core::DriverError> {
+    let children = pool.children().map_err(|e| {
+        docker_mount_core::DriverError::new(
+            docker_mount_core::ErrorKind::Io,
+            format!("datasets of {}: {e}", pool.describe()),
+            None,
+        )
+    })?;
+    Ok(d.dataset_layers(root.path(), &children)?
+        .into_iter()
+        .filter(|id| children.contains(id))
+        .map(|id| docker_mount_core::driver::LayerEntry {
+            path: std::path::PathBuf::from(format!("{}/{id}", pool.base())),
+            id,
+        })
+        .collect())
+}
+
 /// What an orphan probably was.
 fn orphan_hint(
     id: &str,
@@ -383,7 +434,11 @@ pub fn raw_layer(
 ) -> crate::Result<(String, String, crate::union::Union)> {
     let mut hits = Vec::new();
     for d in &drivers.loaded {
-        for e in d.layers(root.path()).unwrap_or_default() {
+        let listed = match root.pool() {
+            Some(p) if d.has_feature(DATASET_LAYERS) => dataset_entries(p, d, root),
+            _ => d.layers(root.path()),
+        };
+        for e in listed.unwrap_or_default() {
             if e.id == query || (!query.is_empty() && e.id.starts_with(query)) {
                 hits.push((d, e));
             }
@@ -406,11 +461,18 @@ pub fn raw_layer(
             )))
         }
     };
+    let source = d.layer(root.path(), &entry.id).ok();
+    if let (Some(LayerSource::Dataset { name, .. }), Some(p)) = (&source, root.pool()) {
+        let dir = pool::layer_dir(p, name)?;
+        return Ok((
+            d.name().to_string(),
+            pool::resolve(p.base(), name)?,
+            crate::union::Union::new(vec![crate::union::Tree::whole(dir, None, &entry.id)]),
+        ));
+    }
     // The layer's own files when the driver can say where they are, its
     // whole directory otherwise (an orphan whose parents are gone).
-    let dir = d
-        .layer(root.path(), &entry.id)
-        .ok()
+    let dir = source
         .and_then(|s| s.dir().map(std::path::Path::to_path_buf))
         .unwrap_or(entry.path.clone());
     let rel = relative_dir(root, &dir)?;

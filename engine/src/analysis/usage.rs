@@ -42,7 +42,7 @@ fn mtime(st: &libc::stat) -> Time {
     }
 }
 
-/// Measures `rel` (a directory) beneath `base`.
+/// Measures `rel` (a directory; `""`: `base` itself) beneath `base`.
 pub fn measure(base: &Beneath, rel: &Path) -> Usage {
     let mut u = Usage::default();
     let (mut oldest, mut newest): (Option<Time>, Option<Time>) = (None, None);
@@ -50,7 +50,13 @@ pub fn measure(base: &Beneath, rel: &Path) -> Usage {
         oldest = Some(oldest.map_or(t, |o| o.min(t)));
         newest = Some(newest.map_or(t, |n| n.max(t)));
     };
-    match base.lstat(rel) {
+    // `""`: `base` itself (a served dataset's top).
+    let top = if rel.as_os_str().is_empty() {
+        nix::sys::stat::fstat(base.fd()).map_err(std::io::Error::from)
+    } else {
+        base.lstat(rel)
+    };
+    match top {
         Ok(st) => note(mtime(&st)),
         Err(e) => {
             u.incomplete = true;

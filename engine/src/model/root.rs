@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::evidence::pool::DatasetProvider;
 use crate::model::catalog;
 use crate::model::container::Container;
 use crate::model::ids;
@@ -39,6 +40,9 @@ pub struct DockerRoot {
     /// Each image store's layerdb, read once: every image and container
     /// of a store resolves its layers in it.
     layerdbs: Mutex<BTreeMap<String, Arc<LayerDb>>>,
+    /// The pool the root was read from, when it lies in one (zfs): its
+    /// layers are datasets of it.
+    pool: Option<Arc<dyn DatasetProvider>>,
 }
 
 /// What the drivers' catalogs hold, in the docker model.
@@ -78,6 +82,7 @@ impl DockerRoot {
             catalog: Catalogued::default(),
             stores: Vec::new(),
             layerdbs: Mutex::default(),
+            pool: None,
         })
     }
 
@@ -92,6 +97,7 @@ impl DockerRoot {
             catalog: Catalogued::default(),
             stores: Vec::new(),
             layerdbs: Mutex::default(),
+            pool: None,
         };
         let mut claimed = false;
         for d in &drivers.loaded {
@@ -134,6 +140,17 @@ impl DockerRoot {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The root as read from a pool (its layers are datasets of it).
+    pub fn with_pool(mut self, pool: Arc<dyn DatasetProvider>) -> DockerRoot {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// The pool the root lies in, if it was read from one.
+    pub fn pool(&self) -> Option<&dyn DatasetProvider> {
+        self.pool.as_deref()
     }
 
     pub fn dir(&self) -> &Beneath {

@@ -84,7 +84,13 @@ fn cross_check(stack: &mut Stack) {
     let Some((top, below)) = stack.layers.split_first() else {
         return;
     };
-    if let LayerSource::Diff { parent_ids, .. } = &top.source {
+    // A dataset alone (an orphan's) is a whole tree: nothing to compare.
+    if below.is_empty() && matches!(top.source, LayerSource::Dataset { .. }) {
+        return;
+    }
+    if let LayerSource::Diff { parent_ids, .. } | LayerSource::Dataset { parent_ids, .. } =
+        &top.source
+    {
         let want: Vec<&str> = below.iter().map(|l| l.driver_id.as_str()).collect();
         if !parent_ids.is_empty()
             && parent_ids

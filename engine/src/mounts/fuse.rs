@@ -810,18 +810,51 @@ fn mount_options() -> Vec<MountOption> {
 /// Mounts `target` through `fusermount3`, which passes back the
 /// `/dev/fuse` descriptor over a socket (`_FUSE_COMMFD`).
 fn fusermount(target: &Path, opts: &FuseOptions) -> std::io::Result<OwnedFd> {
-    use std::os::unix::process::CommandExt;
     let mut options = format!(
         "ro,nosuid,nodev,noexec,default_permissions,fsname={MOUNT_SOURCE},subtype={SUBTYPE}"
     );
     if opts.allow_other {
         options.push_str(",allow_other");
     }
+    fusermount_with(target, &options)
+}
+
+/// Mounts `target` read-only through `fusermount3` for this user alone,
+/// permissions checked by the server (the dataset server's mounts).
+pub(crate) fn fusermount_ro(target: &Path, fsname: &str) -> std::io::Result<OwnedFd> {
+    fusermount_with(
+        target,
+        &format!("ro,nosuid,nodev,noexec,fsname={fsname},subtype={fsname}"),
+    )
+}
+
+/// Detaches a FUSE mount of this user at once (`fusermount3 -u -z`): it
+/// stays usable through open descriptors until the last one goes.
+pub(crate) fn fusermount_lazy_unmount(target: &Path) -> std::io::Result<()> {
+    let out = std::process::Command::new(FUSERMOUNT)
+        .arg("-u")
+        .arg("-z")
+        .arg("--")
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{FUSERMOUNT} -u -z: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn fusermount_with(target: &Path, options: &str) -> std::io::Result<OwnedFd> {
+    use std::os::unix::process::CommandExt;
     let (ours, theirs) = UnixStream::pair()?;
     let fd = theirs.as_raw_fd();
     let mut cmd = std::process::Command::new(FUSERMOUNT);
     cmd.arg("-o")
-        .arg(&options)
+        .arg(options)
         .arg("--")
         .arg(target)
         .env("_FUSE_COMMFD", fd.to_string())

@@ -176,6 +176,7 @@ pub fn check_target(root: &DockerRoot, target: &Path) -> Result<PathBuf> {
     }
     let inside = root
         .evidence_dirs()
+        .filter(|d| !crate::evidence::pool::is_served_path(d.path()))
         .any(|d| std::fs::canonicalize(d.path()).is_ok_and(|d| canonical.starts_with(d)));
     if inside {
         return Err(Error::Usage(format!(

@@ -174,6 +174,16 @@ impl Tree {
         })
     }
 
+    /// A layer whose files are the whole of `dir` (a served dataset).
+    pub fn whole(dir: Beneath, style: Option<WhiteoutStyle>, id: &str) -> Tree {
+        Tree {
+            id: id.to_string(),
+            dir,
+            style,
+            opaque_hint: HashSet::new(),
+        }
+    }
+
     /// Adds opaque directories known from elsewhere (relative paths, "" = root).
     pub fn add_opaque_hints(&mut self, dirs: impl IntoIterator<Item = Vec<u8>>) {
         self.opaque_hint.extend(dirs);

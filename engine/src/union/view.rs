@@ -5,6 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::evidence::pathfmt;
+use crate::evidence::pool;
 use crate::model::root::DockerRoot;
 use crate::model::stack::{Role, Stack, StackLayer};
 use crate::model::tarsplit::TarSplit;
@@ -78,7 +79,8 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
     let base: &Beneath = noatime.as_ref().unwrap_or(evidence);
     let trusted = can_read_trusted();
     let mut warnings = Vec::new();
-    if noatime.is_none() {
+    let reads_root = stack.layers.iter().any(|l| l.source.dir().is_some());
+    if noatime.is_none() && reads_root {
         warnings.push(
             "not root: symlink targets are read directly, which may update their atime unless the evidence is mounted read-only or noatime"
                 .to_string(),
@@ -110,6 +112,20 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
                         )
                     })?;
                 trees.push(tree);
+                layers.push(layer.clone());
+                continue;
+            }
+            LayerSource::Dataset { name, .. } => {
+                let pool = root.pool().ok_or_else(|| {
+                    Error::Usage(format!(
+                        "layer {}: the {} driver names dataset {name:?}, but this root was not read from a pool; pass the pool's disk images with --root",
+                        layer.driver_id, stack.driver
+                    ))
+                })?;
+                let dir = pool::layer_dir(pool, name).map_err(|e| {
+                    Error::Usage(format!("layer {} ({}): {e}", layer.driver_id, pool.describe()))
+                })?;
+                trees.push(Tree::whole(dir, None, &layer.driver_id));
                 layers.push(layer.clone());
                 continue;
             }

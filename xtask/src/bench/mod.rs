@@ -29,6 +29,7 @@ mod export;
 mod full_tree_diff;
 mod list;
 mod walk;
+mod zfs;
 
 use crate::build;
 use docker_mount_tests::fixture::{
@@ -95,6 +96,7 @@ fn all() -> Vec<Box<dyn Bench>> {
         walk::BENCHES,
         dm::BENCHES,
         full_tree_diff::BENCHES,
+        zfs::BENCHES,
     ]
     .concat()
     .into_iter()

@@ -1,0 +1,458 @@
+//! Every command on docker roots inside real ZFS pools (issue 16), read
+//! from the pools' disk images with `--root`: the pools made by OpenZFS
+//! 2.3 and dockerd 26 (`--storage-driver zfs`) in a VM, and the oracle
+//! docker wrote there (`tests/src/real_zfs.rs`). The pool images must hash
+//! the same after every test.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use docker_mount_tests::mounts::{assert_read_only_mount, MountPoint};
+use docker_mount_tests::real::{self, require};
+use docker_mount_tests::real_zfs::{self, Pools};
+use docker_mount_tests::{cli, manifest};
+use serde_json::Value;
+
+const SNAPSHOT: &str = "dmpool/docker@admin-before-cleanup";
+
+fn pools() -> Option<&'static Pools> {
+    if !require("zfs VM", real_zfs::available()) {
+        return None;
+    }
+    Some(real_zfs::pools().unwrap())
+}
+
+/// Runs `check` on the pools and fails if any disk image changed meanwhile.
+fn with_pools(check: impl FnOnce(&Pools)) {
+    let Some(p) = pools() else { return };
+    let disks: Vec<PathBuf> = p.info.disks.iter().map(|d| p.disk(&d.name)).collect();
+    let hash = |d: &Path| real_zfs::sha256_file(d).unwrap();
+    let before: Vec<String> = disks.iter().map(|d| hash(d)).collect();
+    for (d, info) in before.iter().zip(&p.info.disks) {
+        assert_eq!(*d, info.sha256, "{} changed before this test", info.name);
+    }
+    check(p);
+    let after: Vec<String> = disks.iter().map(|d| hash(d)).collect();
+    assert_eq!(before, after, "the pool images changed");
+}
+
+fn json_lines(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Panics if a run printed a warning: the pool is healthy.
+fn no_warnings(what: &str, run: &cli::Run) {
+    assert!(
+        !run.stderr.to_lowercase().contains("warning"),
+        "{what}: warnings on a healthy root:\n{}",
+        run.stderr
+    );
+}
+
+/// `list --all --json` against `docker ps -a` (`ps`): the same containers,
+/// names, images, states.
+fn assert_list_equals(what: &str, listed: &Value, ps: &[Value]) {
+    let listed = listed.as_array().expect("a JSON array");
+    assert_eq!(listed.len(), ps.len(), "{what}: {listed:#?}");
+    for want in ps {
+        let id = want["ID"].as_str().unwrap();
+        let got = listed
+            .iter()
+            .find(|l| l["id"] == id)
+            .unwrap_or_else(|| panic!("{what}: {id} not listed"));
+        assert_eq!(got["name"], want["Names"], "{what}");
+        assert_eq!(got["image"], want["Image"], "{what}: {id}");
+        assert_eq!(got["state"], want["State"], "{what}: {id}");
+        assert_eq!(got["driver"], "zfs", "{what}: {id}");
+    }
+}
+
+#[test]
+fn roots_lists_the_docker_dataset_and_its_snapshot() {
+    with_pools(|p| {
+        let run = cli::run(&p.docker_disk(), &["roots", "--json"]);
+        let out = run.json();
+        let roots: BTreeMap<String, &Value> = out["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["dataset"].as_str().unwrap().to_string(), r))
+            .collect();
+        let names: Vec<&str> = roots.keys().map(String::as_str).collect();
+        assert_eq!(names, ["dmpool/docker", SNAPSHOT], "{out:#}");
+        let live = roots["dmpool/docker"];
+        assert_eq!(live["mountpoint"], "/var/lib/docker");
+        assert_eq!(live["snapshot"], false);
+        assert_eq!(live["select_with"], "dmpool/docker");
+        assert_eq!(live["containers"], p.ps().unwrap().len());
+        assert_eq!(roots[SNAPSHOT]["snapshot"], true);
+        let table = cli::run(&p.docker_disk(), &["roots"]);
+        assert!(table.ok().contains(SNAPSHOT), "{}", table.stdout);
+    });
+}
+
+#[test]
+fn roots_on_pools_without_docker_says_so_and_succeeds() {
+    with_pools(|p| {
+        for pool in ["dmmirror", "dmraidz"] {
+            let disks = p.pool_disks(pool);
+            let run = cli::run(&disks[0], &["roots"]);
+            let out = run.ok();
+            assert!(out.contains(&format!("pool {pool}")), "{pool}: {out}");
+            assert!(out.contains("no docker root"), "{pool}: {out}");
+            let json = cli::run(&disks[0], &["roots", "--json"]).json();
+            assert_eq!(json["roots"].as_array().unwrap().len(), 0, "{pool}");
+            // The pool's other disks were found beside the one given.
+            let devices = json["pools"][0]["devices"].as_array().unwrap().len();
+            assert_eq!(devices, disks.len(), "{pool}: {json:#}");
+            let list = cli::run(&disks[0], &["list"]);
+            assert_ne!(list.status, 0, "{pool}: list without a root");
+            assert!(list.stderr.contains("no docker root"), "{}", list.stderr);
+        }
+    });
+}
+
+#[test]
+fn list_equals_docker_ps() {
+    with_pools(|p| {
+        let run = cli::run(&p.docker_disk(), &["list", "--all", "--json"]);
+        no_warnings("dmpool", &run);
+        assert_list_equals("dmpool", &run.json(), &p.ps().unwrap());
+        // A directory of pool images works the same.
+        let dir = p.docker_disk().parent().unwrap().to_path_buf();
+        let run = cli::run(&dir, &["list", "--all", "--json"]);
+        assert_list_equals("disks/", &run.json(), &p.ps().unwrap());
+    });
+}
+
+#[test]
+fn images_equal_docker_images() {
+    with_pools(|p| {
+        let run = cli::run(&p.docker_disk(), &["images", "--all", "--json"]);
+        no_warnings("dmpool", &run);
+        let got: BTreeSet<(String, Vec<String>)> = run
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let tags = i["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_string())
+                    .collect();
+                (i["id"].as_str().unwrap().to_string(), tags)
+            })
+            .collect();
+        let want: BTreeSet<(String, Vec<String>)> = json_lines(&p.oracle_file("images.jsonl"))
+            .iter()
+            .map(|v| {
+                let id = v["ID"].as_str().unwrap().trim_start_matches("sha256:");
+                let repo = v["Repository"].as_str().unwrap();
+                let tags = if repo == "<none>" {
+                    vec![]
+                } else {
+                    vec![format!("{repo}:{}", v["Tag"].as_str().unwrap())]
+                };
+                (id.to_string(), tags)
+            })
+            .collect();
+        assert_eq!(got, want);
+    });
+}
+
+/// The containers of the oracle's `docker ps -a`, by name.
+fn container_names(p: &Pools) -> Vec<String> {
+    p.ps()
+        .unwrap()
+        .iter()
+        .map(|c| c["Names"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_export_equals(what: &str, want_tar: &Path, got_tar: &Path) -> usize {
+    let want = manifest::from_tar(want_tar);
+    let diffs = manifest::compare(&want, &manifest::from_tar(got_tar), &[]);
+    assert!(
+        diffs.is_empty(),
+        "{what}: export differs from docker export:\n{}",
+        diffs.join("\n")
+    );
+    want.len()
+}
+
+#[test]
+fn every_export_and_diff_equal_docker() {
+    with_pools(|p| {
+        let out = tempfile::tempdir().unwrap();
+        let mut entries = 0;
+        for name in container_names(p) {
+            let tar = out.path().join(format!("{name}.tar"));
+            let run = cli::run(
+                &p.docker_disk(),
+                &["export", &name, "-o", tar.to_str().unwrap()],
+            );
+            run.ok();
+            no_warnings(&name, &run);
+            entries += assert_export_equals(&name, &p.export_tar(&name), &tar);
+            let run = cli::run(&p.docker_disk(), &["diff", &name]);
+            no_warnings(&name, &run);
+            assert_eq!(
+                real::diff_lines(run.ok()),
+                real::diff_lines(&p.diff(&name).unwrap()),
+                "{name}: diff"
+            );
+        }
+        eprintln!("dmpool: {entries} entries equal to docker export");
+    });
+}
+
+#[test]
+fn every_fuse_mount_equals_docker_export() {
+    with_pools(|p| {
+        for name in container_names(p) {
+            let mnt = MountPoint::new();
+            let dir = mnt.path().to_str().unwrap();
+            cli::run(&p.docker_disk(), &["mount", "--background", &name, dir]).ok();
+            assert_read_only_mount(mnt.path());
+            let diffs = manifest::compare(
+                &manifest::from_tar(&p.export_tar(&name)),
+                &manifest::from_dir(mnt.path()),
+                &[],
+            );
+            cli::run(&p.docker_disk(), &["umount", dir]).ok();
+            assert!(
+                diffs.is_empty(),
+                "{name}: FUSE mount differs from docker export:\n{}",
+                diffs.join("\n")
+            );
+        }
+    });
+}
+
+/// `nobody`, with no capability: the pool images are world-readable
+/// (0444), the datasets are served to this user alone through the setuid
+/// `fusermount3`.
+fn unprivileged(root: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(["--inh-caps", "-all"])
+        .arg(cli::binary())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("setpriv");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn export_and_diff_work_without_root() {
+    if !real::require_privileged() {
+        return;
+    }
+    with_pools(|p| {
+        let out = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            out.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        for name in container_names(p) {
+            let tar = out.path().join(format!("{name}.tar"));
+            let (ok, _, err) = unprivileged(
+                &p.docker_disk(),
+                &["export", &name, "-o", tar.to_str().unwrap()],
+            );
+            assert!(ok, "{name} (non-root): {err}");
+            assert_export_equals(&format!("{name} (non-root)"), &p.export_tar(&name), &tar);
+            let (ok, stdout, err) = unprivileged(&p.docker_disk(), &["diff", &name]);
+            assert!(ok, "{name} (non-root): {err}");
+            assert_eq!(
+                real::diff_lines(&stdout),
+                real::diff_lines(&p.diff(&name).unwrap()),
+                "{name} (non-root)"
+            );
+        }
+    });
+}
+
+/// The layer datasets no container descends from, by the pool's own
+/// origins (`zfs list`) and docker's own record of the containers'
+/// datasets: what `layers --orphans` must name.
+fn expected_orphans(p: &Pools) -> BTreeSet<String> {
+    let list = p.zfs_list().unwrap();
+    let prefix = "dmpool/docker/";
+    let origin: BTreeMap<&str, &str> = list
+        .iter()
+        .filter_map(|e| {
+            let o = e.origin.as_deref()?;
+            Some((e.name.as_str(), o.split_once('@').map_or(o, |(fs, _)| fs)))
+        })
+        .collect();
+    let text = std::fs::read_to_string(p.oracle_file("container-datasets.txt")).unwrap();
+    let mut used = BTreeSet::new();
+    for line in text.lines() {
+        let mut at = line.split_whitespace().nth(2).unwrap();
+        while used.insert(at.to_string()) {
+            match origin.get(at) {
+                Some(o) => at = o,
+                None => break,
+            }
+        }
+    }
+    list.iter()
+        .filter(|e| e.kind == "filesystem")
+        .filter_map(|e| e.name.strip_prefix(prefix).map(|id| (id, &e.name)))
+        .filter(|(_, name)| !used.contains(*name))
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+#[test]
+fn layers_orphans_names_the_leftover_datasets() {
+    with_pools(|p| {
+        let want = expected_orphans(p);
+        assert!(
+            !want.is_empty(),
+            "the pool has leftovers (docs/zfs-design.md §1)"
+        );
+        let run = cli::run(&p.docker_disk(), &["layers", "--orphans", "--json"]);
+        let json = run.json();
+        let layers = json["layers"].as_array().unwrap();
+        let got: BTreeSet<String> = layers
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want);
+        for l in layers {
+            // Each is measured through its served dataset: a whole tree.
+            assert!(l["usage"]["files"].as_u64().unwrap() > 0, "{l:#}");
+            assert_eq!(l["usage"]["incomplete"], false, "{l:#}");
+        }
+        let all = cli::run(&p.docker_disk(), &["layers", "--json"]).json();
+        assert!(
+            all["missing"].as_array().unwrap().is_empty(),
+            "no layer docker names is missing: {all:#}"
+        );
+    });
+}
+
+#[test]
+fn the_administrators_snapshot_is_the_root_before_cleanup() {
+    with_pools(|p| {
+        let snap = p.oracle().join("at-snapshot");
+        let run = cli::run(
+            &p.docker_disk(),
+            &["--dataset", SNAPSHOT, "list", "--all", "--json"],
+        );
+        assert_list_equals(SNAPSHOT, &run.json(), &json_lines(&snap.join("ps.jsonl")));
+        // removed-later's datasets are still in the pool (docker's own
+        // leftovers): its export reads them.
+        let out = tempfile::tempdir().unwrap();
+        let tar = out.path().join("removed-later.tar");
+        let run = cli::run(
+            &p.docker_disk(),
+            &[
+                "--dataset",
+                SNAPSHOT,
+                "export",
+                "removed-later",
+                "-o",
+                tar.to_str().unwrap(),
+            ],
+        );
+        run.ok();
+        assert_export_equals(
+            "removed-later at the snapshot",
+            &snap.join("export-removed-later.tar"),
+            &tar,
+        );
+        let run = cli::run(
+            &p.docker_disk(),
+            &["--dataset", SNAPSHOT, "diff", "removed-later"],
+        );
+        let want = std::fs::read_to_string(snap.join("diff-removed-later.txt")).unwrap();
+        assert_eq!(real::diff_lines(run.ok()), real::diff_lines(&want));
+        // A dataset that holds no root is refused, naming the choices.
+        let bad = cli::run(&p.docker_disk(), &["--dataset", "dmpool/zstd", "list"]);
+        assert_ne!(bad.status, 0);
+        assert!(
+            bad.stderr.contains("--dataset dmpool/docker"),
+            "{}",
+            bad.stderr
+        );
+    });
+}
+
+#[test]
+fn find_timeline_cat_history_info_deleted_logs_work() {
+    with_pools(|p| {
+        let root = p.docker_disk();
+        let ok = |args: &[&str]| {
+            let run = cli::run(&root, args);
+            no_warnings(&args.join(" "), &run);
+            run.ok().to_string()
+        };
+        // `running` wrote /data/keep/renamed.txt: cat reads it from its rw dataset.
+        assert_eq!(
+            ok(&["cat", "running", "/data/keep/renamed.txt"]),
+            "changed\n"
+        );
+        let info = ok(&["info", "running", "--json"]);
+        assert!(info.contains("\"zfs\""), "{info}");
+        let found = ok(&["find", "/data/keep/renamed.txt", "--json"]);
+        assert!(found.contains("running"), "{found}");
+        let deleted = ok(&["deleted", "exited", "--json"]);
+        assert!(deleted.contains("/bin/ls"), "{deleted}");
+        let timeline = ok(&["timeline", "running", "--format", "jsonl"]);
+        assert!(timeline.contains("/new-dir/f"), "{timeline}");
+        ok(&["history", "dm-app:1"]);
+        ok(&["logs", "running"]);
+    });
+}
+
+#[test]
+fn mount_all_mounts_every_container_with_fuse() {
+    with_pools(|p| {
+        let base = MountPoint::new();
+        let all = base.path().join("all");
+        let run = cli::run(&p.docker_disk(), &["mount", "--all", all.to_str().unwrap()]);
+        run.ok();
+        let mut diffs = Vec::new();
+        for name in container_names(p) {
+            let dir = all.join(&name);
+            assert_read_only_mount(&dir);
+            diffs.extend(
+                manifest::compare(
+                    &manifest::from_tar(&p.export_tar(&name)),
+                    &manifest::from_dir(&dir),
+                    &[],
+                )
+                .into_iter()
+                .map(|d| format!("{name}: {d}")),
+            );
+        }
+        cli::run(
+            &p.docker_disk(),
+            &["umount", "--all", all.to_str().unwrap()],
+        )
+        .ok();
+        assert!(
+            diffs.is_empty(),
+            "mount --all differs:\n{}",
+            diffs.join("\n")
+        );
+    });
+}
