@@ -87,9 +87,10 @@ fn peak_rss_kib(pid: u64) -> u64 {
         .unwrap()
 }
 
-/// `mount --fuse --background --json`, checked: the server's pid.
+/// `mount --fuse --json`, checked: it returns once the view serves, and
+/// gives the server's pid.
 fn fuse_mount(root: &Path, args: &[&str], mnt: &Path) -> u64 {
-    let mut cmd = vec!["mount", "--fuse", "--background", "--json"];
+    let mut cmd = vec!["mount", "--fuse", "--json"];
     cmd.extend(args);
     cmd.push(s(mnt));
     let report = cli::run(root, &cmd).json();
@@ -225,7 +226,8 @@ fn fuse_view_equals_the_export() {
     // noexec: the setuid script cannot run.
     let exec = Command::new(m.join("bin/setuid")).output();
     assert!(exec.is_err(), "exec on a noexec mount succeeded");
-    // A mount point that is inside the evidence is refused.
+    // A mount point that is inside the evidence is refused (the old
+    // `--background` is still accepted).
     let inside = cli::run(
         ev.root(),
         &[
@@ -257,7 +259,7 @@ fn foreground_mount_unmounts_on_signals() {
         let mut child = Command::new(cli::binary())
             .arg("--root")
             .arg(ev.root())
-            .args(["mount", "--fuse", "web"])
+            .args(["mount", "--fuse", "--foreground", "web"])
             .arg(mnt.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -181,6 +181,9 @@ fn check(case: Case, driver: &'static str) {
         if run.timed_out {
             problems.push(format!("{shown}: still running after {LIMIT:?}"));
         }
+        if let Some(p) = &run.schema_problem {
+            problems.push(format!("{shown}: {p}"));
+        }
         if run.stderr.contains("panicked") || run.status == Some(101) {
             problems.push(format!("{shown}: panicked: {}", run.stderr));
         }

@@ -13,8 +13,8 @@ use crate::commands::list::{summarize, ContainerSummary};
 use crate::context::{self, Context};
 use crate::Cli;
 
-#[derive(Serialize)]
-struct Info {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Info {
     #[serde(flatten)]
     summary: ContainerSummary,
     /// The platform manifest run (`ImageManifest`, containerd image store).
@@ -43,7 +43,7 @@ struct Info {
     warnings: Vec<String>,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, schemars::JsonSchema)]
 struct HostFacts {
     privileged: bool,
     cap_add: Vec<String>,
@@ -60,7 +60,7 @@ struct HostFacts {
     binds: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct MountFact {
     destination: String,
     kind: String,
@@ -75,7 +75,7 @@ struct MountFact {
     note: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct LayerFact {
     role: Role,
     driver_id: String,

@@ -28,7 +28,7 @@ use crate::{Cli, Command};
 
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::List { all } => list::run(cli, *all),
+        Command::List(args) => list::run(cli, args),
         Command::Images { all } => images::run(cli, *all),
         Command::Info { container } => info::run(cli, container),
         Command::Mount(args) => mount::run(cli, args),
@@ -77,7 +77,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             timeline::run(cli, target, *format, output.as_deref())
         }
         Command::Find { query, limit } => find::run(cli, query, *limit),
-        Command::Umount(args) => mount::unmount(args),
+        Command::Umount(args) => mount::unmount(cli, args),
         Command::Logs {
             container,
             since,
@@ -130,6 +130,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Drivers => drivers::run(cli),
         Command::Doctor => doctor::run(cli),
         Command::Completions { shell } => completions::run(*shell),
+        Command::Schemas { out } => crate::schemas::write(out),
         Command::Man => man::run(),
     }
 }

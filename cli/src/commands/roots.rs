@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::context;
 use crate::{table, Cli};
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct RootRow {
     #[serde(flatten)]
     root: FoundRoot,
@@ -32,7 +32,7 @@ struct RootRow {
     id_map: Option<IdMap>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ConfigFile {
     kind: SourceKind,
     host_path: String,
@@ -40,8 +40,8 @@ struct ConfigFile {
     user: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Roots {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Roots {
     given: String,
     host: Option<String>,
     host_guessed: bool,
