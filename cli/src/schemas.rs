@@ -3,6 +3,7 @@
 //! `cargo xtask schemas` (the hidden `docker-mount schemas --out DIR`),
 //! and checked against every `--json` output of the test suite.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -91,23 +92,67 @@ pub fn write(base: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The alternatives (`oneOf`...) of a schema object.
+const ALTERNATIVES: [&str; 3] = ["oneOf", "anyOf", "allOf"];
+
 /// Closes every object schema with fixed properties (`additionalProperties:
 /// false`), so that a field printed but not declared fails validation:
-/// the published schemas then cannot drift from the output. Objects
-/// combined from alternatives are left open.
-fn strict(v: &mut serde_json::Value) {
+/// the published schemas then cannot drift from the output. An object with
+/// properties of its own and alternatives (a flattened enum) is closed with
+/// `unevaluatedProperties: false` instead, which counts the properties of
+/// the alternative that holds; its alternatives, and the definitions they
+/// refer to, stay open.
+fn strict(schema: &mut serde_json::Value) {
+    let mut parts = HashSet::new();
+    collect_parts(schema, &mut parts);
+    close(schema, true, &parts);
+}
+
+/// The definitions an alternative of a flattened enum refers to.
+fn collect_parts(v: &serde_json::Value, parts: &mut HashSet<String>) {
     match v {
         serde_json::Value::Object(o) => {
-            let combined = ["oneOf", "anyOf", "allOf"]
-                .iter()
-                .any(|k| o.contains_key(*k));
-            if o.contains_key("properties") && !o.contains_key("additionalProperties") && !combined
-            {
-                o.insert("additionalProperties".into(), false.into());
+            if o.contains_key("properties") {
+                let refs = ALTERNATIVES
+                    .iter()
+                    .filter_map(|k| o.get(*k)?.as_array())
+                    .flatten()
+                    .filter_map(|alt| alt.get("$ref")?.as_str());
+                parts.extend(refs.filter_map(|r| Some(r.strip_prefix("#/$defs/")?.to_string())));
             }
-            o.values_mut().for_each(strict);
+            o.values().for_each(|c| collect_parts(c, parts));
         }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strict),
+        serde_json::Value::Array(a) => a.iter().for_each(|c| collect_parts(c, parts)),
+        _ => {}
+    }
+}
+
+fn close(v: &mut serde_json::Value, closing: bool, parts: &HashSet<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            let combined = ALTERNATIVES.iter().any(|k| o.contains_key(*k));
+            let own = o.contains_key("properties");
+            if closing && own && !o.contains_key("additionalProperties") {
+                let key = if combined {
+                    "unevaluatedProperties"
+                } else {
+                    "additionalProperties"
+                };
+                o.insert(key.into(), false.into());
+            }
+            for (k, child) in o.iter_mut() {
+                if k == "$defs" {
+                    if let Some(defs) = child.as_object_mut() {
+                        for (name, def) in defs.iter_mut() {
+                            close(def, !parts.contains(name), parts);
+                        }
+                    }
+                    continue;
+                }
+                close(child, !(own && ALTERNATIVES.contains(&k.as_str())), parts);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| close(x, closing, parts)),
         _ => {}
     }
 }
