@@ -78,6 +78,18 @@ impl Run {
         &self.stdout
     }
 
+    /// Asserts a partial success (exit status 3: some items unreadable,
+    /// each named on stderr) and parses stdout as JSON.
+    pub fn partial_json(&self) -> serde_json::Value {
+        assert_eq!(
+            self.status, 3,
+            "docker-mount did not report a partial result:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
     /// Asserts success and parses stdout as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.ok())

@@ -102,7 +102,8 @@ fn fuse_mount(root: &Path, args: &[&str], mnt: &Path) -> u64 {
 }
 
 fn unmount(root: &Path, mnt: &Path, pid: u64) {
-    cli::run(root, &["umount", s(mnt)]).ok();
+    let out = cli::run(root, &["umount", "--json", s(mnt)]).json();
+    assert_eq!(out["unmounted"], serde_json::json!([s(mnt)]));
     assert!(mount_options(mnt).is_none(), "umount left a mount");
     wait_gone(pid);
 }
@@ -403,7 +404,7 @@ fn mount_all_and_umount_all() {
         return;
     }
     let mut ev = Evidence::new();
-    // One broken container: reported and skipped, not fatal.
+    // One broken container: reported and skipped, not fatal (exit status 3).
     ev.scene.fixture.remove_mount_id(ev.scene.stopped);
     ev.before = integrity::snapshot(ev.root());
     let all = ["web", "created", "admin", "deep"];
@@ -413,7 +414,7 @@ fn mount_all_and_umount_all() {
         let mut args = vec!["mount", "--json", "--all", s(&base)];
         args.extend(extra);
         let run = cli::run(ev.root(), &args);
-        let report = run.json();
+        let report = run.partial_json();
         assert!(run.stderr.contains("stopped"), "{}", run.stderr);
         let stopped = report
             .as_array()
