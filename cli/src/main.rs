@@ -73,7 +73,8 @@ pub struct Cli {
     /// else the sibling <root>/../containerd).
     #[arg(long, global = true, value_name = "DIR")]
     pub containerd_root: Option<PathBuf>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table: one document on stdout, diagnostics on stderr
+    /// (schemas: docs/schemas/v1; exit statuses: docker-mount --help).
     #[arg(long, global = true)]
     pub json: bool,
     /// User ids as the containers saw them: CONTAINER:HOST:COUNT[,...] (default: from the

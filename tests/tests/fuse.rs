@@ -539,6 +539,35 @@ fn mount_without_root_uses_fuse() {
     let (ok, _, err) = nobody(&[s(&bin), "umount", s(mnt.path())]);
     assert!(ok, "{err}");
     assert!(mount_options(mnt.path()).is_none());
+    // `--fuse` asked for: the same, the command returns once the view
+    // serves; after umount its server is gone.
+    let args = [
+        s(&bin),
+        "--root",
+        s(root),
+        "mount",
+        "--fuse",
+        "--json",
+        "web",
+    ];
+    let (ok, stdout, stderr) = nobody(&[&args[..], &[s(mnt.path())]].concat());
+    assert!(ok, "{stdout}{stderr}");
+    cli::check_json(
+        &["mount", "--json"].map(std::ffi::OsStr::new),
+        Some(0),
+        stdout.as_bytes(),
+    )
+    .unwrap();
+    let pid = serde_json::from_str::<Value>(&stdout).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    let (ok, content, err) = nobody(&["cat", s(&mnt.path().join("root/added"))]);
+    assert!(ok, "{err}");
+    assert_eq!(content, "by the container\n");
+    let (ok, _, err) = nobody(&[s(&bin), "umount", s(mnt.path())]);
+    assert!(ok, "{err}");
+    assert!(mount_options(mnt.path()).is_none());
+    wait_gone(pid);
 }
 
 /// Every container of a real overlay2 root, through FUSE, equals its

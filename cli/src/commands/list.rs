@@ -32,7 +32,8 @@ pub struct ListArgs {
     #[arg(long)]
     pub ports: bool,
     /// Leave out Kubernetes and system support containers (pod sandboxes, kube-system
-    /// pods, pause and control-plane images); --json marks them in `support` otherwise.
+    /// pods, pause and control-plane images). By default they are listed, marked in
+    /// `support` (--json).
     #[arg(long)]
     pub skip_support: bool,
     /// The support-container rules to use instead of the built-in ones (JSON:
