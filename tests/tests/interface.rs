@@ -218,6 +218,8 @@ fn ports_and_support_containers() {
         "{}",
         run.stderr
     );
+    let info = cli::run(n.root(), &["info", "--json", SANDBOX]).json();
+    assert_eq!(info["support"], "Kubernetes pod sandbox (dockershim)");
     // --include brings one back, whatever the other options say.
     assert_eq!(
         n.names(&[

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::commands::list::{summarize, ContainerSummary};
 use crate::context::{self, Context};
 use crate::Cli;
+use docker_mount_engine::model::filter::SupportList;
 
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct Info {
@@ -163,7 +164,10 @@ fn gather(ctx: &Context, id_map: Option<IdMap>, query: &str) -> Result<Info> {
         })
         .collect();
     Ok(Info {
-        summary: summarize(ctx, &c),
+        summary: ContainerSummary {
+            support: SupportList::builtin().matches(&c).map(String::from),
+            ..summarize(ctx, &c)
+        },
         image_manifest: c.config.image_manifest_digest().map(str::to_string),
         hostname: cfg.hostname.clone(),
         user: cfg.user.clone(),
