@@ -24,8 +24,9 @@ const EXIT_PARTIAL: u8 = 3;
 const EXIT_HELP: &str =
     "With --json, standard output is one JSON document (an empty list or object when
 nothing is found, also when --root holds no docker root) and every diagnostic goes
-to standard error. `logs --json` and `timeline --format jsonl` print one JSON
-object a line. Schemas: docs/schemas/v1/<command>.json.
+to standard error. `timeline --format jsonl` (also chosen by --json) and
+`attribute --bodyfile --json` print one JSON object a line. Commands writing data
+(export, cat, a timeline bodyfile) write it. Schemas: docs/schemas/v1/.
 
 Exit status:
   0  success (also: nothing found, or no docker root under --root for list, images,
@@ -198,9 +199,9 @@ Example: docker-mount --root ./docker diff web --layers"
         /// An image's view and events (name:tag or id) instead of a container.
         #[arg(long, value_name = "REF")]
         image: Option<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = commands::timeline::Format::Bodyfile)]
-        format: commands::timeline::Format,
+        /// Output format (default: bodyfile; jsonl with --json).
+        #[arg(long, value_enum)]
+        format: Option<commands::timeline::Format>,
         /// Output file instead of standard output (`-` for standard output).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,

@@ -196,11 +196,18 @@ pub fn check_json(args: &[&OsStr], status: Option<i32>, stdout: &[u8]) -> Result
     else {
         return Ok(());
     };
+    let format = args
+        .windows(2)
+        .find(|w| w[0] == "--format")
+        .map(|w| w[1])
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.to_str()?.strip_prefix("--format="))
+                .map(OsStr::new)
+        });
+    // timeline's JSON is JSON lines: `--format jsonl`, or `--json` alone.
     let jsonl = *command == "timeline"
-        && args
-            .windows(2)
-            .any(|w| w[0] == "--format" && w[1] == "jsonl")
-        || args.iter().any(|a| *a == "--format=jsonl");
+        && (format == Some(OsStr::new("jsonl")) || (format.is_none() && has("--json")));
     let to_stdout = !args
         .windows(2)
         .any(|w| (w[0] == "-o" || w[0] == "--output") && w[1] != "-");

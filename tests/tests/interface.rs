@@ -291,6 +291,10 @@ fn exit_statuses_and_the_json_contract() {
         "{}",
         jsonl.stderr
     );
+    // timeline's JSON is JSON lines (checked line by line by the hook).
+    let lines = cli::run(n.root(), &["timeline", "web", "--json"]);
+    assert!(lines.ok().lines().count() > 3, "{}", lines.stdout);
+    assert!(lines.stdout.lines().all(|l| l.starts_with('{')));
     // A path that does not exist is an error, not an empty disk.
     let gone = cli::run(&empty.path().join("nope"), &["list", "--json"]);
     assert_eq!(gone.status, 1);

@@ -74,7 +74,12 @@ pub fn run(cli: &Cli) -> Result<()> {
             output,
         } => {
             let target = timeline::Target::new(container.as_deref(), *all, image.as_deref())?;
-            timeline::run(cli, target, *format, output.as_deref())
+            let format = format.unwrap_or(if cli.json {
+                timeline::Format::Jsonl
+            } else {
+                timeline::Format::Bodyfile
+            });
+            timeline::run(cli, target, format, output.as_deref())
         }
         Command::Find { query, limit } => find::run(cli, query, *limit),
         Command::Umount(args) => mount::unmount(cli, args),
