@@ -21,7 +21,7 @@ pub struct ListArgs {
     pub all: bool,
     /// Keep containers matching KEY=VALUE (repeatable, or comma-separated): name=SUBSTRING,
     /// image=REF|ID, label=KEY[=VALUE], since=CONTAINER|TIME (created after it),
-    /// status=created|running|paused|restarting|removing|exited|dead (lists every state).
+    /// status=created|running|paused|restarting|removing|exited|dead|unknown (lists every state).
     /// A key given twice matches either value; different keys must all match.
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,

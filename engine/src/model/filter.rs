@@ -18,8 +18,9 @@ use crate::{Error, Result};
 /// The keys `--filter` knows.
 pub const KEYS: [&str; 5] = ["name", "image", "label", "since", "status"];
 
-/// The states `status=` takes, as `list` shows them.
-pub const STATES: [&str; 7] = [
+/// The states `status=` takes, as `list` shows them (`unknown`: an
+/// engine that keeps no state on disk, containerd).
+pub const STATES: [&str; 8] = [
     "created",
     "restarting",
     "running",
@@ -27,6 +28,7 @@ pub const STATES: [&str; 7] = [
     "paused",
     "exited",
     "dead",
+    "unknown",
 ];
 
 /// Parsed `--filter` clauses, values grouped by key.
