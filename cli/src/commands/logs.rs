@@ -168,11 +168,13 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
         }
         Ok(())
     };
-    let warnings = logs::read(&ctx.root, &files, &filter, &mut sink)?;
+    let read = logs::read(&ctx.root, &files, &filter, &mut sink);
     if cli.json {
+        // Closed after an error too: stdout stays one JSON document.
         out.write_all(if first { b"[\n]\n" } else { b"\n]\n" })?;
     }
     out.flush()?;
+    let warnings = read?;
     for w in warnings {
         eprintln!("warning: {w}");
     }
