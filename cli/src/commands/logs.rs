@@ -169,8 +169,9 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
         Ok(())
     };
     let read = logs::read(&ctx.root, &files, &filter, &mut sink);
-    if cli.json {
-        // Closed after an error too: stdout stays one JSON document.
+    if cli.json && (read.is_ok() || !first) {
+        // Closed after an error too, once opened: stdout is nothing or
+        // one JSON document.
         out.write_all(if first { b"[\n]\n" } else { b"\n]\n" })?;
     }
     out.flush()?;
