@@ -235,6 +235,11 @@ fn ports_and_support_containers() {
         n.names(&["--last", "1", "--include", "db"]),
         ["exposer", "db"]
     );
+    // An included container among the newest takes no place of the N.
+    assert_eq!(
+        n.names(&["--last", "1", "--include", "exposer"]),
+        ["exposer", PROXY]
+    );
     // A list of one's own replaces the built-in one.
     let list = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(

@@ -210,15 +210,19 @@ pub fn run(cli: &Cli, args: &ListArgs) -> Result<()> {
     kept.sort_by(|a, b| b.1.created.cmp(&a.1.created));
     if let Some(n) = args.last {
         let mut newer = 0usize;
+        // Included containers are kept besides the N newest.
         kept.retain(|(include, _)| {
+            if *include {
+                return true;
+            }
             newer += 1;
-            *include || newer <= n
+            newer <= n
         });
     }
     for x in &args.include {
         if !kept
             .iter()
-            .any(|(_, r)| r.id.starts_with(x.as_str()) || r.name == *x)
+            .any(|(_, r)| r.id.starts_with(x.as_str()) || r.name == x.trim_start_matches('/'))
         {
             eprintln!("warning: --include {x}: no such container");
         }
