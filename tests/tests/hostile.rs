@@ -34,6 +34,21 @@ fn commands() -> Vec<(Vec<&'static str>, Slot)> {
     vec![
         (vec!["list", "--all"], None),
         (vec!["list", "--all", "--json"], None),
+        (
+            vec![
+                "list",
+                "--json",
+                "--ports",
+                "--skip-support",
+                "--last",
+                "3",
+                "--filter",
+                "since=2000-01-01,label=a",
+                "--include",
+                "web",
+            ],
+            None,
+        ),
         (vec!["images", "--all"], None),
         (vec!["images", "--json"], None),
         (vec!["info", "web"], None),
