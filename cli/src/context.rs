@@ -1,6 +1,7 @@
 //! What every command starts from: the drivers and the opened root.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 use docker_mount_core::loader::Drivers;
@@ -79,7 +80,12 @@ pub fn select_root(given: &Path, drivers: &Drivers) -> Result<Selection> {
     }
     let found = discover::discover(given, drivers)
         .with_context(|| format!("cannot open docker root {}", given.display()))?;
-    let one = found.single()?;
+    let one = match found.single() {
+        Err(e) if found.present().next().is_none() => {
+            return Err(NoDockerRoot(e.to_string()).into())
+        }
+        one => one?,
+    };
     tracing::info!("using the docker root {}", one.path.display());
     Ok(Selection {
         root: one.path.clone(),
@@ -114,6 +120,11 @@ fn open_pool(cli: &Cli, drivers: Drivers) -> Result<Context> {
     for p in &scan.problems {
         tracing::info!("{p}");
     }
+    if scan.candidates.is_empty() && cli.dataset.is_none() {
+        // Pools, but no docker in them: a disk without docker.
+        let e = scan.select(None, &cli.root).err().map(|e| e.to_string());
+        return Err(NoDockerRoot(e.unwrap_or_default()).into());
+    }
     let chosen = scan.select(cli.dataset.as_deref(), &cli.root)?;
     tracing::info!("using the docker root in dataset {}", chosen.dataset);
     let others: Vec<&str> = scan
@@ -141,6 +152,34 @@ fn open_pool(cli: &Cli, drivers: Drivers) -> Result<Context> {
         host: None,
         evidence: cli.root.clone(),
     })
+}
+
+/// `--root` exists but holds no docker root at all (a disk without
+/// docker): listings print their empty shape rather than fail.
+#[derive(Debug)]
+pub struct NoDockerRoot(String);
+
+impl std::fmt::Display for NoDockerRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoDockerRoot {}
+
+/// Like [`open`], for listings: `None`, with a one-line note on stderr,
+/// when `--root` holds no docker root (exit status 0, empty output).
+pub fn open_listing(cli: &Cli) -> Result<Option<Context>> {
+    match open(cli) {
+        Ok(ctx) => Ok(Some(ctx)),
+        Err(e) => match e.downcast_ref::<NoDockerRoot>() {
+            Some(none) => {
+                eprintln!("note: {none}");
+                Ok(None)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 pub fn open(cli: &Cli) -> Result<Context> {
@@ -268,6 +307,34 @@ fn warn_if_unmapped_rootless(ctx: &Context) {
             meta.uid()
         );
     }
+}
+
+/// A bad option value found after parsing (a `--filter` clause): exit
+/// status 2, like clap's own usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Set once an item could not be read while the others were output.
+static PARTIAL: AtomicBool = AtomicBool::new(false);
+
+/// Reports an item that could not be read (naming it) while the command
+/// goes on with the others: a warning on stderr, and exit status 3.
+pub fn unreadable(what: impl std::fmt::Display) {
+    eprintln!("warning: {what}");
+    PARTIAL.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`unreadable`] was called: the output is partial.
+pub fn partial() -> bool {
+    PARTIAL.load(Ordering::Relaxed)
 }
 
 /// Prints a value as pretty JSON on stdout.

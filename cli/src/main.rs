@@ -5,6 +5,7 @@
 mod commands;
 mod context;
 mod driver_opts;
+mod schemas;
 mod table;
 
 use std::path::PathBuf;
@@ -12,13 +13,38 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Exit statuses: the same for every command.
+const EXIT_ERROR: u8 = 1;
+/// Bad arguments: clap's own status for them, used for ours too.
+const EXIT_USAGE: u8 = 2;
+/// Some items (containers, images) could not be read: each was named on
+/// stderr, and the output holds the others.
+const EXIT_PARTIAL: u8 = 3;
+
+const EXIT_HELP: &str =
+    "With --json, standard output is one JSON document (an empty list or object when
+nothing is found, also when --root holds no docker root) and every diagnostic goes
+to standard error. `timeline --format jsonl` (also chosen by --json) and
+`attribute --bodyfile --json` print one JSON object a line. Commands writing data
+(export, cat, a timeline bodyfile) write it. Schemas: docs/schemas/v1/.
+
+Exit status:
+  0  success (also: nothing found, or no docker root under --root for list, images,
+     timeline --all: a note on stderr)
+  1  error: nothing useful was output (message on stderr)
+  2  usage error (bad arguments)
+  3  partial: some containers or images could not be read (each named on stderr);
+     the output holds the others
+
+Example: docker-mount --root /mnt/evidence/var/lib/docker list --all";
+
 #[derive(Parser)]
 #[command(
     name = "docker-mount",
     version,
     about = "Read, mount and export the containers of an offline docker root, read-only"
 )]
-#[command(after_help = "Example: docker-mount --root /mnt/evidence/var/lib/docker list --all")]
+#[command(after_help = EXIT_HELP)]
 pub struct Cli {
     /// The docker data root to examine, the mount point of a host filesystem holding it, or
     /// a ZFS pool's disk image or block device (its pool's other disks are found beside it) or
@@ -54,7 +80,8 @@ pub struct Cli {
     /// else the sibling <root>/../containerd).
     #[arg(long, global = true, value_name = "DIR")]
     pub containerd_root: Option<PathBuf>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table: one document on stdout, diagnostics on stderr
+    /// (schemas: docs/schemas/v1; exit statuses: docker-mount --help).
     #[arg(long, global = true)]
     pub json: bool,
     /// User ids as the containers saw them: CONTAINER:HOST:COUNT[,...] (default: from the
@@ -74,12 +101,10 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// List containers (running ones only, unless --all).
-    #[command(after_help = "Example: docker-mount --root ./docker list --all --json")]
-    List {
-        /// Show every container, not only those running at shutdown.
-        #[arg(short, long)]
-        all: bool,
-    },
+    #[command(
+        after_help = "Unreadable containers are always listed (with their error; exit status 3).\n\nExamples:\n  docker-mount --root ./docker list --all --json\n  docker-mount --root ./docker list --filter label=app=web,status=exited --last 5\n  docker-mount --root /mnt/node list --all --skip-support --ports"
+    )]
+    List(commands::list::ListArgs),
     /// List images with their tags, digests and layers (dangling ones too).
     #[command(after_help = "Example: docker-mount --root ./docker images --all")]
     Images {
@@ -95,7 +120,7 @@ pub enum Command {
     },
     /// Mount a container's (or an image's) filesystem read-only (kernel or FUSE).
     #[command(
-        after_help = "Examples:\n  docker-mount --root ./docker mount web /mnt/web\n  docker-mount --root ./docker mount --fuse --background web /mnt/web\n  docker-mount --root ./docker mount --all /mnt/all"
+        after_help = "Examples:\n  docker-mount --root ./docker mount web /mnt/web\n  docker-mount --root ./docker mount --fuse web /mnt/web\n  docker-mount --root ./docker mount --fuse --foreground web /mnt/web\n  docker-mount --root ./docker mount --all /mnt/all"
     )]
     Mount(commands::mount::MountArgs),
     /// Write a container's (or image's) filesystem as a tar stream; needs no root.
@@ -180,9 +205,9 @@ Example: docker-mount --root ./docker diff web --layers"
         /// An image's view and events (name:tag or id) instead of a container.
         #[arg(long, value_name = "REF")]
         image: Option<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = commands::timeline::Format::Bodyfile)]
-        format: commands::timeline::Format,
+        /// Output format (default: bodyfile; jsonl with --json).
+        #[arg(long, value_enum)]
+        format: Option<commands::timeline::Format>,
         /// Output file instead of standard output (`-` for standard output).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -316,6 +341,13 @@ Example: docker-mount --root ./docker diff web --layers"
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+    /// Write the JSON schemas of every --json output into DIR/<version> (DIR: docs/schemas).
+    #[command(hide = true)]
+    Schemas {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the manual page, docker-mount(1), in roff.
     #[command(after_help = "Example: docker-mount man > docker-mount.1 && man -l docker-mount.1")]
     Man,
@@ -346,13 +378,18 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     if let Err(e) = driver_opts::apply(&cli) {
         eprintln!("docker-mount: {e:#}");
-        return ExitCode::FAILURE;
+        return ExitCode::from(EXIT_ERROR);
     }
     match commands::run(&cli) {
+        Ok(()) if context::partial() => ExitCode::from(EXIT_PARTIAL),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("docker-mount: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<context::UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_ERROR)
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub const ABI_VERSION: u32 = 2;
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DriverInfo {
     /// The storage driver name as docker writes it (`Driver` in config.v2.json).
     pub name: String,
@@ -25,6 +26,7 @@ pub struct DriverInfo {
 
 /// How sure a driver is that a root holds its layout: 0 (not at all) to 100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Confidence(pub u8);
 
 impl Confidence {
@@ -34,6 +36,7 @@ impl Confidence {
 
 /// How a layered driver marks deletions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum WhiteoutStyle {
     /// 0/0 character devices and `trusted.overlay.opaque` / `user.overlay.opaque`.
@@ -45,6 +48,7 @@ pub enum WhiteoutStyle {
 /// One piece of a block image: `len` bytes at `offset` of the image come
 /// from `file` at `file_offset`. Bytes no extent covers read as zeros.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Extent {
     pub offset: u64,
     pub len: u64,
@@ -54,6 +58,7 @@ pub struct Extent {
 
 /// What one layer is on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LayerSource {
@@ -98,6 +103,7 @@ impl LayerSource {
 
 /// A layer the driver holds on disk, whoever uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LayerEntry {
     pub id: String,
     pub path: PathBuf,
@@ -105,6 +111,7 @@ pub struct LayerEntry {
 
 /// What another name of a layer on disk leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum LayerPathKind {
     /// The layer's own files under another name (overlay2's `l/<short>`
@@ -119,6 +126,7 @@ pub enum LayerPathKind {
 /// A path, besides [`LayerEntry::path`] and the layer's own directory,
 /// that a host listing may show for a layer (see [`Driver::layer_paths`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LayerPath {
     /// The driver's layer id.
     pub id: String,
@@ -128,6 +136,7 @@ pub struct LayerPath {
 
 /// Why a driver call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     NotFound,
@@ -142,6 +151,7 @@ pub enum ErrorKind {
 /// An error crossing the plugin boundary: a kind, a message and the file it
 /// is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[error("{message}{}", path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
 pub struct DriverError {
     pub kind: ErrorKind,
@@ -161,6 +171,7 @@ impl DriverError {
 
 /// What a layer is to the container or image using it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The container's read-write layer: what it changed.
@@ -172,6 +183,7 @@ pub enum Role {
 
 /// One layer of a catalogued container or image, by the driver's layer id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CatalogLayer {
     pub id: String,
     pub role: Role,
@@ -180,6 +192,7 @@ pub struct CatalogLayer {
 /// A container an engine other than dockerd recorded in its own metadata
 /// (podman's containers.json, containerd's meta.db).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct CatalogContainer {
     pub id: String,
@@ -211,6 +224,7 @@ pub struct CatalogContainer {
 
 /// A container log an engine wrote inside its root.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct CatalogLog {
     /// Relative to the root, checked by core like every evidence path.
@@ -221,6 +235,7 @@ pub struct CatalogLog {
 
 /// An image an engine recorded in its own metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct CatalogImage {
     pub id: String,
@@ -239,6 +254,7 @@ pub struct CatalogImage {
 /// (kept apart, in [`Catalog::image_facts`], so drivers that build
 /// `CatalogImage` literals keep compiling).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct ImageFacts {
     /// The [`CatalogImage::id`] it is about.
@@ -260,6 +276,7 @@ pub struct ImageFacts {
 /// What an engine's own metadata holds. Broken records are reported in
 /// `problems` and never hide the others.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct Catalog {
     pub containers: Vec<CatalogContainer>,

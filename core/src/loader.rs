@@ -89,6 +89,7 @@ impl LoadedDriver {
 
 /// A plugin file that could not be used, and why.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PluginFailure {
     pub file: PathBuf,
     pub error: String,

@@ -686,6 +686,9 @@ pub struct Bounded {
     pub stderr: String,
     pub elapsed: Duration,
     pub timed_out: bool,
+    /// What the JSON printed breaks of its published schema
+    /// ([`crate::cli::check_json`]).
+    pub schema_problem: Option<String>,
 }
 
 /// The stack of every run: a debug build needs under 1 MiB, while walks
@@ -752,9 +755,14 @@ pub fn run_bounded(root: &Path, args: &[&std::ffi::OsStr], limit: Duration) -> B
         std::thread::sleep(Duration::from_millis(10));
     };
     let elapsed = start.elapsed();
+    let stdout = out_t.join().unwrap_or_default();
+    let schema_problem = (!timed_out)
+        .then(|| crate::cli::check_json(args, status.code(), &stdout).err())
+        .flatten();
     Bounded {
         status: status.code(),
-        stdout: out_t.join().unwrap_or_default(),
+        stdout,
+        schema_problem,
         stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
         elapsed,
         timed_out,

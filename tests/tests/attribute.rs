@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,6 +51,12 @@ fn run_attribute(root: &Path, paths: &[OsString]) -> Vec<Value> {
         "attribute failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    cli::check_json(
+        &["--json", "attribute"].map(OsStr::new),
+        out.status.code(),
+        &out.stdout,
+    )
+    .unwrap();
     let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(all.len(), paths.len());
     // Arguments come first: put the answers back in the callers' order.
@@ -690,6 +696,12 @@ fn real_overlay2_fls_bodyfile() {
         .output()
         .unwrap();
     assert!(json.status.success());
+    cli::check_json(
+        &["--json", "attribute", "--bodyfile"].map(OsStr::new),
+        json.status.code(),
+        &json.stdout,
+    )
+    .unwrap();
     before.assert_unchanged(&r.evidence());
     let answers: Vec<Value> = json
         .stdout
@@ -918,6 +930,12 @@ fn journal_report(root: &Path, image: &Path, inner: &str) -> (Value, Vec<Value>)
         String::from_utf8_lossy(&run.stderr)
     );
     assert_eq!(sha_file(image), before, "the partition image changed");
+    cli::check_json(
+        &["--json", "attribute", "--journal"].map(OsStr::new),
+        run.status.code(),
+        &run.stdout,
+    )
+    .unwrap();
     let report: Value = serde_json::from_slice(&run.stdout).unwrap();
     let found = report["recovered"]
         .as_array()

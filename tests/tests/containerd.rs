@@ -28,7 +28,8 @@ fn listed<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
 fn real_containerd_containers_list_export_and_mount_like_containerd(r: &rc::CtrRoot) {
     let before = integrity::snapshot(&r.root);
 
-    let list = cli::run(&r.root, &["list", "--all", "--json"]).json();
+    // The container on the native snapshotter is unreadable: exit status 3.
+    let list = cli::run(&r.root, &["list", "--all", "--json"]).partial_json();
     for c in r.containers.iter().filter(|c| c.snapshotter == "overlayfs") {
         let l = listed(&list, "name", &c.name);
         assert_eq!(l["id"], c.id.as_str(), "{l}");
@@ -55,7 +56,7 @@ fn real_containerd_containers_list_export_and_mount_like_containerd(r: &rc::CtrR
         "{all}"
     );
 
-    let images = cli::run(&r.root, &["images", "--all", "--json"]).json();
+    let images = cli::run(&r.root, &["images", "--all", "--json"]).partial_json();
     for (ns, name, digest) in &r.images {
         let found = images.as_array().unwrap().iter().any(|i| {
             i["tags"]

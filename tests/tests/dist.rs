@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use docker_mount_tests::scene;
+use docker_mount_tests::{cli, scene};
 use serde_json::Value;
 
 fn workspace() -> PathBuf {
@@ -145,8 +145,24 @@ fn overlay2_only_tarball() {
     let tarball = build_tarball(&out);
     let pkg = unpack(&tarball, &unpacked);
 
+    // The schemas, as published in the checkout.
+    let (schemas, files): (Vec<String>, Vec<String>) = listing(&pkg)
+        .into_iter()
+        .partition(|f| f.starts_with("schemas/"));
+    let published: Vec<String> = listing(&cli::schema_dir())
+        .into_iter()
+        .map(|f| format!("schemas/v1/{f}"))
+        .collect();
+    assert_eq!(schemas, published);
+    for f in &schemas {
+        assert_eq!(
+            std::fs::read(pkg.join(f)).unwrap(),
+            std::fs::read(cli::schema_dir().join(&f["schemas/v1/".len()..])).unwrap(),
+            "{f}"
+        );
+    }
     assert_eq!(
-        listing(&pkg),
+        files,
         [
             "README.md",
             "SHA256SUMS",

@@ -87,9 +87,10 @@ fn peak_rss_kib(pid: u64) -> u64 {
         .unwrap()
 }
 
-/// `mount --fuse --background --json`, checked: the server's pid.
+/// `mount --fuse --json`, checked: it returns once the view serves, and
+/// gives the server's pid.
 fn fuse_mount(root: &Path, args: &[&str], mnt: &Path) -> u64 {
-    let mut cmd = vec!["mount", "--fuse", "--background", "--json"];
+    let mut cmd = vec!["mount", "--fuse", "--json"];
     cmd.extend(args);
     cmd.push(s(mnt));
     let report = cli::run(root, &cmd).json();
@@ -101,7 +102,8 @@ fn fuse_mount(root: &Path, args: &[&str], mnt: &Path) -> u64 {
 }
 
 fn unmount(root: &Path, mnt: &Path, pid: u64) {
-    cli::run(root, &["umount", s(mnt)]).ok();
+    let out = cli::run(root, &["umount", "--json", s(mnt)]).json();
+    assert_eq!(out["unmounted"], serde_json::json!([s(mnt)]));
     assert!(mount_options(mnt).is_none(), "umount left a mount");
     wait_gone(pid);
 }
@@ -225,7 +227,8 @@ fn fuse_view_equals_the_export() {
     // noexec: the setuid script cannot run.
     let exec = Command::new(m.join("bin/setuid")).output();
     assert!(exec.is_err(), "exec on a noexec mount succeeded");
-    // A mount point that is inside the evidence is refused.
+    // A mount point that is inside the evidence is refused (the old
+    // `--background` is still accepted).
     let inside = cli::run(
         ev.root(),
         &[
@@ -257,7 +260,7 @@ fn foreground_mount_unmounts_on_signals() {
         let mut child = Command::new(cli::binary())
             .arg("--root")
             .arg(ev.root())
-            .args(["mount", "--fuse", "web"])
+            .args(["mount", "--fuse", "--foreground", "web"])
             .arg(mnt.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -401,7 +404,7 @@ fn mount_all_and_umount_all() {
         return;
     }
     let mut ev = Evidence::new();
-    // One broken container: reported and skipped, not fatal.
+    // One broken container: reported and skipped, not fatal (exit status 3).
     ev.scene.fixture.remove_mount_id(ev.scene.stopped);
     ev.before = integrity::snapshot(ev.root());
     let all = ["web", "created", "admin", "deep"];
@@ -411,7 +414,7 @@ fn mount_all_and_umount_all() {
         let mut args = vec!["mount", "--json", "--all", s(&base)];
         args.extend(extra);
         let run = cli::run(ev.root(), &args);
-        let report = run.json();
+        let report = run.partial_json();
         assert!(run.stderr.contains("stopped"), "{}", run.stderr);
         let stopped = report
             .as_array()
@@ -536,6 +539,35 @@ fn mount_without_root_uses_fuse() {
     let (ok, _, err) = nobody(&[s(&bin), "umount", s(mnt.path())]);
     assert!(ok, "{err}");
     assert!(mount_options(mnt.path()).is_none());
+    // `--fuse` asked for: the same, the command returns once the view
+    // serves; after umount its server is gone.
+    let args = [
+        s(&bin),
+        "--root",
+        s(root),
+        "mount",
+        "--fuse",
+        "--json",
+        "web",
+    ];
+    let (ok, stdout, stderr) = nobody(&[&args[..], &[s(mnt.path())]].concat());
+    assert!(ok, "{stdout}{stderr}");
+    cli::check_json(
+        &["mount", "--json"].map(std::ffi::OsStr::new),
+        Some(0),
+        stdout.as_bytes(),
+    )
+    .unwrap();
+    let pid = serde_json::from_str::<Value>(&stdout).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    let (ok, content, err) = nobody(&["cat", s(&mnt.path().join("root/added"))]);
+    assert!(ok, "{err}");
+    assert_eq!(content, "by the container\n");
+    let (ok, _, err) = nobody(&[s(&bin), "umount", s(mnt.path())]);
+    assert!(ok, "{err}");
+    assert!(mount_options(mnt.path()).is_none());
+    wait_gone(pid);
 }
 
 /// Every container of a real overlay2 root, through FUSE, equals its

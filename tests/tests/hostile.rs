@@ -34,6 +34,21 @@ fn commands() -> Vec<(Vec<&'static str>, Slot)> {
     vec![
         (vec!["list", "--all"], None),
         (vec!["list", "--all", "--json"], None),
+        (
+            vec![
+                "list",
+                "--json",
+                "--ports",
+                "--skip-support",
+                "--last",
+                "3",
+                "--filter",
+                "since=2000-01-01,label=a",
+                "--include",
+                "web",
+            ],
+            None,
+        ),
         (vec!["images", "--all"], None),
         (vec!["images", "--json"], None),
         (vec!["info", "web"], None),
@@ -180,6 +195,9 @@ fn check(case: Case, driver: &'static str) {
         }
         if run.timed_out {
             problems.push(format!("{shown}: still running after {LIMIT:?}"));
+        }
+        if let Some(p) = &run.schema_problem {
+            problems.push(format!("{shown}: {p}"));
         }
         if run.stderr.contains("panicked") || run.status == Some(101) {
             problems.push(format!("{shown}: panicked: {}", run.stderr));

@@ -294,7 +294,7 @@ fn every_mount_equals_docker_export() {
                 let mnt = MountPoint::new();
                 let dir = mnt.path().to_str().unwrap();
                 let args: Vec<&str> = if api == "fuse" {
-                    vec!["mount", "--fuse", "--background", &c.id[..12], dir]
+                    vec!["mount", "--fuse", &c.id[..12], dir]
                 } else {
                     vec!["mount", &c.id[..12], dir, "--mount-api", api]
                 };

@@ -7,10 +7,11 @@
 //!   man/docker-mount.1
 //!   completions/docker-mount.bash  _docker-mount (zsh)  docker-mount.fish
 //!   README.md  guide.md
+//!   schemas/v1/<command>.json    the JSON schemas of every --json output
 //!   SHA256SUMS                   every other file, `sha256sum -c` format
 //! ```
 //!
-//! The man page and completions come from the packaged binary itself, which
+//! The man page, completions and schemas come from the packaged binary itself, which
 //! is also asked to load its plugins before anything is written: a tarball
 //! whose drivers do not load is never made.
 
@@ -323,6 +324,8 @@ pub fn run(args: &[String]) -> Result<()> {
             &run_bin(&bin, &["completions", shell])?,
         )?;
     }
+    let schemas = stage.join("schemas");
+    run_bin(&bin, &["schemas", "--out", &schemas.to_string_lossy()])?;
     let ws = build::workspace();
     copy(&ws.join("README.md"), &stage.join("README.md"))?;
     let guide = ws.join("docs/guide.md");

@@ -10,7 +10,9 @@
 //! - `demo`: builds a sample docker root and runs the tool on it;
 //! - `bench [--runs N] [NAME...]`: times the release binary against baseline
 //!   tools side by side and prints ratios (`target/bench/results.json`);
-//! - `fuzz [--time N] [TARGET...]`: every cargo fuzz target N seconds (fuzz.rs).
+//! - `fuzz [--time N] [TARGET...]`: every cargo fuzz target N seconds (fuzz.rs);
+//! - `schemas`: writes the JSON schemas of every `--json` output into
+//!   `docs/schemas/<version>/` (a test checks they are up to date).
 
 mod bench;
 mod build;
@@ -31,10 +33,29 @@ fn main() -> Result<()> {
         Some("dist") => dist::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("schemas") => schemas(),
         _ => bail!(
-            "usage: cargo xtask <build-drivers [--release] | test-drivers | demo | dist [--drivers NAME,...] [--target-dir DIR] [--out DIR] [--debug] | bench [--runs N] [NAME...] | fuzz [--time N] [TARGET...]>"
+            "usage: cargo xtask <build-drivers [--release] | test-drivers | demo | dist [--drivers NAME,...] [--target-dir DIR] [--out DIR] [--debug] | bench [--runs N] [NAME...] | fuzz [--time N] [TARGET...] | schemas>"
         ),
     }
+}
+
+/// Regenerates `docs/schemas/<version>/` from the output types, through
+/// the CLI's hidden `schemas` command.
+fn schemas() -> Result<()> {
+    build::cargo(&["build", "--quiet", "-p", "docker-mount"])?;
+    let bin = build::target_dir().join("debug").join("docker-mount");
+    let out = build::workspace().join("docs").join("schemas");
+    let status = std::process::Command::new(&bin)
+        .arg("schemas")
+        .arg("--out")
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        bail!("{} schemas failed: {status}", bin.display());
+    }
+    eprintln!("xtask: schemas written to {}", out.display());
+    Ok(())
 }
 
 fn test_drivers() -> Result<()> {

@@ -198,11 +198,11 @@ fn annotate(cli: &Cli, attributor: &mut Attributor<'_>, file: &Path) -> Result<(
             None => other += 1,
         }
         if cli.json {
-            let v = serde_json::json!({
-                "line": pathfmt::escape(Path::new(OsStr::from_bytes(&line))),
-                "attribution": a,
-            });
-            writeln!(out, "{v}")?;
+            let v = BodyfileLine {
+                line: pathfmt::escape(Path::new(OsStr::from_bytes(&line))),
+                attribution: a,
+            };
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
             continue;
         }
         out.write_all(&line)?;
@@ -294,4 +294,12 @@ pub fn journal(cli: &Cli, image: &Path, offset: Option<u64>, partition_root: &Pa
         eprintln!("note: {n}");
     }
     Ok(())
+}
+
+/// One line of `attribute --bodyfile --json` (JSON lines): the bodyfile
+/// line, and its attribution when it is a bodyfile record.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct BodyfileLine {
+    pub line: String,
+    pub attribution: Option<Attribution>,
 }

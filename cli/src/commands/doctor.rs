@@ -11,14 +11,14 @@ use serde::Serialize;
 use crate::context::{self, driver_dirs};
 use crate::Cli;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct Driver {
     name: String,
     version: String,
     file: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct Drivers {
     searched: Vec<String>,
     loaded: Vec<Driver>,
@@ -26,7 +26,7 @@ struct Drivers {
 }
 
 /// How a group of commands will work on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum Method {
     /// A kernel mount (overlay, bind, loop).
@@ -50,7 +50,7 @@ impl Method {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct Usage {
     /// The commands (and the case) this line is about.
     what: String,
@@ -69,8 +69,8 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Report {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Report {
     version: String,
     machine: Capabilities,
     drivers: Drivers,

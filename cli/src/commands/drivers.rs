@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::context::{self, driver_dirs};
 use crate::{table, Cli};
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Loaded {
     name: String,
     version: String,
@@ -15,8 +15,8 @@ struct Loaded {
     file: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Report {
     searched: Vec<String>,
     loaded: Vec<Loaded>,
     failed: Vec<docker_mount_core::loader::PluginFailure>,

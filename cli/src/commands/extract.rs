@@ -93,6 +93,11 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<()> {
     let report = image
         .extract(&args.output)
         .with_context(|| format!("cannot extract {what} to {}", args.output.display()))?;
+    if cli.json && args.output == Path::new("-") {
+        // Standard output holds the image: the report goes to stderr.
+        eprintln!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     if cli.json {
         return context::print_json(&report);
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::context::{self, Context};
 use crate::{table, Cli};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ImageSummary {
     pub id: String,
     pub tags: Vec<String>,
@@ -94,12 +94,18 @@ fn summary_fields(image: &docker_mount_engine::model::image::Image) -> ImageSumm
 }
 
 pub fn run(cli: &Cli, all: bool) -> Result<()> {
-    let ctx = context::open(cli)?;
+    let Some(ctx) = context::open_listing(cli)? else {
+        return if cli.json {
+            context::print_json(&Vec::<ImageSummary>::new())
+        } else {
+            Ok(())
+        };
+    };
     let mut rows = Vec::new();
     for item in ctx.root.images() {
         match item {
             Ok(i) => rows.push(summarize(&ctx, &i)),
-            Err(e) => eprintln!("warning: image {}: {}", e.name, e.error),
+            Err(e) => context::unreadable(format_args!("image {}: {}", e.name, e.error)),
         }
     }
     let parents: std::collections::HashSet<String> =

@@ -12,9 +12,10 @@ use serde::Serialize;
 use crate::commands::list::{summarize, ContainerSummary};
 use crate::context::{self, Context};
 use crate::Cli;
+use docker_mount_engine::model::filter::SupportList;
 
-#[derive(Serialize)]
-struct Info {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Info {
     #[serde(flatten)]
     summary: ContainerSummary,
     /// The platform manifest run (`ImageManifest`, containerd image store).
@@ -43,7 +44,7 @@ struct Info {
     warnings: Vec<String>,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, schemars::JsonSchema)]
 struct HostFacts {
     privileged: bool,
     cap_add: Vec<String>,
@@ -60,7 +61,7 @@ struct HostFacts {
     binds: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct MountFact {
     destination: String,
     kind: String,
@@ -75,7 +76,7 @@ struct MountFact {
     note: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct LayerFact {
     role: Role,
     driver_id: String,
@@ -163,7 +164,10 @@ fn gather(ctx: &Context, id_map: Option<IdMap>, query: &str) -> Result<Info> {
         })
         .collect();
     Ok(Info {
-        summary: summarize(ctx, &c),
+        summary: ContainerSummary {
+            support: SupportList::builtin().matches(&c).map(String::from),
+            ..summarize(ctx, &c)
+        },
         image_manifest: c.config.image_manifest_digest().map(str::to_string),
         hostname: cfg.hostname.clone(),
         user: cfg.user.clone(),

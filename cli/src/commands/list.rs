@@ -1,16 +1,53 @@
 //! `list`: the containers of the root, like `docker ps`.
 
-use anyhow::Result;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
 use docker_mount_engine::model::container::Container;
 use docker_mount_engine::model::detect;
+use docker_mount_engine::model::filter::{self, Filters, SupportList};
 use docker_mount_engine::model::ids;
 use serde::Serialize;
 
 use crate::context::{self, Context};
 use crate::{table, Cli};
 
+/// `list`'s options: which containers to show.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Show every container, not only those running at shutdown.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Keep containers matching KEY=VALUE (repeatable, or comma-separated): name=SUBSTRING,
+    /// image=REF|ID, label=KEY[=VALUE], since=CONTAINER|TIME (created after it),
+    /// status=created|running|paused|restarting|removing|exited|dead|unknown (lists every state).
+    /// A key given twice matches either value; different keys must all match.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Only the N most recently created containers (every state, like docker ps -n).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Only containers that expose or publish ports.
+    #[arg(long)]
+    pub ports: bool,
+    /// Leave out Kubernetes and system support containers (pod sandboxes, kube-system
+    /// pods, pause and control-plane images). By default they are listed, marked in
+    /// `support` (--json).
+    #[arg(long)]
+    pub skip_support: bool,
+    /// The support-container rules to use instead of the built-in ones (JSON:
+    /// {"rules": [{"why": "...", "label": "K=V", "image": "repo", "name_prefix": "p"}]}).
+    #[arg(long, value_name = "FILE")]
+    pub support_list: Option<PathBuf>,
+    /// Always list these containers (id, unique prefix or name), whatever the other
+    /// options leave out.
+    #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
+    pub include: Vec<String>,
+}
+
 /// One container, as `list --json` prints it (a stable format).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ContainerSummary {
     pub id: String,
     pub name: String,
@@ -33,6 +70,9 @@ pub struct ContainerSummary {
     /// Why the container can only be listed (a missing driver), if so.
     pub note: Option<String>,
     pub config_path: String,
+    /// Why it is a Kubernetes or system support container (the rule that
+    /// matched), if it is one.
+    pub support: Option<String>,
     /// Set when the container could not be read; the other fields are then empty.
     pub error: Option<String>,
 }
@@ -71,11 +111,12 @@ pub fn summarize(ctx: &Context, c: &Container) -> ContainerSummary {
         command: c.command(),
         note,
         config_path: c.config_path.display().to_string(),
+        support: None,
         error: None,
     }
 }
 
-fn broken(name: String, error: String) -> ContainerSummary {
+fn broken_row(name: String, error: String) -> ContainerSummary {
     ContainerSummary {
         id: name,
         name: String::new(),
@@ -93,25 +134,106 @@ fn broken(name: String, error: String) -> ContainerSummary {
         command: String::new(),
         note: None,
         config_path: String::new(),
+        support: None,
         error: Some(error),
     }
 }
 
-pub fn run(cli: &Cli, all: bool) -> Result<()> {
-    let ctx = context::open(cli)?;
-    let mut rows: Vec<ContainerSummary> = Vec::new();
+/// The most bytes a `--support-list` file may hold.
+const SUPPORT_LIST_LIMIT: u64 = 1 << 20;
+
+fn support_list(file: Option<&Path>) -> Result<SupportList> {
+    let Some(file) = file else {
+        return Ok(SupportList::builtin());
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(SUPPORT_LIST_LIMIT + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read the support list {}", file.display()))?;
+    if bytes.len() as u64 > SUPPORT_LIST_LIMIT {
+        anyhow::bail!(
+            "{} is larger than {SUPPORT_LIST_LIMIT} bytes: not a support list",
+            file.display()
+        );
+    }
+    Ok(SupportList::parse(&bytes, file)?)
+}
+
+/// Whether `--include` names the container: its id, an id prefix, its name.
+fn included(args: &ListArgs, c: &Container) -> bool {
+    args.include
+        .iter()
+        .any(|x| c.id.starts_with(x.as_str()) || c.name() == x.trim_start_matches('/'))
+}
+
+pub fn run(cli: &Cli, args: &ListArgs) -> Result<()> {
+    let mut filters =
+        Filters::parse(&args.filter).map_err(|e| context::UsageError(e.to_string()))?;
+    let support = support_list(args.support_list.as_deref())?;
+    let Some(ctx) = context::open_listing(cli)? else {
+        return if cli.json {
+            context::print_json(&Vec::<ContainerSummary>::new())
+        } else {
+            Ok(())
+        };
+    };
+    filters.resolve(&ctx.root)?;
+    let every_state = args.all || args.last.is_some() || filters.has_status();
+    let mut kept: Vec<(bool, ContainerSummary)> = Vec::new();
+    let mut broken: Vec<ContainerSummary> = Vec::new();
+    let mut skipped = 0usize;
     for item in ctx.root.containers() {
         match item {
-            Ok(c) => rows.push(summarize(&ctx, &c)),
+            Ok(mut c) => {
+                let include = included(args, &c);
+                let mut row = summarize(&ctx, &c);
+                row.support = support.matches(&c).map(String::from);
+                if args.ports {
+                    c.load_host_config(ctx.root.dir());
+                }
+                let keep = (every_state || row.running_at_shutdown)
+                    && filters.matches(&c)
+                    && (!args.ports || !filter::ports(&c).is_empty());
+                if args.skip_support && keep && row.support.is_some() && !include {
+                    skipped += 1;
+                } else if keep || include {
+                    kept.push((include, row));
+                }
+            }
             Err(e) => {
-                eprintln!("warning: container {}: {}", e.name, e.error);
-                rows.push(broken(e.name, e.error.to_string()));
+                context::unreadable(format_args!("container {}: {}", e.name, e.error));
+                broken.push(broken_row(e.name, e.error.to_string()));
             }
         }
     }
-    rows.retain(|r| all || r.running_at_shutdown);
     // Newest first, like docker ps; unreadable ones last.
-    rows.sort_by(|a, b| (a.error.is_some(), &b.created).cmp(&(b.error.is_some(), &a.created)));
+    kept.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+    if let Some(n) = args.last {
+        let mut newer = 0usize;
+        // Included containers are kept besides the N newest.
+        kept.retain(|(include, _)| {
+            if *include {
+                return true;
+            }
+            newer += 1;
+            newer <= n
+        });
+    }
+    for x in &args.include {
+        if !kept
+            .iter()
+            .any(|(_, r)| r.id.starts_with(x.as_str()) || r.name == x.trim_start_matches('/'))
+        {
+            eprintln!("warning: --include {x}: no such container");
+        }
+    }
+    if skipped > 0 {
+        eprintln!(
+            "note: {skipped} Kubernetes/system support container(s) left out (--skip-support); --include ID lists one"
+        );
+    }
+    let mut rows: Vec<ContainerSummary> = kept.into_iter().map(|(_, r)| r).collect();
+    rows.extend(broken);
     if cli.json {
         return context::print_json(&rows);
     }

@@ -54,19 +54,37 @@ fn printable(line: &[u8]) -> String {
     out
 }
 
-fn json_record(r: &LogRecord) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "time": r.time,
-        "stream": r.stream,
-        "line": r.text(),
-        "partial": r.partial,
-        "attrs": r.attrs,
-        "file": r.file.display().to_string(),
-    });
-    if std::str::from_utf8(&r.line).is_err() {
-        v["line_hex"] = serde_json::Value::String(hex_string(&r.line));
+/// One record of `logs --json`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct LogLine {
+    /// As docker formats it with `docker logs -t`.
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The message, invalid UTF-8 replaced (then `line_hex` holds its bytes).
+    pub line: String,
+    /// A piece of a longer line (docker splits at 16 KiB).
+    pub partial: bool,
+    pub attrs: std::collections::BTreeMap<String, String>,
+    /// The file it was read from.
+    pub file: String,
+    /// The message's bytes in hex, when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_hex: Option<String>,
+}
+
+fn json_record(r: &LogRecord) -> LogLine {
+    LogLine {
+        time: r.time.clone(),
+        stream: r.stream.clone(),
+        line: r.text().into_owned(),
+        partial: r.partial,
+        attrs: r.attrs.clone(),
+        file: r.file.display().to_string(),
+        line_hex: std::str::from_utf8(&r.line)
+            .is_err()
+            .then(|| hex_string(&r.line)),
     }
-    v
 }
 
 fn hex_string(b: &[u8]) -> String {
@@ -150,11 +168,14 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
         }
         Ok(())
     };
-    let warnings = logs::read(&ctx.root, &files, &filter, &mut sink)?;
-    if cli.json {
+    let read = logs::read(&ctx.root, &files, &filter, &mut sink);
+    if cli.json && (read.is_ok() || !first) {
+        // Closed after an error too, once opened: stdout is nothing or
+        // one JSON document.
         out.write_all(if first { b"[\n]\n" } else { b"\n]\n" })?;
     }
     out.flush()?;
+    let warnings = read?;
     for w in warnings {
         eprintln!("warning: {w}");
     }

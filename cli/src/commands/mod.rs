@@ -28,7 +28,7 @@ use crate::{Cli, Command};
 
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::List { all } => list::run(cli, *all),
+        Command::List(args) => list::run(cli, args),
         Command::Images { all } => images::run(cli, *all),
         Command::Info { container } => info::run(cli, container),
         Command::Mount(args) => mount::run(cli, args),
@@ -74,10 +74,15 @@ pub fn run(cli: &Cli) -> Result<()> {
             output,
         } => {
             let target = timeline::Target::new(container.as_deref(), *all, image.as_deref())?;
-            timeline::run(cli, target, *format, output.as_deref())
+            let format = format.unwrap_or(if cli.json {
+                timeline::Format::Jsonl
+            } else {
+                timeline::Format::Bodyfile
+            });
+            timeline::run(cli, target, format, output.as_deref())
         }
         Command::Find { query, limit } => find::run(cli, query, *limit),
-        Command::Umount(args) => mount::unmount(args),
+        Command::Umount(args) => mount::unmount(cli, args),
         Command::Logs {
             container,
             since,
@@ -130,6 +135,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Drivers => drivers::run(cli),
         Command::Doctor => doctor::run(cli),
         Command::Completions { shell } => completions::run(*shell),
+        Command::Schemas { out } => crate::schemas::write(out),
         Command::Man => man::run(),
     }
 }

@@ -53,15 +53,19 @@ pub struct MountArgs {
     /// How to ask the kernel for the overlay.
     #[arg(long, value_enum, default_value_t = Api::Auto)]
     pub mount_api: Api,
-    /// Serve the view with FUSE (userspace) instead of a kernel mount, in the
-    /// foreground until unmounted or interrupted (Ctrl-C unmounts). Without
-    /// --fuse, FUSE is used by itself, in the background, where the kernel
-    /// cannot mount: aufs layers, or not root (then fusermount3 is needed).
+    /// Serve the view with FUSE (userspace) instead of a kernel mount. FUSE
+    /// is also used by itself where the kernel cannot mount: aufs layers,
+    /// block images, or not root (then fusermount3 is needed). Either way
+    /// `mount` returns once the view serves, leaving a process that serves
+    /// it until `docker-mount umount`.
     #[arg(long)]
     pub fuse: bool,
-    /// With FUSE: return once mounted, leaving a process that serves the
-    /// mount until `docker-mount umount`.
-    #[arg(long)]
+    /// With FUSE: serve in the foreground until unmounted or interrupted
+    /// (Ctrl-C unmounts) instead of returning once mounted.
+    #[arg(long, conflicts_with = "all")]
+    pub foreground: bool,
+    /// Accepted for compatibility: returning once mounted is the default.
+    #[arg(long, hide = true, conflicts_with = "foreground")]
     pub background: bool,
     /// With FUSE: let other users in (file permissions still apply; without
     /// root this needs user_allow_other in /etc/fuse.conf).
@@ -156,6 +160,9 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let why = kernel_cannot(&stack);
+    if args.foreground && !args.fuse && why.is_none() {
+        eprintln!("note: --foreground applies to FUSE mounts: the kernel mounts {what}");
+    }
     if !args.fuse {
         if let Some(why) = why {
             eprintln!("note: {why}: mounting {what} with FUSE instead");
@@ -192,7 +199,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<()> {
         println!("undo with: docker-mount umount {}", dir.display());
         return Ok(());
     }
-    if args.fuse && !args.background {
+    if args.foreground {
         return serve(cli, &ctx, &what, &stack, dir, args, signals);
     }
     let report = spawn_server(cli, target, args.image, dir, args.allow_other)?;
@@ -352,8 +359,8 @@ fn undo_one(target: &Path) {
 // --all
 
 /// One container of `mount --all`.
-#[derive(Debug, Clone, Serialize)]
-struct AllEntry {
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct AllEntry {
     id: String,
     name: String,
     target: Option<PathBuf>,
@@ -441,7 +448,7 @@ fn mount_all(cli: &Cli, base: &Path, args: &MountArgs) -> Result<()> {
         let c = match item {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("warning: skipping container {}: {}", e.name, e.error);
+                context::unreadable(format_args!("skipping container {}: {}", e.name, e.error));
                 entries.push(AllEntry {
                     id: e.name.clone(),
                     name: String::new(),
@@ -493,7 +500,7 @@ fn mount_all(cli: &Cli, base: &Path, args: &MountArgs) -> Result<()> {
             }
         }
         if let Some(err) = &entry.error {
-            eprintln!("warning: skipping container {name} ({}): {err}", c.id);
+            context::unreadable(format_args!("skipping container {name} ({}): {err}", c.id));
             entry.target = None;
         }
         entries.push(entry);
@@ -573,9 +580,15 @@ fn mount_container(
 // ---------------------------------------------------------------------------
 // umount
 
-pub fn unmount(args: &UmountArgs) -> Result<()> {
+/// What `umount --json` prints: the mount points unmounted.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Unmounted {
+    pub unmounted: Vec<PathBuf>,
+}
+
+pub fn unmount(cli: &Cli, args: &UmountArgs) -> Result<()> {
     if let Some(base) = &args.all {
-        return unmount_all(base, args.lazy);
+        return unmount_all(cli, base, args.lazy);
     }
     let Some(dir) = args.dir.as_deref() else {
         bail!("umount needs a directory, or --all DIR");
@@ -585,6 +598,11 @@ pub fn unmount(args: &UmountArgs) -> Result<()> {
         fuse::unmount(&inner, args.lazy)?;
     }
     fuse::unmount(dir, args.lazy)?;
+    if cli.json {
+        return context::print_json(&Unmounted {
+            unmounted: vec![dir.to_path_buf()],
+        });
+    }
     println!("unmounted {}", dir.display());
     Ok(())
 }
@@ -674,19 +692,20 @@ fn mount_volumes(ctx: &Context, target: &str, top: &Path) -> Result<()> {
     Ok(())
 }
 
-fn unmount_all(base: &Path, lazy: bool) -> Result<()> {
+fn unmount_all(cli: &Cli, base: &Path, lazy: bool) -> Result<()> {
     let base =
         std::fs::canonicalize(base).with_context(|| format!("cannot use {}", base.display()))?;
     // Deepest first; a path mounted twice is unmounted twice (top first).
     let targets = mounts_below(&base)?;
     let mut errors = Vec::new();
-    let mut unmounted = 0;
+    let mut done = Vec::new();
     for t in &targets {
         match fuse::unmount(t, lazy) {
-            Ok(()) => unmounted += 1,
+            Ok(()) => done.push(t.clone()),
             Err(e) => errors.push(format!("{}: {e}", t.display())),
         }
     }
+    let unmounted = done.len();
     let mut removed = 0;
     let unique: HashSet<&PathBuf> = targets.iter().collect();
     for t in unique {
@@ -695,12 +714,6 @@ fn unmount_all(base: &Path, lazy: bool) -> Result<()> {
             removed += 1;
         }
     }
-    println!(
-        "unmounted {unmounted} mount{} below {}, removed {removed} empty director{}",
-        if unmounted == 1 { "" } else { "s" },
-        base.display(),
-        if removed == 1 { "y" } else { "ies" }
-    );
     if !errors.is_empty() {
         bail!(
             "some mounts remain:\n  {}\nclose the files open in them and run `docker-mount umount --all {}` again, or add --lazy",
@@ -708,6 +721,15 @@ fn unmount_all(base: &Path, lazy: bool) -> Result<()> {
             base.display()
         );
     }
+    if cli.json {
+        return context::print_json(&Unmounted { unmounted: done });
+    }
+    println!(
+        "unmounted {unmounted} mount{} below {}, removed {removed} empty director{}",
+        if unmounted == 1 { "" } else { "s" },
+        base.display(),
+        if removed == 1 { "y" } else { "ies" }
+    );
     Ok(())
 }
 

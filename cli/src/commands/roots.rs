@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::context;
 use crate::{table, Cli};
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct RootRow {
     #[serde(flatten)]
     root: FoundRoot,
@@ -33,7 +33,7 @@ struct RootRow {
     id_map: Option<IdMap>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ConfigFile {
     kind: SourceKind,
     host_path: String,
@@ -41,8 +41,8 @@ struct ConfigFile {
     user: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Roots {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Roots {
     given: String,
     host: Option<String>,
     host_guessed: bool,

@@ -106,7 +106,14 @@ fn container_view(ctx: &Context, c: &Container) -> Result<View> {
 }
 
 pub fn run(cli: &Cli, target: Target<'_>, format: Format, output: Option<&Path>) -> Result<()> {
-    let ctx = context::open(cli)?;
+    let ctx = match target {
+        // A disk without docker has no events: an empty timeline.
+        Target::All => match context::open_listing(cli)? {
+            Some(ctx) => ctx,
+            None => return Ok(()),
+        },
+        _ => context::open(cli)?,
+    };
     let mut out = open_output(&ctx, output, format)?;
     let mut timeline = Timeline::new();
     timeline.id_map = context::id_map(cli, &ctx)?;
@@ -138,7 +145,10 @@ pub fn run(cli: &Cli, target: Target<'_>, format: Format, output: Option<&Path>)
                 let c = match c {
                     Ok(c) => c,
                     Err(e) => {
-                        eprintln!("warning: container {} skipped: {}", e.name, e.error);
+                        context::unreadable(format_args!(
+                            "container {} skipped: {}",
+                            e.name, e.error
+                        ));
                         continue;
                     }
                 };
@@ -161,7 +171,9 @@ pub fn run(cli: &Cli, target: Target<'_>, format: Format, output: Option<&Path>)
             for img in ctx.root.images() {
                 match img {
                     Ok(img) => timeline.add_image(&img, None)?,
-                    Err(e) => eprintln!("warning: image {} skipped: {}", e.name, e.error),
+                    Err(e) => {
+                        context::unreadable(format_args!("image {} skipped: {}", e.name, e.error))
+                    }
                 }
             }
         }

@@ -35,7 +35,7 @@ use docker_mount_core::driver::{LayerPathKind, LayerSource};
 use docker_mount_core::loader::Drivers;
 
 /// What a host path is in the root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// A file of a layer's own directory (`diff/`, a full tree, a short link to it).
@@ -55,7 +55,7 @@ pub enum Kind {
 }
 
 /// Whether a container sees the version of the path that lies in the layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Seen {
     /// The container sees this very entry.
@@ -77,7 +77,7 @@ pub enum Seen {
 }
 
 /// One container the path concerns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ContainerUse {
     pub name: String,
     pub id: String,
@@ -91,7 +91,7 @@ pub struct ContainerUse {
 }
 
 /// The attribution of one host path. Field names are stable (`--json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Attribution {
     /// The host path as given (non-UTF-8 bytes as `\xNN`).
     #[serde(serialize_with = "pathfmt::serialize")]

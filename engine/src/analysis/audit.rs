@@ -15,7 +15,7 @@ use crate::evidence::discover::{Discovery, FoundRoot, RootKind};
 use crate::model::container::Container;
 use crate::model::root::DockerRoot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -38,7 +38,7 @@ impl Severity {
 }
 
 /// One thing worth an analyst's attention.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub severity: Severity,
     /// A stable key: `daemon-tcp`, `privileged`, `host-pid`, `bind-docker-socket`, ...
@@ -83,7 +83,7 @@ impl Finding {
 }
 
 /// The whole audit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Audit {
     pub host: Option<PathBuf>,
     pub roots: Vec<PathBuf>,

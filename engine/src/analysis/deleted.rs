@@ -18,7 +18,7 @@ use crate::union::view::View;
 use crate::union::{FileKind, Node, Raw, Tree, Union};
 use docker_mount_core::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeletionKind {
     /// A whiteout: the name is deleted in the layers below.
@@ -41,7 +41,7 @@ impl DeletionKind {
 }
 
 /// One whiteout or opaque directory of one layer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Deletion {
     /// Absolute inside the container (`/etc/passwd`), raw bytes escaped.
     #[serde(serialize_with = "crate::evidence::pathfmt::serialize")]
@@ -61,7 +61,7 @@ pub struct Deletion {
 }
 
 /// An entry of a lower layer that a deletion hid.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Hidden {
     /// Absolute inside the container.
     #[serde(serialize_with = "crate::evidence::pathfmt::serialize")]

@@ -24,7 +24,7 @@ use docker_mount_core::driver_kit::{OVERLAY_NATIVE_DIFF, SNAPSHOT_INODES};
 use docker_mount_core::error::Result;
 use docker_mount_core::loader::LoadedDriver;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub enum ChangeKind {
     #[serde(rename = "A")]
     Added,
@@ -45,7 +45,7 @@ impl ChangeKind {
 }
 
 /// One change, with the layer that held the previous version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Change {
     pub kind: ChangeKind,
     /// Absolute inside the container (`/etc/passwd`).
@@ -96,7 +96,7 @@ impl Options {
 }
 
 /// What the comparison of contents cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct Stats {
     /// Entries with equal metadata whose content or target was read and compared.
     pub contents_compared: u64,

@@ -24,7 +24,7 @@ const COPY_BUFFER: usize = 64 << 10;
 const MAX_OCTAL_ID: u32 = 0o7777777;
 
 /// What an export wrote.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct ExportStats {
     pub entries: u64,
     pub files: u64,

@@ -13,7 +13,7 @@ use docker_mount_core::error::Result;
 use docker_mount_core::loader::Drivers;
 
 /// A layer an image step made.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepLayer {
     /// Position in `rootfs.diff_ids`, base first.
     pub index: usize,
@@ -33,7 +33,7 @@ pub struct StepLayer {
 }
 
 /// One step of the image's build.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Step {
     pub created: String,
     pub created_by: String,
@@ -46,7 +46,7 @@ pub struct Step {
 }
 
 /// `history <image>`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct History {
     pub image: String,
     pub tags: Vec<String>,

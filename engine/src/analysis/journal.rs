@@ -31,7 +31,7 @@ const MAX_OUTPUT: usize = 1 << 30;
 const MAX_DIRS: usize = 100_000;
 
 /// One name recovered from the journal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Recovered {
     /// The inode the name pointed at (`icat -o OFFSET IMAGE INODE`).
     pub inode: u64,
@@ -41,7 +41,7 @@ pub struct Recovered {
     pub attribution: Attribution,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct JournalReport {
     #[serde(serialize_with = "pathfmt::serialize")]
     pub image: PathBuf,

@@ -28,7 +28,7 @@ pub const MAX_RECORD: u32 = 4 << 20;
 const MAX_ROTATIONS: u32 = 10_000;
 
 /// How a log file is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
     /// One JSON object a line: `{"log","stream","time"}`.
@@ -40,7 +40,7 @@ pub enum LogFormat {
 }
 
 /// Which files a log is kept in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFamily {
     JsonFile,
@@ -52,7 +52,7 @@ pub enum LogFamily {
 }
 
 /// One log file of a container.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LogFile {
     pub family: LogFamily,
     pub format: LogFormat,
@@ -68,7 +68,7 @@ pub struct LogFile {
 }
 
 /// One log message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LogRecord {
     /// As docker formats it with `docker logs -t`.
     pub time: String,

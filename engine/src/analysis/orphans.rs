@@ -19,7 +19,7 @@ use docker_mount_core::driver::LayerSource;
 use docker_mount_core::driver_kit::DATASET_LAYERS;
 use docker_mount_core::loader::Drivers;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LayerRole {
     /// An image layer in layerdb.
@@ -33,7 +33,7 @@ pub enum LayerRole {
 }
 
 /// One layer directory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LayerDir {
     pub driver: String,
     /// The driver's id (directory name).
@@ -64,7 +64,7 @@ pub struct LayerDir {
 }
 
 /// A layer docker's metadata names but whose directory is missing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MissingLayer {
     pub driver: String,
     pub id: String,
@@ -72,7 +72,7 @@ pub struct MissingLayer {
     pub named_by: String,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Inventory {
     pub layers: Vec<LayerDir>,
     pub missing: Vec<MissingLayer>,

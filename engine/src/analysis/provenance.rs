@@ -364,21 +364,21 @@ impl Glob {
 // ---------------------------------------------------------------- report
 
 /// A container, as listed in a report.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ContainerName {
     pub id: String,
     pub name: String,
 }
 
 /// An image, as listed in a report.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ImageName {
     pub id: String,
     pub tags: Vec<String>,
 }
 
 /// Why a layer's lower copies of a path do not show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HiddenBy {
     /// An opaque directory on the way.
@@ -391,7 +391,7 @@ pub enum HiddenBy {
 }
 
 /// An entry a layer holds at the path.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     #[serde(rename = "type")]
     pub kind: FileKind,
@@ -416,7 +416,7 @@ pub struct Entry {
 }
 
 /// What one layer has at the path.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Version {
     Present(Entry),
@@ -452,7 +452,7 @@ impl Version {
 }
 
 /// One layer's record for a path.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LayerVersion {
     /// The storage driver (image store) holding the layer.
     pub driver: String,
@@ -472,7 +472,7 @@ pub struct LayerVersion {
 }
 
 /// Whether a container or image sees the path, and through which layer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Sight {
     pub visible: bool,
     /// Visible: the layer whose version is seen. Otherwise: the topmost
@@ -486,7 +486,7 @@ pub struct Sight {
     pub at: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ContainerSight {
     pub id: String,
     pub name: String,
@@ -494,7 +494,7 @@ pub struct ContainerSight {
     pub sight: Sight,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImageSight {
     pub id: String,
     pub tags: Vec<String>,
@@ -503,7 +503,7 @@ pub struct ImageSight {
 }
 
 /// Everything known about one path.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PathReport {
     /// Absolute, escaped in JSON.
     #[serde(serialize_with = "crate::evidence::pathfmt::serialize")]
@@ -526,7 +526,7 @@ impl Report {
 }
 
 /// The answer to a query.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub query: String,
     pub glob: bool,

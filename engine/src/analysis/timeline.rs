@@ -662,7 +662,7 @@ impl Timeline {
 }
 
 /// One JSON line (Timesketch: `message`, `datetime`, `timestamp_desc`).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Record<'a> {
     message: String,
     datetime: String,
@@ -693,6 +693,11 @@ struct Record<'a> {
     inode: Option<u64>,
     symlink_target: Option<String>,
     source_file: String,
+}
+
+/// The JSON schema of one `--format jsonl` line.
+pub fn jsonl_schema() -> schemars::Schema {
+    schemars::schema_for!(Record<'static>)
 }
 
 #[cfg(test)]

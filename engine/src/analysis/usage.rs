@@ -17,7 +17,7 @@ pub const MAX_ENTRIES: u64 = 10_000_000;
 /// Deepest directory descended into.
 const MAX_DEPTH: usize = 4096;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Usage {
     pub files: u64,
     pub dirs: u64,

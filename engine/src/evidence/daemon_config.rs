@@ -16,7 +16,7 @@ use crate::evidence::host::HostFs;
 const CONFIG_LIMIT: u64 = 1024 * 1024;
 
 /// Where a setting was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceKind {
     DaemonJson,
@@ -29,7 +29,7 @@ pub enum SourceKind {
 }
 
 /// The daemon settings one file gives.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Flags {
     /// `data-root` / `graph` / `-g` / `--data-root`.
     pub data_root: Option<String>,
@@ -45,7 +45,7 @@ pub struct Flags {
 }
 
 /// One configuration file of the host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ConfigSource {
     pub kind: SourceKind,
     /// As on the host (`/etc/docker/daemon.json`), before symlinks.

@@ -19,7 +19,7 @@ use docker_mount_core::error::{Error, Result};
 use docker_mount_core::loader::{Drivers, LoadedDriver};
 
 /// How a root was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RootKind {
     /// `--root` named it directly.
@@ -39,14 +39,14 @@ pub enum RootKind {
 }
 
 /// The host ids a userns-remap root's container root maps to (its name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RemapIds {
     pub uid: u32,
     pub gid: u32,
 }
 
 /// One docker root found, or configured but absent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FoundRoot {
     /// On the analyst's system.
     pub path: PathBuf,
@@ -68,7 +68,7 @@ pub struct FoundRoot {
 }
 
 /// What `--root` turned out to hold.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Discovery {
     /// The path given.
     pub given: PathBuf,

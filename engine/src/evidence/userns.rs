@@ -20,7 +20,7 @@ const MAX_RANGES: usize = 340;
 const ID_FILE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// `count` ids from `container` in the container are `host` on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct IdRange {
     pub container: u32,
     pub host: u32,
@@ -28,7 +28,7 @@ pub struct IdRange {
 }
 
 /// One direction-agnostic id map (uids or gids).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Map(pub Vec<IdRange>);
 
 impl Map {
@@ -84,7 +84,7 @@ impl Map {
 }
 
 /// A root's uid and gid maps, and how they were found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct IdMap {
     pub uid: Map,
     pub gid: Map,
@@ -104,7 +104,7 @@ impl IdMap {
 }
 
 /// Ids as the container saw them, shown beside those stored on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ContainerIds {
     pub uid: u32,
     pub gid: u32,

@@ -13,7 +13,7 @@ use crate::model::root::DockerRoot;
 use docker_mount_core::beneath::is_safe_component;
 
 /// One mount of a container, with where its data is now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MountData {
     pub destination: String,
     /// `volume`, `bind`, `tmpfs`, ...

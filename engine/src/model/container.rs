@@ -15,7 +15,7 @@ use docker_mount_core::error::{Error, Result};
 const CONFIG_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// The subset of `config.v2.json` an analyst needs, under docker's own names.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct ContainerConfigFile {
     #[serde(rename = "ID")]
@@ -61,7 +61,7 @@ impl ContainerConfigFile {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct RunConfig {
     #[serde(rename = "Hostname")]
@@ -80,9 +80,12 @@ pub struct RunConfig {
     pub working_dir: String,
     #[serde(rename = "Labels")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `{"80/tcp": {}}`: the ports the image or `--expose`/`-p` declared.
+    #[serde(rename = "ExposedPorts", skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct State {
     #[serde(rename = "Running")]
@@ -109,7 +112,7 @@ pub struct State {
     pub finished_at: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct MountPoint {
     #[serde(rename = "Source")]
@@ -127,7 +130,7 @@ pub struct MountPoint {
 }
 
 /// The subset of `hostconfig.json` that matters for triage.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct HostConfig {
     #[serde(rename = "Binds")]
@@ -156,7 +159,7 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct PortBinding {
     #[serde(rename = "HostIp")]

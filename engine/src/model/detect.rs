@@ -9,7 +9,7 @@ use docker_mount_core::driver::Confidence;
 use docker_mount_core::error::{Error, Result};
 use docker_mount_core::loader::{Drivers, LoadedDriver};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Vote {
     pub driver: String,
     pub confidence: Option<Confidence>,

@@ -15,7 +15,7 @@ use docker_mount_core::error::{Error, Result};
 const IMAGE_CONFIG_LIMIT: u64 = 32 * 1024 * 1024;
 const REPOSITORIES_LIMIT: u64 = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct ImageConfig {
     pub created: String,
@@ -27,7 +27,7 @@ pub struct ImageConfig {
     pub history: Vec<History>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct RootFs {
     #[serde(rename = "type")]
@@ -35,7 +35,7 @@ pub struct RootFs {
     pub diff_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct History {
     pub created: String,

@@ -16,7 +16,7 @@ use docker_mount_core::error::{Error, Result};
 pub const MAX_CHAIN: usize = 4096;
 
 /// One image layer as layerdb records it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LayerRecord {
     pub chain_id: String,
     pub diff_id: String,
@@ -45,7 +45,7 @@ impl LayerRecord {
 }
 
 /// A container's layers in layerdb/mounts/<id>.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MountRecord {
     pub mount_id: String,
     pub init_id: Option<String>,

@@ -13,12 +13,15 @@
 //! - [`catalog`]: an engine's catalog (podman, containerd) as this model;
 //! - [`record`]: where a catalogued container or image came from;
 //! - [`detect`]: which driver holds a root and each container;
+//! - [`filter`]: which containers a listing keeps (`--filter`, ports,
+//!   Kubernetes support containers);
 //! - [`stack`]: a container or image as its ordered layers;
 //! - [`parallel`]: many small evidence files read on every core.
 
 pub mod catalog;
 pub mod container;
 pub mod detect;
+pub mod filter;
 pub mod ids;
 pub mod image;
 pub mod layerdb;

@@ -17,7 +17,7 @@ use docker_mount_core::loader::{Drivers, LoadedDriver};
 
 pub use docker_mount_core::driver::Role;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StackLayer {
     pub role: Role,
     /// The driver's id (cache-id, mount-id, init-id).
@@ -29,7 +29,7 @@ pub struct StackLayer {
 }
 
 /// A container's or image's layers, top first, with the driver that holds them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Stack {
     pub driver: String,
     pub layers: Vec<StackLayer>,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use docker_mount_core::beneath::{is_safe_component, Beneath};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Volume {
     pub name: String,
     /// The volume's data directory inside the root.

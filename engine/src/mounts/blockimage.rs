@@ -491,7 +491,7 @@ fn read_full(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
 }
 
 /// What `extract` wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExtractReport {
     pub layer: String,
     pub output: PathBuf,

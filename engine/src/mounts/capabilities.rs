@@ -12,7 +12,7 @@ use serde::Serialize;
 use docker_mount_core::beneath::Beneath;
 
 /// The answer to one question about the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Yes,
@@ -22,7 +22,7 @@ pub enum Status {
 }
 
 /// One capability: the answer and how it was found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub status: Status,
     pub detail: String,
@@ -53,7 +53,7 @@ impl Check {
 }
 
 /// Everything `doctor` reports about the machine.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Capabilities {
     /// The kernel release (`uname -r`).
     pub kernel: String,

@@ -63,7 +63,7 @@ pub struct FuseOptions {
 }
 
 /// What was mounted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FuseReport {
     pub target: PathBuf,
     /// Always `fuse`.

@@ -30,7 +30,7 @@ pub const MOUNT_SOURCE: &str = "docker-mount";
 const PAGE_LIMIT: usize = 4095;
 
 /// How to ask the kernel for an overlay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MountApi {
     /// The new mount API when the kernel has it, else `mount(2)`.
@@ -43,7 +43,7 @@ pub enum MountApi {
 }
 
 /// What was mounted, and how.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MountReport {
     pub target: PathBuf,
     /// `overlay (new mount API)`, `overlay (mount(2))` or `bind`.
