@@ -257,6 +257,76 @@ fn unprivileged(root: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Diff's birth-txg shortcut: a container's dataset is a clone of its
+/// `-init` layer's snapshot, and the files whose dnode the clone and the
+/// init layer still share with it are not read. The output is docker's,
+/// and the files read plus those proved are what `--content full` reads.
+#[test]
+fn diff_skips_what_the_origin_snapshot_proves_unchanged() {
+    with_pools(|p| {
+        let mut proved_all = 0;
+        for name in container_names(p) {
+            let auto = cli::run(&p.docker_disk(), &["-v", "diff", &name]);
+            let full = cli::run(
+                &p.docker_disk(),
+                &["-v", "diff", &name, "--content", "full"],
+            );
+            let want = real::diff_lines(&p.diff(&name).unwrap());
+            assert_eq!(real::diff_lines(auto.ok()), want, "{name}");
+            assert_eq!(real::diff_lines(full.ok()), want, "{name} --content full");
+            let (compared, proved) = cli::diff_counts(&auto.stderr);
+            let (full_compared, none) = cli::diff_counts(&full.stderr);
+            assert_eq!((compared + proved, none), (full_compared, 0), "{name}");
+            eprintln!("{name}: {compared} contents compared, {proved} proved unchanged");
+            proved_all += proved;
+        }
+        assert!(proved_all > 0, "no file proved unchanged");
+    });
+}
+
+/// What the shortcut trusts: every regular file docker diff lists as added
+/// or changed in `running` is an object the pool says may differ.
+#[test]
+fn objects_the_container_rewrote_are_never_proven_unchanged() {
+    use docker_mount_engine::evidence::pool::DatasetProvider;
+    use docker_mount_engine::evidence::zpool;
+    with_pools(|p| {
+        let disk = p.docker_disk();
+        let scan = zpool::scan(&disk);
+        let (pool, _) = zpool::open(scan.select(None, &disk).unwrap()).unwrap();
+        let datasets = std::fs::read_to_string(p.oracle_file("container-datasets.txt")).unwrap();
+        let clone = datasets
+            .lines()
+            .find(|l| l.contains(" /running "))
+            .and_then(|l| l.split(' ').nth(2))
+            .unwrap();
+        let origin = format!("{clone}-init");
+        let may_differ = pool.may_differ(clone, &origin).unwrap().unwrap();
+        assert!(
+            pool.may_differ(&origin, clone).unwrap().is_none(),
+            "not a clone of it"
+        );
+        let zpool =
+            docker_mount_zfs::Pool::open(std::slice::from_ref(&disk), &Default::default()).unwrap();
+        let fs = zpool.open_fs(clone).unwrap();
+        let mut checked = 0;
+        for line in real::diff_lines(&p.diff("running").unwrap()) {
+            let (kind, path) = line.split_once(' ').unwrap();
+            let Some(obj) = fs.resolve(path.trim_start_matches('/').as_bytes()).unwrap() else {
+                continue;
+            };
+            if kind != "D" && fs.stat(obj).unwrap().kind == docker_mount_zfs::FileKind::File {
+                assert!(
+                    may_differ.contains(&obj),
+                    "{path} (object {obj}) proven unchanged"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "{checked} rewritten files checked");
+    });
+}
+
 #[test]
 fn export_and_diff_work_without_root() {
     if !real::require_privileged() {

@@ -7,6 +7,7 @@
 //! [`LayerSource::Dataset`](docker_mount_core::driver::LayerSource) name
 //! (never outside the root's dataset) and serves it once per process.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,13 @@ pub trait DatasetProvider: Send + Sync + std::fmt::Debug {
     fn children(&self) -> Result<Vec<String>>;
     /// Opens filesystem or snapshot `name` (a whole dataset name).
     fn open(&self, name: &str) -> Result<Arc<dyn TreeSource>>;
+    /// When filesystem `clone` is a clone of a snapshot of filesystem
+    /// `origin`: the objects that may differ between the two (rewritten
+    /// in either since that snapshot); every other object is the
+    /// snapshot's in both. `None` when `clone` is no clone of `origin`.
+    fn may_differ(&self, _clone: &str, _origin: &str) -> Result<Option<HashSet<u64>>> {
+        Ok(None)
+    }
 }
 
 /// The whole name of a layer dataset a driver named: `<base>/<name>` for

@@ -9,7 +9,7 @@
 //! docker's directories is a candidate root, selected with `--dataset`
 //! when there are several.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -304,6 +304,25 @@ impl DatasetProvider for ZfsPool {
             })
         })?;
         Ok(Arc::new(ZfsTree { fs }))
+    }
+
+    fn may_differ(&self, clone: &str, origin: &str) -> Result<Option<HashSet<u64>>> {
+        let datasets = self.pool.datasets().map_err(usage)?;
+        let info = |name: &str| datasets.iter().find(|d| d.name == name);
+        let Some(snapshot) = info(clone)
+            .and_then(|c| c.origin.as_deref())
+            .filter(|o| o.split_once('@').is_some_and(|(fs, _)| fs == origin))
+            .and_then(info)
+        else {
+            return Ok(None);
+        };
+        let mut set = HashSet::new();
+        for name in [clone, origin] {
+            let fs = self.pool.open_fs(name).map_err(usage)?;
+            let changed = fs.changed_since(snapshot.createtxg).map_err(usage)?;
+            set.extend(changed.into_iter().map(|(obj, _)| obj));
+        }
+        Ok(Some(set))
     }
 }
 
