@@ -292,7 +292,7 @@ fn objects_the_container_rewrote_are_never_proven_unchanged() {
     use docker_mount_engine::evidence::zpool;
     with_pools(|p| {
         let disk = p.docker_disk();
-        let scan = zpool::scan(&disk);
+        let scan = zpool::scan(&disk, None);
         let (pool, _) = zpool::open(scan.select(None, &disk).unwrap()).unwrap();
         let datasets = std::fs::read_to_string(p.oracle_file("container-datasets.txt")).unwrap();
         let clone = datasets
@@ -463,6 +463,70 @@ fn the_administrators_snapshot_is_the_root_before_cleanup() {
             "{}",
             bad.stderr
         );
+    });
+}
+
+/// `--txg`: `roots` lists the uberblocks; the newest one older than the
+/// administrator's snapshot reads the live root as it was then (the
+/// container removed later still there, as the snapshot shows it); a txg
+/// no uberblock has, or `--txg` on a root that is no pool, is refused.
+#[test]
+fn an_older_txg_reads_the_pool_as_it_was() {
+    with_pools(|p| {
+        let disk = p.docker_disk();
+        let roots = cli::run(&disk, &["roots", "--json"]).json();
+        let ubs = roots["pools"][0]["uberblocks"].as_array().unwrap().clone();
+        assert!(ubs.len() > 1, "{ubs:?}");
+        assert_eq!(ubs.iter().filter(|u| u["opened"] == true).count(), 1);
+        assert!(roots["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["txg"] == ubs[0]["txg"]));
+        let snap_txg = p
+            .zfs_list()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == SNAPSHOT)
+            .unwrap()
+            .createtxg;
+        let txg = ubs
+            .iter()
+            .map(|u| u["txg"].as_u64().unwrap())
+            .find(|t| *t < snap_txg)
+            .expect("an uberblock older than the snapshot")
+            .to_string();
+        let snap = p.oracle().join("at-snapshot");
+        let run = cli::run(&disk, &["--txg", &txg, "list", "--all", "--json"]);
+        let what = format!("txg {txg}");
+        assert_list_equals(&what, &run.json(), &json_lines(&snap.join("ps.jsonl")));
+        let out = tempfile::tempdir().unwrap();
+        let tar = out.path().join("removed-later.tar");
+        let args = [
+            "--txg",
+            &txg,
+            "export",
+            "removed-later",
+            "-o",
+            tar.to_str().unwrap(),
+        ];
+        cli::run(&disk, &args).ok();
+        assert_export_equals(&what, &snap.join("export-removed-later.tar"), &tar);
+
+        let bad = cli::run(&disk, &["--txg", "5", "list"]);
+        assert_ne!(bad.status, 0);
+        assert!(
+            bad.stderr.contains("txg 5") && bad.stderr.contains(&txg),
+            "{}",
+            bad.stderr
+        );
+        let bad = cli::run(&disk, &["--txg", "5", "roots"]);
+        assert_ne!(bad.status, 0);
+        assert!(bad.stderr.contains("txg 5"), "{}", bad.stderr);
+        let plain = tempfile::tempdir().unwrap();
+        let bad = cli::run(plain.path(), &["--txg", &txg, "list"]);
+        assert_ne!(bad.status, 0);
+        assert!(bad.stderr.contains("no ZFS pool"), "{}", bad.stderr);
     });
 }
 
