@@ -294,12 +294,7 @@ fn objects_the_container_rewrote_are_never_proven_unchanged() {
         let disk = p.docker_disk();
         let scan = zpool::scan(&disk, None);
         let (pool, _) = zpool::open(scan.select(None, &disk).unwrap()).unwrap();
-        let datasets = std::fs::read_to_string(p.oracle_file("container-datasets.txt")).unwrap();
-        let clone = datasets
-            .lines()
-            .find(|l| l.contains(" /running "))
-            .and_then(|l| l.split(' ').nth(2))
-            .unwrap();
+        let clone = &container_dataset(p, "running");
         let origin = format!("{clone}-init");
         let may_differ = pool.may_differ(clone, &origin).unwrap().unwrap();
         assert!(
@@ -528,6 +523,98 @@ fn an_older_txg_reads_the_pool_as_it_was() {
         assert_ne!(bad.status, 0);
         assert!(bad.stderr.contains("no ZFS pool"), "{}", bad.stderr);
     });
+}
+
+/// The container dataset of `name`, from the oracle's list.
+fn container_dataset(p: &Pools, name: &str) -> String {
+    let datasets = std::fs::read_to_string(p.oracle_file("container-datasets.txt")).unwrap();
+    datasets
+        .lines()
+        .find(|l| l.contains(&format!(" /{name} ")))
+        .and_then(|l| l.split(' ').nth(2))
+        .unwrap()
+        .to_string()
+}
+
+/// Hostile pool through the CLI: a copy of dmpool.img whose `running`
+/// container dataset has its object set block damaged in every copy.
+/// The other containers still list, export and diff as docker did; the
+/// broken one fails with exit status 1 naming its dataset and the
+/// checksum, and nothing panics.
+#[test]
+fn a_damaged_container_dataset_fails_alone_and_named() {
+    use docker_mount_zfs::dev::{BlockDev, FileDev};
+    use docker_mount_zfs::dnode::Objset;
+    use docker_mount_zfs::label::{self, VDEV_START};
+    use docker_mount_zfs::spa::Spa;
+    use std::os::unix::fs::FileExt;
+    let Some(p) = pools() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("dmpool.img");
+    let st = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(p.docker_disk())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let broken = container_dataset(p, "running");
+    let objsetid = docker_mount_zfs::Pool::open(std::slice::from_ref(&copy), &Default::default())
+        .unwrap()
+        .datasets()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == broken)
+        .unwrap()
+        .objsetid;
+    let dev: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(FileDev::open(&copy).unwrap());
+    let v = label::read(dev).unwrap().unwrap();
+    let base = v.info.vdev_offset + VDEV_START;
+    // The pool's partition of the disk (`v.dev`) holds the blocks.
+    let spa = Spa::single_disk(v.dev.clone());
+    let mos = Objset::read(&spa, &v.uberblocks[0].rootbp).unwrap();
+    let ds = docker_mount_zfs::dsl::dataset(&spa, &mos, objsetid).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&copy)
+        .unwrap();
+    for d in ds.bp.copies() {
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, base + d.offset + 64).unwrap();
+        f.write_all_at(&[!b[0]], base + d.offset + 64).unwrap();
+    }
+    drop((f, spa, mos, v));
+
+    let listed = cli::run(&copy, &["list", "--all", "--json"]);
+    assert_list_equals("damaged pool", &listed.json(), &p.ps().unwrap());
+    for name in container_names(p) {
+        let tar = tmp.path().join(format!("{name}.tar"));
+        let export = cli::run(&copy, &["export", &name, "-o", tar.to_str().unwrap()]);
+        let diff = cli::run(&copy, &["diff", &name]);
+        for run in [&export, &diff] {
+            assert!(!run.stderr.contains("panicked"), "{name}: {}", run.stderr);
+        }
+        if name == "running" {
+            for run in [&export, &diff] {
+                assert_eq!(run.status, 1, "{name}: {}", run.stderr);
+                assert!(
+                    run.stderr.contains(&broken) && run.stderr.contains("checksum"),
+                    "{name}: {}",
+                    run.stderr
+                );
+            }
+        } else {
+            export.ok();
+            assert_export_equals(&name, &p.export_tar(&name), &tar);
+            assert_eq!(
+                real::diff_lines(diff.ok()),
+                real::diff_lines(&p.diff(&name).unwrap()),
+                "{name}: diff"
+            );
+        }
+    }
 }
 
 #[test]
