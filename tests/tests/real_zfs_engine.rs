@@ -450,6 +450,19 @@ fn the_administrators_snapshot_is_the_root_before_cleanup() {
         );
         let want = std::fs::read_to_string(snap.join("diff-removed-later.txt")).unwrap();
         assert_eq!(real::diff_lines(run.ok()), real::diff_lines(&want));
+        no_warnings("removed-later at the snapshot", &run);
+        // The layers are live datasets, not the snapshot's: `running`'s was
+        // written after the snapshot, and that is said.
+        let run = cli::run(
+            &p.docker_disk(),
+            &["--dataset", SNAPSHOT, "diff", "running"],
+        );
+        run.ok();
+        let written = format!(
+            "dataset {} was written after the root's snapshot",
+            container_dataset(p, "running")
+        );
+        assert!(run.stderr.contains(&written), "{}", run.stderr);
         // A dataset that holds no root is refused, naming the choices.
         let bad = cli::run(&p.docker_disk(), &["--dataset", "dmpool/zstd", "list"]);
         assert_ne!(bad.status, 0);

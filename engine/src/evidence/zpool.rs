@@ -354,6 +354,19 @@ impl DatasetProvider for ZfsPool {
         Ok(Arc::new(ZfsTree { fs }))
     }
 
+    fn written_after_root(&self, whole: &str) -> Result<Option<u64>> {
+        if !self.dataset.contains('@') {
+            return Ok(None);
+        }
+        let datasets = self.pool.datasets().map_err(usage)?;
+        let Some(snapshot) = datasets.iter().find(|d| d.name == self.dataset) else {
+            return Ok(None);
+        };
+        let fs = self.pool.open_fs(whole).map_err(usage)?;
+        let changed = fs.changed_since(snapshot.createtxg).map_err(usage)?;
+        Ok((!changed.is_empty()).then_some(snapshot.createtxg))
+    }
+
     fn may_differ(&self, clone: &str, origin: &str) -> Result<Option<HashSet<u64>>> {
         let datasets = self.pool.datasets().map_err(usage)?;
         let info = |name: &str| datasets.iter().find(|d| d.name == name);
