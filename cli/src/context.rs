@@ -116,7 +116,7 @@ pub fn is_pool(given: &Path) -> bool {
 
 /// Opens the docker root inside the pools of `--root`.
 fn open_pool(cli: &Cli, drivers: Drivers) -> Result<Context> {
-    let scan = zpool::scan(&cli.root);
+    let scan = zpool::scan(&cli.root, cli.txg);
     for p in &scan.problems {
         tracing::info!("{p}");
     }
@@ -182,17 +182,26 @@ pub fn open_listing(cli: &Cli) -> Result<Option<Context>> {
     }
 }
 
+/// `--dataset` and `--txg` on a root that is no pool: an error.
+pub fn refuse_pool_options(cli: &Cli) -> Result<()> {
+    let option = match (&cli.dataset, cli.txg) {
+        (Some(d), _) => format!("--dataset {d}"),
+        (None, Some(t)) => format!("--txg {t}"),
+        (None, None) => return Ok(()),
+    };
+    anyhow::bail!(
+        "{option}: {} holds no ZFS pool device; {} selects what to read inside a pool given with --root",
+        cli.root.display(),
+        option.split(' ').next().unwrap_or_default()
+    )
+}
+
 pub fn open(cli: &Cli) -> Result<Context> {
     let drivers = load_drivers(cli);
     if is_pool(&cli.root) {
         return open_pool(cli, drivers);
     }
-    if let Some(d) = &cli.dataset {
-        anyhow::bail!(
-            "--dataset {d}: {} holds no ZFS pool device; --dataset selects a root inside a pool given with --root",
-            cli.root.display()
-        );
-    }
+    refuse_pool_options(cli)?;
     let sel = select_root(&cli.root, &drivers)?;
     let root = DockerRoot::open_with(&sel.root, &drivers)
         .with_context(|| format!("cannot open docker root {}", sel.root.display()))?;

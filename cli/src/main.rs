@@ -60,6 +60,10 @@ pub struct Cli {
     /// (`roots` lists them), e.g. pool/docker@before-cleanup.
     #[arg(long, global = true, value_name = "NAME")]
     pub dataset: Option<String>,
+    /// In a ZFS pool: read the pool as of this older txg (one of the uberblocks `roots`
+    /// lists) instead of its newest; fails naming what was overwritten since.
+    #[arg(long, global = true, value_name = "N")]
+    pub txg: Option<u64>,
     /// Another directory of driver plugins (besides <exe-dir>/drivers).
     #[arg(long = "driver-dir", global = true, value_name = "DIR")]
     pub driver_dirs: Vec<PathBuf>,

@@ -234,3 +234,19 @@ pub fn check_json(args: &[&OsStr], status: Option<i32>, stdout: &[u8]) -> Result
         _ => validate(&file, stdout),
     }
 }
+
+/// `diff -v`'s counts in its log: (contents compared, files proved
+/// unchanged without reading).
+pub fn diff_counts(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("contents compared"))
+        .unwrap_or_else(|| panic!("no counts in {stderr}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let n = numbers.len();
+    assert!(n >= 2, "{line}");
+    (numbers[n - 2], numbers[n - 1])
+}

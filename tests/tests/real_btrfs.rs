@@ -131,21 +131,6 @@ fn snapshot_root(tmp: &Path, mnt: &Path) {
     run(Command::new("mount").args(["-o", "remount,ro"]).arg(mnt));
 }
 
-/// `diff -v`'s counts: (contents compared, files proved unchanged by inode).
-fn counts(stderr: &str) -> (u64, u64) {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("contents compared"))
-        .unwrap_or_else(|| panic!("no counts in {stderr}"));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let n = numbers.len();
-    assert!(n >= 2, "{line}");
-    (numbers[n - 2], numbers[n - 1])
-}
-
 /// btrfs declares snapshot inodes: a file with the inode number, ctime and
 /// birth time of the parent's copy is not read, and a file rewritten in
 /// place (same inode, new ctime) still is, and differs. `--content full`
@@ -167,7 +152,7 @@ fn diff_reads_only_what_snapshot_inodes_do_not_prove_unchanged() {
     let auto = cli::run(&root, &["-v", "diff", "web"]);
     assert_eq!(auto.ok(), want);
     // The image's files and the init layer's (`.dockerenv`, `etc/hosts`, ...).
-    let (compared, proved) = counts(&auto.stderr);
+    let (compared, proved) = cli::diff_counts(&auto.stderr);
     // Symlink targets are always compared (one readlink): the init layer's `/etc/mtab`.
     assert_eq!(
         compared, 2,
@@ -177,12 +162,12 @@ fn diff_reads_only_what_snapshot_inodes_do_not_prove_unchanged() {
 
     let full = cli::run(&root, &["-v", "diff", "web", "--content", "full"]);
     assert_eq!(full.ok(), want);
-    assert_eq!(counts(&full.stderr), (compared + proved, 0));
+    assert_eq!(cli::diff_counts(&full.stderr), (compared + proved, 0));
 
     let vfs = cli::run(&mnt.path().join("vfs"), &["-v", "diff", "web"]);
     assert_eq!(vfs.ok(), want);
     assert_eq!(
-        counts(&vfs.stderr),
+        cli::diff_counts(&vfs.stderr),
         (compared + proved, 0),
         "vfs declares no snapshot inodes"
     );

@@ -264,6 +264,71 @@ fn unprivileged(root: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Diff's birth-txg shortcut: a container's dataset is a clone of its
+/// `-init` layer's snapshot, and the files whose dnode the clone and the
+/// init layer still share with it are not read. The output is docker's,
+/// and the files read plus those proved are what `--content full` reads.
+#[test]
+fn diff_skips_what_the_origin_snapshot_proves_unchanged() {
+    with_pools(|p| {
+        let mut proved_all = 0;
+        for name in container_names(p) {
+            let auto = cli::run(&p.docker_disk(), &["-v", "diff", &name]);
+            let full = cli::run(
+                &p.docker_disk(),
+                &["-v", "diff", &name, "--content", "full"],
+            );
+            let want = real::diff_lines(&p.diff(&name).unwrap());
+            assert_eq!(real::diff_lines(auto.ok()), want, "{name}");
+            assert_eq!(real::diff_lines(full.ok()), want, "{name} --content full");
+            let (compared, proved) = cli::diff_counts(&auto.stderr);
+            let (full_compared, none) = cli::diff_counts(&full.stderr);
+            assert_eq!((compared + proved, none), (full_compared, 0), "{name}");
+            eprintln!("{name}: {compared} contents compared, {proved} proved unchanged");
+            proved_all += proved;
+        }
+        assert!(proved_all > 0, "no file proved unchanged");
+    });
+}
+
+/// What the shortcut trusts: every regular file docker diff lists as added
+/// or changed in `running` is an object the pool says may differ.
+#[test]
+fn objects_the_container_rewrote_are_never_proven_unchanged() {
+    use docker_mount_engine::evidence::pool::DatasetProvider;
+    use docker_mount_engine::evidence::zpool;
+    with_pools(|p| {
+        let disk = p.docker_disk();
+        let scan = zpool::scan(&disk, None);
+        let (pool, _) = zpool::open(scan.select(None, &disk).unwrap()).unwrap();
+        let clone = &container_dataset(p, "running");
+        let origin = format!("{clone}-init");
+        let may_differ = pool.may_differ(clone, &origin).unwrap().unwrap();
+        assert!(
+            pool.may_differ(&origin, clone).unwrap().is_none(),
+            "not a clone of it"
+        );
+        let zpool =
+            docker_mount_zfs::Pool::open(std::slice::from_ref(&disk), &Default::default()).unwrap();
+        let fs = zpool.open_fs(clone).unwrap();
+        let mut checked = 0;
+        for line in real::diff_lines(&p.diff("running").unwrap()) {
+            let (kind, path) = line.split_once(' ').unwrap();
+            let Some(obj) = fs.resolve(path.trim_start_matches('/').as_bytes()).unwrap() else {
+                continue;
+            };
+            if kind != "D" && fs.stat(obj).unwrap().kind == docker_mount_zfs::FileKind::File {
+                assert!(
+                    may_differ.contains(&obj),
+                    "{path} (object {obj}) proven unchanged"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "{checked} rewritten files checked");
+    });
+}
+
 #[test]
 fn export_and_diff_work_without_root() {
     if !real::require_privileged() {
@@ -392,6 +457,19 @@ fn the_administrators_snapshot_is_the_root_before_cleanup() {
         );
         let want = std::fs::read_to_string(snap.join("diff-removed-later.txt")).unwrap();
         assert_eq!(real::diff_lines(run.ok()), real::diff_lines(&want));
+        no_warnings("removed-later at the snapshot", &run);
+        // The layers are live datasets, not the snapshot's: `running`'s was
+        // written after the snapshot, and that is said.
+        let run = cli::run(
+            &p.docker_disk(),
+            &["--dataset", SNAPSHOT, "diff", "running"],
+        );
+        run.ok();
+        let written = format!(
+            "dataset {} was written after the root's snapshot",
+            container_dataset(p, "running")
+        );
+        assert!(run.stderr.contains(&written), "{}", run.stderr);
         // A dataset that holds no root is refused, naming the choices.
         let bad = cli::run(&p.docker_disk(), &["--dataset", "dmpool/zstd", "list"]);
         assert_ne!(bad.status, 0);
@@ -401,6 +479,162 @@ fn the_administrators_snapshot_is_the_root_before_cleanup() {
             bad.stderr
         );
     });
+}
+
+/// `--txg`: `roots` lists the uberblocks; the newest one older than the
+/// administrator's snapshot reads the live root as it was then (the
+/// container removed later still there, as the snapshot shows it); a txg
+/// no uberblock has, or `--txg` on a root that is no pool, is refused.
+#[test]
+fn an_older_txg_reads_the_pool_as_it_was() {
+    with_pools(|p| {
+        let disk = p.docker_disk();
+        let roots = cli::run(&disk, &["roots", "--json"]).json();
+        let ubs = roots["pools"][0]["uberblocks"].as_array().unwrap().clone();
+        assert!(ubs.len() > 1, "{ubs:?}");
+        assert_eq!(ubs.iter().filter(|u| u["opened"] == true).count(), 1);
+        assert!(roots["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["txg"] == ubs[0]["txg"]));
+        let snap_txg = p
+            .zfs_list()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == SNAPSHOT)
+            .unwrap()
+            .createtxg;
+        let txg = ubs
+            .iter()
+            .map(|u| u["txg"].as_u64().unwrap())
+            .find(|t| *t < snap_txg)
+            .expect("an uberblock older than the snapshot")
+            .to_string();
+        let snap = p.oracle().join("at-snapshot");
+        let run = cli::run(&disk, &["--txg", &txg, "list", "--all", "--json"]);
+        let what = format!("txg {txg}");
+        assert_list_equals(&what, &run.json(), &json_lines(&snap.join("ps.jsonl")));
+        let out = tempfile::tempdir().unwrap();
+        let tar = out.path().join("removed-later.tar");
+        let args = [
+            "--txg",
+            &txg,
+            "export",
+            "removed-later",
+            "-o",
+            tar.to_str().unwrap(),
+        ];
+        cli::run(&disk, &args).ok();
+        assert_export_equals(&what, &snap.join("export-removed-later.tar"), &tar);
+
+        let bad = cli::run(&disk, &["--txg", "5", "list"]);
+        assert_ne!(bad.status, 0);
+        assert!(
+            bad.stderr.contains("txg 5") && bad.stderr.contains(&txg),
+            "{}",
+            bad.stderr
+        );
+        let bad = cli::run(&disk, &["--txg", "5", "roots"]);
+        assert_ne!(bad.status, 0);
+        assert!(bad.stderr.contains("txg 5"), "{}", bad.stderr);
+        let plain = tempfile::tempdir().unwrap();
+        let bad = cli::run(plain.path(), &["--txg", &txg, "list"]);
+        assert_ne!(bad.status, 0);
+        assert!(bad.stderr.contains("no ZFS pool"), "{}", bad.stderr);
+    });
+}
+
+/// The container dataset of `name`, from the oracle's list.
+fn container_dataset(p: &Pools, name: &str) -> String {
+    let datasets = std::fs::read_to_string(p.oracle_file("container-datasets.txt")).unwrap();
+    datasets
+        .lines()
+        .find(|l| l.contains(&format!(" /{name} ")))
+        .and_then(|l| l.split(' ').nth(2))
+        .unwrap()
+        .to_string()
+}
+
+/// Hostile pool through the CLI: a copy of dmpool.img whose `running`
+/// container dataset has its object set block damaged in every copy.
+/// The other containers still list, export and diff as docker did; the
+/// broken one fails with exit status 1 naming its dataset and the
+/// checksum, and nothing panics.
+#[test]
+fn a_damaged_container_dataset_fails_alone_and_named() {
+    use docker_mount_zfs::dev::{BlockDev, FileDev};
+    use docker_mount_zfs::dnode::Objset;
+    use docker_mount_zfs::label::{self, VDEV_START};
+    use docker_mount_zfs::spa::Spa;
+    use std::os::unix::fs::FileExt;
+    let Some(p) = pools() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("dmpool.img");
+    let st = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(p.docker_disk())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let broken = container_dataset(p, "running");
+    let objsetid = docker_mount_zfs::Pool::open(std::slice::from_ref(&copy), &Default::default())
+        .unwrap()
+        .datasets()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == broken)
+        .unwrap()
+        .objsetid;
+    let dev: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(FileDev::open(&copy).unwrap());
+    let v = label::read(dev).unwrap().unwrap();
+    let base = v.info.vdev_offset + VDEV_START;
+    // The pool's partition of the disk (`v.dev`) holds the blocks.
+    let spa = Spa::single_disk(v.dev.clone());
+    let mos = Objset::read(&spa, &v.uberblocks[0].rootbp).unwrap();
+    let ds = docker_mount_zfs::dsl::dataset(&spa, &mos, objsetid).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&copy)
+        .unwrap();
+    for d in ds.bp.copies() {
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, base + d.offset + 64).unwrap();
+        f.write_all_at(&[!b[0]], base + d.offset + 64).unwrap();
+    }
+    drop((f, spa, mos, v));
+
+    let listed = cli::run(&copy, &["list", "--all", "--json"]);
+    assert_list_equals("damaged pool", &listed.json(), &p.ps().unwrap());
+    for name in container_names(p) {
+        let tar = tmp.path().join(format!("{name}.tar"));
+        let export = cli::run(&copy, &["export", &name, "-o", tar.to_str().unwrap()]);
+        let diff = cli::run(&copy, &["diff", &name]);
+        for run in [&export, &diff] {
+            assert!(!run.stderr.contains("panicked"), "{name}: {}", run.stderr);
+        }
+        if name == "running" {
+            for run in [&export, &diff] {
+                assert_eq!(run.status, 1, "{name}: {}", run.stderr);
+                assert!(
+                    run.stderr.contains(&broken) && run.stderr.contains("checksum"),
+                    "{name}: {}",
+                    run.stderr
+                );
+            }
+        } else {
+            export.ok();
+            assert_export_equals(&name, &p.export_tar(&name), &tar);
+            assert_eq!(
+                real::diff_lines(diff.ok()),
+                real::diff_lines(&p.diff(&name).unwrap()),
+                "{name}: diff"
+            );
+        }
+    }
 }
 
 #[test]

@@ -248,8 +248,9 @@ impl Walk<'_> {
     ) -> Result<()> {
         let (spa, mos) = (self.spa, self.mos);
         let ds = dataset(spa, mos, obj).ctx(|| name.to_string())?;
-        let os = Objset::read(spa, &ds.bp).ctx(|| name.to_string())?;
-        let volume = os.typ == 3;
+        // A damaged object set hides no other dataset: this one is listed
+        // (as a filesystem), and opening it fails naming the damage.
+        let volume = Objset::read(spa, &ds.bp).is_ok_and(|os| os.typ == 3);
         let info = DatasetInfo {
             name: name.to_string(),
             kind: if volume {

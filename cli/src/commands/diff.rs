@@ -1,6 +1,7 @@
 //! `diff`: what a container changed against its image, like `docker diff`.
 
 use anyhow::Result;
+use docker_mount_engine::analysis::dataset_shortcut::DatasetShortcut;
 use docker_mount_engine::analysis::diff::{self, Content, Options};
 use docker_mount_engine::evidence::pathfmt;
 
@@ -11,7 +12,8 @@ use crate::Cli;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ContentArg {
     /// Compare them all, except files a snapshot driver (btrfs) proves
-    /// unchanged by inode number, ctime and birth time.
+    /// unchanged by inode number, ctime and birth time, and files of a zfs
+    /// clone whose dnode its origin snapshot still shares.
     Auto,
     /// Compare them all, trusting no inode (a forged ctime cannot hide a change).
     Full,
@@ -28,12 +30,14 @@ pub fn run(cli: &Cli, target: &str, layers: bool, content: ContentArg) -> Result
         ContentArg::Off => Content::Off,
     };
     let options = Options::for_driver(content, ctx.drivers.by_name(&view.driver));
-    let diff = diff::changes(&view.union, &options)?;
-    for w in &diff.warnings {
+    let mut warnings = Vec::new();
+    let proof = DatasetShortcut::for_view(&ctx.root, &view, content, &mut warnings);
+    let diff = diff::changes_proven(&view.union, &options, proof.as_ref().map(|p| p as _))?;
+    for w in warnings.iter().chain(&diff.warnings) {
         eprintln!("warning: {w}");
     }
     tracing::info!(
-        "diff: {} contents compared, {} files proved unchanged by their snapshot inode",
+        "diff: {} contents compared, {} files proved unchanged by their snapshot inode or dnode",
         diff.stats.contents_compared,
         diff.stats.proven_by_inode
     );

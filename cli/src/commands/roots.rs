@@ -5,6 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use docker_mount_core::loader::Drivers;
+use docker_mount_core::stat::Time;
+use docker_mount_core::time;
 use docker_mount_engine::evidence::daemon_config::SourceKind;
 use docker_mount_engine::evidence::discover::{self, FoundRoot};
 use docker_mount_engine::evidence::host::HostFs;
@@ -123,6 +125,8 @@ struct DatasetRow {
 struct PoolInfo {
     name: String,
     devices: Vec<String>,
+    /// The txgs it can be read at (`--txg`), newest first.
+    uberblocks: Vec<zpool::Uberblock>,
 }
 
 #[derive(Serialize)]
@@ -137,7 +141,10 @@ struct PoolRoots {
 /// docker root. None is no failure: the pools were read, and hold none.
 fn run_pools(cli: &Cli) -> Result<()> {
     let loaded = context::load_drivers(cli);
-    let scan = zpool::scan(&cli.root);
+    let scan = zpool::scan(&cli.root, cli.txg);
+    if let (Some(t), true) = (cli.txg, scan.uberblocks.is_empty()) {
+        anyhow::bail!("--txg {t}: {}", scan.problems.join("; "));
+    }
     let mut problems = scan.problems.clone();
     let rows: Vec<DatasetRow> = scan
         .candidates
@@ -167,6 +174,12 @@ fn run_pools(cli: &Cli) -> Result<()> {
             .map(|(n, d)| PoolInfo {
                 name: n.clone(),
                 devices: d.iter().map(|p| p.display().to_string()).collect(),
+                uberblocks: scan
+                    .uberblocks
+                    .iter()
+                    .find(|(name, _)| name == n)
+                    .map(|(_, u)| u.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
         roots: rows,
@@ -177,6 +190,7 @@ fn run_pools(cli: &Cli) -> Result<()> {
     }
     for p in &out.pools {
         println!("pool {}: {}", p.name, p.devices.join(", "));
+        print_uberblocks(&p.uberblocks);
     }
     let n = |v: Option<usize>| v.map_or("-".to_string(), |n| n.to_string());
     let rows: Vec<Vec<String>> = out
@@ -224,10 +238,32 @@ fn run_pools(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// A pool's uberblocks: the txgs `--txg` can read it at, and when.
+fn print_uberblocks(ubs: &[zpool::Uberblock]) {
+    let list: Vec<String> = ubs
+        .iter()
+        .map(|u| {
+            let when = time::format_rfc3339(Time {
+                sec: i64::try_from(u.written).unwrap_or(i64::MAX),
+                nsec: 0,
+            });
+            let opened = if u.opened { " (read)" } else { "" };
+            format!("  txg {} written {when}{opened}", u.txg)
+        })
+        .collect();
+    if !list.is_empty() {
+        println!(
+            "uberblocks (--txg N reads the pool as of one):\n{}",
+            list.join("\n")
+        );
+    }
+}
+
 pub fn run(cli: &Cli) -> Result<()> {
     if context::is_pool(&cli.root) {
         return run_pools(cli);
     }
+    context::refuse_pool_options(cli)?;
     let loaded = context::load_drivers(cli);
     let found = discover::discover(&cli.root, &loaded)
         .with_context(|| format!("cannot examine {}", cli.root.display()))?;

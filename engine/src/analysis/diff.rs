@@ -9,7 +9,8 @@
 //! equal has its content (a symlink its target) compared too, so a write
 //! whose mtime was put back (`touch -r`) still shows as Changed. Where the
 //! driver declares [`SNAPSHOT_INODES`] (btrfs), a regular file with the same
-//! inode number, ctime and birth time as below is the same file, unread.
+//! inode number, ctime and birth time as below is the same file, unread;
+//! so is one an [`Unchanged`] proof vouches for (zfs: `dataset_shortcut`).
 //!
 //! For layered drivers only directories present in the rw layer can differ,
 //! so only those are compared; full-tree drivers compare everything.
@@ -100,7 +101,8 @@ impl Options {
 pub struct Stats {
     /// Entries with equal metadata whose content or target was read and compared.
     pub contents_compared: u64,
-    /// Regular files with equal metadata proved unchanged by their inode, unread.
+    /// Regular files with equal metadata proved unchanged by their inode
+    /// (or an [`Unchanged`] proof), unread.
     pub proven_by_inode: u64,
 }
 
@@ -131,8 +133,14 @@ fn differs(new: &Stat, old: &Stat) -> bool {
         || (!new.is_dir() && (!same_time(new, old) || new.size != old.size))
 }
 
+/// Proof that a regular file of the top layer is its copy below, unread.
+pub trait Unchanged {
+    fn proves(&self, new: &Node, old: &Node) -> bool;
+}
+
 struct Differ<'a> {
     union: &'a Union,
+    proof: Option<&'a dyn Unchanged>,
     /// Whether only directories present in the top layer can differ.
     layered: bool,
     options: Options,
@@ -169,7 +177,9 @@ impl Differ<'_> {
         let (a, b) = (self.union.tree(new), self.union.tree(old));
         let same = match new.stat.kind {
             FileKind::File => {
-                if self.options.snapshot_inodes && same_inode(&new.stat, &old.stat) {
+                if self.options.snapshot_inodes && same_inode(&new.stat, &old.stat)
+                    || self.proof.is_some_and(|p| p.proves(new, old))
+                {
                     self.stats.proven_by_inode += 1;
                     return false;
                 }
@@ -258,6 +268,15 @@ impl Differ<'_> {
 
 /// The changes of the top layer of `union` against the layers below it.
 pub fn changes(union: &Union, options: &Options) -> Result<Diff> {
+    changes_proven(union, options, None)
+}
+
+/// [`changes`], files `proof` vouches for left unread.
+pub fn changes_proven(
+    union: &Union,
+    options: &Options,
+    proof: Option<&dyn Unchanged>,
+) -> Result<Diff> {
     let Some(top) = union.trees.first() else {
         return Ok(Diff::default());
     };
@@ -269,6 +288,7 @@ pub fn changes(union: &Union, options: &Options) -> Result<Diff> {
     }
     let mut differ = Differ {
         union,
+        proof,
         layered: top.style().is_some(),
         options: *options,
         out: Vec::new(),

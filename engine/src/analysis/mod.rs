@@ -4,6 +4,7 @@
 //! - [`journal`]: names deleted in rw layers, from an ext4 partition's journal;
 //! - [`export`]: a view as a tar stream, like `docker export`;
 //! - [`diff`]: what a container changed, like `docker diff`, with content checks;
+//! - [`dataset_shortcut`]: the files a zfs clone provably shares with its origin;
 //! - [`deleted`]: what the layers deleted, and where an older copy survives;
 //! - [`provenance`]: `find` — which layer, image and container provide a path;
 //! - [`timeline`]: file times and docker's events as bodyfile or JSON lines;
@@ -15,6 +16,7 @@
 
 pub mod attribute;
 pub mod audit;
+pub mod dataset_shortcut;
 pub mod deleted;
 pub mod diff;
 pub mod export;

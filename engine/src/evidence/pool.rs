@@ -7,6 +7,7 @@
 //! [`LayerSource::Dataset`](docker_mount_core::driver::LayerSource) name
 //! (never outside the root's dataset) and serves it once per process.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,19 @@ pub trait DatasetProvider: Send + Sync + std::fmt::Debug {
     fn children(&self) -> Result<Vec<String>>;
     /// Opens filesystem or snapshot `name` (a whole dataset name).
     fn open(&self, name: &str) -> Result<Arc<dyn TreeSource>>;
+    /// When filesystem `clone` is a clone of a snapshot of filesystem
+    /// `origin`: the objects that may differ between the two (rewritten
+    /// in either since that snapshot); every other object is the
+    /// snapshot's in both. `None` when `clone` is no clone of `origin`.
+    fn may_differ(&self, _clone: &str, _origin: &str) -> Result<Option<HashSet<u64>>> {
+        Ok(None)
+    }
+    /// When the root was read from a snapshot: whether dataset `whole`
+    /// was written after it (its files are then as they are now, not as
+    /// the snapshot's root knew them), with the snapshot's txg.
+    fn written_after_root(&self, _whole: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// The whole name of a layer dataset a driver named: `<base>/<name>` for
@@ -74,6 +88,22 @@ pub fn serve(pool: &dyn DatasetProvider, whole: &str) -> Result<Arc<Served>> {
     let served = Arc::new(datasetfs::serve(source, whole)?);
     cache.push((whole.to_string(), served.clone()));
     Ok(served)
+}
+
+/// A warning when the root is a snapshot and layer dataset `name` was
+/// written after it (layers are live datasets: a snapshot of the root
+/// does not snapshot them).
+pub fn written_after_root(pool: &dyn DatasetProvider, name: &str) -> Option<String> {
+    let whole = resolve(pool.base(), name).ok()?;
+    match pool.written_after_root(&whole) {
+        Ok(None) => None,
+        Ok(Some(txg)) => Some(format!(
+            "dataset {whole} was written after the root's snapshot (txg {txg}; reading a file may write its atime): its files are as they are now, not necessarily as at the snapshot"
+        )),
+        Err(e) => Some(format!(
+            "dataset {whole}: whether it was written after the root's snapshot is unknown: {e}"
+        )),
+    }
 }
 
 /// The directory of a layer dataset the driver named `name`.

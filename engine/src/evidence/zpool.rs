@@ -5,11 +5,12 @@
 //! `--root` names a device or image (its pool's other devices are looked
 //! for beside it: files of the same directory whose label names the same
 //! pool), or a directory of such images (every pool in it). Each pool is
-//! opened read-only; every filesystem and snapshot whose top holds
+//! opened read-only at its newest readable uberblock, or at the txg asked
+//! for (`--txg`: the pool as it was then, if its blocks survive); every filesystem and snapshot whose top holds
 //! docker's directories is a candidate root, selected with `--dataset`
 //! when there are several.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -120,6 +121,19 @@ pub struct Candidate {
     /// Where it was mounted (`/var/lib/docker`), for filesystems.
     pub mountpoint: Option<String>,
     pub devices: Vec<PathBuf>,
+    /// The txg the pool was read at (its newest readable uberblock's, or
+    /// the one `--txg` asked for).
+    pub txg: u64,
+}
+
+/// An uberblock of a pool: a txg it can be opened at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Uberblock {
+    pub txg: u64,
+    /// When it was written, seconds since the epoch.
+    pub written: u64,
+    /// Whether the pool was read at it.
+    pub opened: bool,
 }
 
 /// What the pools of `--root` hold.
@@ -128,22 +142,55 @@ pub struct PoolScan {
     /// Pools found, with their devices.
     pub pools: Vec<(String, Vec<PathBuf>)>,
     pub candidates: Vec<Candidate>,
+    /// Each pool's uberblocks, newest first.
+    pub uberblocks: Vec<(String, Vec<Uberblock>)>,
     /// Pools or datasets that could not be read (encrypted ones, say).
     pub problems: Vec<String>,
 }
 
-/// Opens every pool of `path` and finds the datasets holding a docker root.
-pub fn scan(path: &Path) -> PoolScan {
+fn uberblocks(pool: &zfs::Pool) -> Vec<Uberblock> {
+    pool.uberblocks()
+        .into_iter()
+        .map(|u| Uberblock {
+            txg: u.txg,
+            written: u.timestamp,
+            opened: u.active,
+        })
+        .collect()
+}
+
+/// Why pool `name` on `devs` does not open at `txg`: the txgs it can be
+/// opened at, or that not even its newest uberblock reads.
+fn not_at(name: &str, devs: &[PathBuf], txg: u64, e: &zfs::Error) -> String {
+    match zfs::Pool::open(devs, &zfs::OpenOptions::default()) {
+        Ok(p) => {
+            let txgs: Vec<String> = p.uberblocks().iter().map(|u| u.txg.to_string()).collect();
+            format!(
+                "pool {name} cannot be read at txg {txg}: {e} (its labels hold uberblocks of txgs {}; `roots` lists them with their times)",
+                txgs.join(", ")
+            )
+        }
+        Err(_) => format!("pool {name}: {e}"),
+    }
+}
+
+/// Opens every pool of `path` (at `txg` when given: each pool's uberblock
+/// of that txg) and finds the datasets holding a docker root.
+pub fn scan(path: &Path, txg: Option<u64>) -> PoolScan {
     let mut out = PoolScan::default();
     for (_, (name, devs)) in devices(path) {
         out.pools.push((name.clone(), devs.clone()));
-        let pool = match zfs::Pool::open(&devs, &zfs::OpenOptions::default()) {
+        let pool = match zfs::Pool::open(&devs, &zfs::OpenOptions { txg }) {
             Ok(p) => p,
             Err(e) => {
-                out.problems.push(format!("pool {name}: {e}"));
+                out.problems.push(match txg {
+                    Some(t) => not_at(&name, &devs, t, &e),
+                    None => format!("pool {name}: {e}"),
+                });
                 continue;
             }
         };
+        out.uberblocks.push((name.clone(), uberblocks(&pool)));
         let datasets = match pool.datasets() {
             Ok(d) => d,
             Err(e) => {
@@ -167,6 +214,7 @@ pub fn scan(path: &Path) -> PoolScan {
                     dataset: ds.name,
                     mountpoint: ds.mountpoint,
                     devices: devs.clone(),
+                    txg: pool.txg(),
                 }),
                 Ok(false) => {}
                 Err(e) => out.problems.push(format!("dataset {}: {e}", ds.name)),
@@ -305,11 +353,46 @@ impl DatasetProvider for ZfsPool {
         })?;
         Ok(Arc::new(ZfsTree { fs }))
     }
+
+    fn written_after_root(&self, whole: &str) -> Result<Option<u64>> {
+        if !self.dataset.contains('@') {
+            return Ok(None);
+        }
+        let datasets = self.pool.datasets().map_err(usage)?;
+        let Some(snapshot) = datasets.iter().find(|d| d.name == self.dataset) else {
+            return Ok(None);
+        };
+        let fs = self.pool.open_fs(whole).map_err(usage)?;
+        let changed = fs.changed_since(snapshot.createtxg).map_err(usage)?;
+        Ok((!changed.is_empty()).then_some(snapshot.createtxg))
+    }
+
+    fn may_differ(&self, clone: &str, origin: &str) -> Result<Option<HashSet<u64>>> {
+        let datasets = self.pool.datasets().map_err(usage)?;
+        let info = |name: &str| datasets.iter().find(|d| d.name == name);
+        let Some(snapshot) = info(clone)
+            .and_then(|c| c.origin.as_deref())
+            .filter(|o| o.split_once('@').is_some_and(|(fs, _)| fs == origin))
+            .and_then(info)
+        else {
+            return Ok(None);
+        };
+        let mut set = HashSet::new();
+        for name in [clone, origin] {
+            let fs = self.pool.open_fs(name).map_err(usage)?;
+            let changed = fs.changed_since(snapshot.createtxg).map_err(usage)?;
+            set.extend(changed.into_iter().map(|(obj, _)| obj));
+        }
+        Ok(Some(set))
+    }
 }
 
 /// Opens the root `candidate` names: its pool, and its top directory served.
 pub fn open(candidate: &Candidate) -> Result<(Arc<ZfsPool>, Arc<Served>)> {
-    let pool = zfs::Pool::open(&candidate.devices, &zfs::OpenOptions::default()).map_err(usage)?;
+    let at = zfs::OpenOptions {
+        txg: Some(candidate.txg),
+    };
+    let pool = zfs::Pool::open(&candidate.devices, &at).map_err(usage)?;
     let base = candidate
         .dataset
         .split_once('@')

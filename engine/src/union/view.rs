@@ -125,6 +125,9 @@ pub fn open(root: &DockerRoot, stack: &Stack) -> Result<View> {
                 let dir = pool::layer_dir(pool, name).map_err(|e| {
                     Error::Usage(format!("layer {} ({}): {e}", layer.driver_id, pool.describe()))
                 })?;
+                if let Some(w) = pool::written_after_root(pool, name) {
+                    warnings.push(format!("layer {}: {w}", layer.driver_id));
+                }
                 trees.push(Tree::whole(dir, None, &layer.driver_id));
                 layers.push(layer.clone());
                 continue;
