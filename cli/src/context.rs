@@ -120,8 +120,12 @@ fn open_pool(cli: &Cli, drivers: Drivers) -> Result<Context> {
     for p in &scan.problems {
         tracing::info!("{p}");
     }
-    if scan.candidates.is_empty() && cli.dataset.is_none() {
-        // Pools, but no docker in them: a disk without docker.
+    if let (Some(t), true) = (cli.txg, scan.uberblocks.is_empty()) {
+        anyhow::bail!("--txg {t}: {}", scan.problems.join("; "));
+    }
+    if scan.candidates.is_empty() && cli.dataset.is_none() && scan.failures == 0 {
+        // Pools read (encrypted datasets aside), and no docker in them: a
+        // disk without docker.
         let e = scan.select(None, &cli.root).err().map(|e| e.to_string());
         return Err(NoDockerRoot(e.unwrap_or_default()).into());
     }

@@ -71,7 +71,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("list.json", schema_for!(Vec<list::ContainerSummary>)),
         ("logs.json", schema_for!(LogsOutput)),
         ("mount.json", schema_for!(MountOutput)),
-        ("roots.json", schema_for!(roots::Roots)),
+        ("roots.json", schema_for!(roots::RootsOutput)),
         ("timeline.line.json", timeline::jsonl_schema()),
         ("umount.json", schema_for!(mount::Unmounted)),
     ]

@@ -43,6 +43,15 @@ struct ConfigFile {
     user: Option<String>,
 }
 
+/// What `roots --json` prints: the roots of a directory tree, or the
+/// docker datasets of ZFS pool devices.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum RootsOutput {
+    Tree(Roots),
+    Pools(PoolRoots),
+}
+
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct Roots {
     given: String,
@@ -110,7 +119,7 @@ fn count_docker(root: &DockerRoot) -> (Option<usize>, Option<usize>, Vec<String>
 }
 
 /// A dataset of a pool holding a docker root.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct DatasetRow {
     #[serde(flatten)]
     candidate: zpool::Candidate,
@@ -121,7 +130,7 @@ struct DatasetRow {
     select_with: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct PoolInfo {
     name: String,
     devices: Vec<String>,
@@ -129,8 +138,9 @@ struct PoolInfo {
     uberblocks: Vec<zpool::Uberblock>,
 }
 
-#[derive(Serialize)]
-struct PoolRoots {
+/// `roots` on ZFS pool devices.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct PoolRoots {
     given: String,
     pools: Vec<PoolInfo>,
     roots: Vec<DatasetRow>,
@@ -186,7 +196,7 @@ fn run_pools(cli: &Cli) -> Result<()> {
         problems,
     };
     if cli.json {
-        return context::print_json(&out);
+        return context::print_json(&RootsOutput::Pools(out));
     }
     for p in &out.pools {
         println!("pool {}: {}", p.name, p.devices.join(", "));
@@ -308,7 +318,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         problems: found.problems.clone(),
     };
     if cli.json {
-        return context::print_json(&out);
+        return context::print_json(&RootsOutput::Tree(out));
     }
     if let Some(h) = &out.host {
         let how = if out.host_guessed {

@@ -112,7 +112,7 @@ pub fn devices(path: &Path) -> BTreeMap<u64, (String, Vec<PathBuf>)> {
 }
 
 /// A dataset of a pool that holds a docker root.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Candidate {
     pub pool: String,
     /// `pool/fs` or `pool/fs@snap`.
@@ -127,7 +127,7 @@ pub struct Candidate {
 }
 
 /// An uberblock of a pool: a txg it can be opened at.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Uberblock {
     pub txg: u64,
     /// When it was written, seconds since the epoch.
@@ -146,6 +146,9 @@ pub struct PoolScan {
     pub uberblocks: Vec<(String, Vec<Uberblock>)>,
     /// Pools or datasets that could not be read (encrypted ones, say).
     pub problems: Vec<String>,
+    /// How many of `problems` are read failures (a damaged pool or
+    /// dataset, an unknown txg), not merely encrypted datasets.
+    pub failures: usize,
 }
 
 fn uberblocks(pool: &zfs::Pool) -> Vec<Uberblock> {
@@ -183,6 +186,7 @@ pub fn scan(path: &Path, txg: Option<u64>) -> PoolScan {
         let pool = match zfs::Pool::open(&devs, &zfs::OpenOptions { txg }) {
             Ok(p) => p,
             Err(e) => {
+                out.failures += 1;
                 out.problems.push(match txg {
                     Some(t) => not_at(&name, &devs, t, &e),
                     None => format!("pool {name}: {e}"),
@@ -194,6 +198,7 @@ pub fn scan(path: &Path, txg: Option<u64>) -> PoolScan {
         let datasets = match pool.datasets() {
             Ok(d) => d,
             Err(e) => {
+                out.failures += 1;
                 out.problems.push(format!("pool {name}: datasets: {e}"));
                 continue;
             }
@@ -217,7 +222,10 @@ pub fn scan(path: &Path, txg: Option<u64>) -> PoolScan {
                     txg: pool.txg(),
                 }),
                 Ok(false) => {}
-                Err(e) => out.problems.push(format!("dataset {}: {e}", ds.name)),
+                Err(e) => {
+                    out.failures += 1;
+                    out.problems.push(format!("dataset {}: {e}", ds.name));
+                }
             }
         }
     }
