@@ -25,10 +25,14 @@ use crate::evidence::pathfmt;
 use crate::evidence::userns::{ContainerIds, IdMap};
 use crate::model::container::{is_zero_time, Container};
 use crate::model::image::Image;
+use crate::model::parallel;
 use crate::model::stack::Role;
 use crate::union::view::View;
 use crate::union::{FileKind, Node, Time, Union};
 use docker_mount_core::error::Result;
+
+/// JSON lines formatted together before being written.
+const JSONL_BATCH: usize = 16 * 1024;
 
 /// Characters of a driver id shown in names.
 const SHORT_ID: usize = 12;
@@ -554,23 +558,36 @@ impl Timeline {
             }
         }
         keys.sort_by_key(|k| k.time);
-        for k in keys {
-            let record = match k.what {
-                What::Event => self
-                    .events
-                    .get(k.item as usize)
-                    .map(|e| self.event_record(e)),
-                What::File(kind) => self
-                    .files
-                    .get(k.item as usize)
-                    .map(|f| self.file_record(f, kind, k.time)),
-            };
-            if let Some(record) = record {
-                serde_json::to_writer(&mut *out, &record)?;
-                out.write_all(b"\n")?;
+        // Lines are formatted on every core, a batch at a time (bounded
+        // memory), and written in order.
+        for batch in keys.chunks(JSONL_BATCH) {
+            let lines = parallel::map(batch, |k| self.jsonl_line(k));
+            for line in lines {
+                out.write_all(&line?)?;
             }
         }
         Ok(())
+    }
+
+    /// The JSON line of one key (empty if the key names nothing).
+    fn jsonl_line(&self, k: &Key) -> std::io::Result<Vec<u8>> {
+        let record = match k.what {
+            What::Event => self
+                .events
+                .get(k.item as usize)
+                .map(|e| self.event_record(e)),
+            What::File(kind) => self
+                .files
+                .get(k.item as usize)
+                .map(|f| self.file_record(f, kind, k.time)),
+        };
+        let mut line = Vec::new();
+        if let Some(record) = record {
+            line.reserve(1024);
+            serde_json::to_writer(&mut line, &record)?;
+            line.push(b'\n');
+        }
+        Ok(line)
     }
 
     /// The owner the bodyfile shows: the container's view when mapped.
