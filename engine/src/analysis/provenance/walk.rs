@@ -363,7 +363,7 @@ fn root_records(layers: &[Layer], out: &mut Walked, warnings: &mut Warnings) {
 }
 
 /// Reads what the present entries hold (hashes of files, targets of
-/// symlinks), spread over every core.
+/// symlinks) on several threads: from a cold root, mostly waits on the disk.
 fn fill_contents(layers: &[Layer], mut out: Walked) -> Walked {
     let by_slot: BTreeMap<usize, &Tree> = layers.iter().map(|l| (l.slot, l.tree)).collect();
     let mut jobs = Vec::new();
@@ -377,7 +377,7 @@ fn fill_contents(layers: &[Layer], mut out: Walked) -> Walked {
         }
     }
     let paths = &out.paths;
-    let filled = parallel::map(&jobs, |&(p, slot, kind)| {
+    let filled = parallel::map_on(parallel::IO_THREADS, &jobs, |&(p, slot, kind)| {
         by_slot
             .get(&slot)
             .map(|tree| content(tree, &paths[p], kind))
