@@ -863,7 +863,7 @@ pub fn find(
         Query::Glob(glob) => walk::Target::Glob(glob),
     };
     let walked = walk::walk(&layers, &target, limit, &mut warnings);
-    let (paths, mut records, truncated) = (walked.paths, walked.records, walked.truncated);
+    let (paths, records, truncated) = (walked.paths, walked.records, walked.truncated);
 
     // Per path, in subject order: the subjects a layer of whose stack has a
     // record, and the slot whose version each sees.
@@ -899,24 +899,11 @@ pub fn find(
 
     let layers_examined = slots.iter().filter(|s| s.probed).count();
     let mut reports = Vec::with_capacity(paths.len());
-    for (p, path) in paths.iter().enumerate() {
-        let recs = &mut records[p];
+    for (p, (path, mut recs)) in paths.iter().zip(records).enumerate() {
         recs.retain(|l, v| !matches!(v, Version::Hidden { .. }) || effective.contains(&(p, *l)));
-        let mut layers: Vec<(usize, LayerVersion)> = recs
-            .iter()
-            .map(|(&l, version)| (l, layer_version(&slots[l], &subjects, version.clone())))
-            .collect();
-        layers.sort_by(|(a, _), (b, _)| {
-            let (a, b) = (&slots[*a], &slots[*b]);
-            (a.depth, role_rank(a.layer.role), &a.layer.driver_id).cmp(&(
-                b.depth,
-                role_rank(b.layer.role),
-                &b.layer.driver_id,
-            ))
-        });
         let mut report = PathReport {
             path: Path::new("/").join(path),
-            layers: layers.into_iter().map(|(_, l)| l).collect(),
+            layers: Vec::new(),
             containers: Vec::new(),
             images: Vec::new(),
         };
@@ -960,6 +947,19 @@ pub fn find(
                 Who::Orphan => {}
             }
         }
+        let mut layers: Vec<(usize, LayerVersion)> = recs
+            .into_iter()
+            .map(|(l, version)| (l, layer_version(&slots[l], &subjects, version)))
+            .collect();
+        layers.sort_by(|(a, _), (b, _)| {
+            let (a, b) = (&slots[*a], &slots[*b]);
+            (a.depth, role_rank(a.layer.role), &a.layer.driver_id).cmp(&(
+                b.depth,
+                role_rank(b.layer.role),
+                &b.layer.driver_id,
+            ))
+        });
+        report.layers = layers.into_iter().map(|(_, l)| l).collect();
         reports.push(report);
     }
     Ok(Report {
