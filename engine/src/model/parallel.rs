@@ -9,7 +9,7 @@ const MIN_PER_THREAD: usize = 256;
 /// Threads for reads that wait on the disk more than they compute
 /// (hashing many small files of a cold root): a deeper queue for the
 /// device, whatever the cores.
-pub const IO_THREADS: usize = 8;
+pub const IO_THREADS: usize = 32;
 
 /// `f` over `items`, in order, on up to one scoped thread per core.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
