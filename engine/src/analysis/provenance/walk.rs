@@ -221,12 +221,73 @@ impl Walker<'_, '_> {
     }
 }
 
-/// Walks `layers` for `target`, reporting at most `limit` paths.
-pub(super) fn walk(
-    layers: &[Layer],
+/// A content to read: of path `p` in the layer of `slot`.
+struct Job<'t> {
+    p: usize,
+    slot: usize,
+    tree: &'t Tree,
+    rel: PathBuf,
+    kind: FileKind,
+}
+
+/// Jobs queued per reading thread before another is started.
+const JOBS_PER_THREAD: usize = 16;
+
+/// Walks `layers` for `target`, reporting at most `limit` paths. Contents
+/// are read on other threads (up to [`parallel::IO_THREADS`], started as
+/// jobs come) while the walk goes on: from a cold root, both wait on the
+/// disk.
+pub(super) fn walk<'t>(
+    layers: &[Layer<'t>],
     target: &Target,
     limit: usize,
     warnings: &mut Warnings,
+) -> Walked {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job<'t>>(parallel::IO_THREADS * JOBS_PER_THREAD);
+    let rx = std::sync::Mutex::new(rx);
+    std::thread::scope(|s| {
+        let mut readers = Vec::new();
+        let mut sent = 0usize;
+        let mut on_present = |job: Job<'t>| {
+            if readers.len() < parallel::IO_THREADS && sent >= readers.len() * JOBS_PER_THREAD {
+                readers.push(s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(job) = job else { return done };
+                        done.push((job.p, job.slot, content(job.tree, &job.rel, job.kind)));
+                    }
+                }));
+            }
+            sent += 1;
+            // The readers stop only when the sender goes.
+            let _ = tx.send(job);
+        };
+        let mut out = walk_records(layers, target, limit, warnings, &mut on_present);
+        drop(tx);
+        for reader in readers {
+            let done = match reader.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            for (p, slot, c) in done {
+                if let Some(Version::Present(e)) = out.records[p].get_mut(&slot) {
+                    c.apply(e);
+                }
+            }
+        }
+        out
+    })
+}
+
+/// The walk itself: records of every path found, each present file or
+/// symlink given to `on_present` for its content.
+fn walk_records<'t>(
+    layers: &[Layer<'t>],
+    target: &Target,
+    limit: usize,
+    warnings: &mut Warnings,
+    on_present: &mut dyn FnMut(Job<'t>),
 ) -> Walked {
     let mut out = Walked {
         paths: Vec::new(),
@@ -234,8 +295,9 @@ pub(super) fn walk(
         truncated: false,
     };
     if matches!(target, Target::Path(q) if q.is_empty()) {
+        // `/` is a directory in every layer: no content to read.
         root_records(layers, &mut out, warnings);
-        return fill_contents(layers, out);
+        return out;
     }
     let mut w = Walker {
         layers,
@@ -292,6 +354,20 @@ pub(super) fn walk(
             }
             let mut rel = w.rel();
             rel.push(OsStr::from_bytes(&name));
+            let p = out.paths.len();
+            for (i, l) in layers.iter().enumerate() {
+                if let Some(Version::Present(e)) = records.get(&l.slot) {
+                    if matches!(e.kind, FileKind::File | FileKind::Symlink) {
+                        on_present(Job {
+                            p,
+                            slot: layers[i].slot,
+                            tree: l.tree,
+                            rel: rel.clone(),
+                            kind: e.kind,
+                        });
+                    }
+                }
+            }
             out.paths.push(rel);
             out.records.push(records);
         }
@@ -344,7 +420,7 @@ pub(super) fn walk(
         let next = w.frame(at, states);
         stack.push(next);
     }
-    fill_contents(layers, out)
+    out
 }
 
 /// The records of `/` itself: every layer holds its top directory.
@@ -360,32 +436,4 @@ fn root_records(layers: &[Layer], out: &mut Walked, warnings: &mut Warnings) {
     }
     out.paths.push(PathBuf::new());
     out.records.push(records);
-}
-
-/// Reads what the present entries hold (hashes of files, targets of
-/// symlinks) on several threads: from a cold root, mostly waits on the disk.
-fn fill_contents(layers: &[Layer], mut out: Walked) -> Walked {
-    let by_slot: BTreeMap<usize, &Tree> = layers.iter().map(|l| (l.slot, l.tree)).collect();
-    let mut jobs = Vec::new();
-    for (p, records) in out.records.iter().enumerate() {
-        for (slot, v) in records {
-            if let Version::Present(e) = v {
-                if matches!(e.kind, FileKind::File | FileKind::Symlink) {
-                    jobs.push((p, *slot, e.kind));
-                }
-            }
-        }
-    }
-    let paths = &out.paths;
-    let filled = parallel::map_on(parallel::IO_THREADS, &jobs, |&(p, slot, kind)| {
-        by_slot
-            .get(&slot)
-            .map(|tree| content(tree, &paths[p], kind))
-    });
-    for (&(p, slot, _), c) in jobs.iter().zip(filled) {
-        if let (Some(Version::Present(e)), Some(c)) = (out.records[p].get_mut(&slot), c) {
-            c.apply(e);
-        }
-    }
-    out
 }
