@@ -287,6 +287,98 @@ fn index(n: usize) -> Result<u32> {
     })
 }
 
+/// A part of a view's walk: one entry, or everything below a directory.
+enum Unit {
+    Visit(Node),
+    Walk(Node),
+}
+
+/// What one [`Unit`] gave.
+#[derive(Default)]
+struct Walked {
+    files: Vec<FileEntry>,
+    warnings: Vec<String>,
+    error: Option<crate::Error>,
+}
+
+/// Directories below which the walk is split into [`Unit`]s, at most.
+const SPLIT_LEVELS: usize = 3;
+/// Enough units to keep every core busy whatever their sizes.
+const SPLIT_UNITS: usize = 64;
+
+/// The walk of `union` as units in its order: the root, then its first
+/// levels expanded (each directory's `Walk` replaced by its children's
+/// `Visit` and `Walk`) until there are enough.
+fn split(union: &Union) -> Result<Vec<Unit>> {
+    let root = union.root()?;
+    let mut units = vec![Unit::Visit(root.clone()), Unit::Walk(root)];
+    for _ in 0..SPLIT_LEVELS {
+        let walks = units.iter().filter(|u| matches!(u, Unit::Walk(_))).count();
+        if walks == 0 || walks >= SPLIT_UNITS {
+            break;
+        }
+        let mut next = Vec::with_capacity(units.len() * 2);
+        for unit in units {
+            match unit {
+                Unit::Walk(dir) => {
+                    for child in union.children(&dir)? {
+                        let is_dir = child.stat.is_dir();
+                        next.push(Unit::Visit(child.clone()));
+                        if is_dir {
+                            next.push(Unit::Walk(child));
+                        }
+                    }
+                }
+                visit => next.push(visit),
+            }
+        }
+        units = next;
+    }
+    Ok(units)
+}
+
+/// The timeline entry of one node of a view (a symlink's target read).
+fn file_entry(
+    scope: u32,
+    union: &Union,
+    node: &Node,
+    warnings: &mut Vec<String>,
+) -> Result<FileEntry> {
+    let mut path = Vec::with_capacity(node.path.as_os_str().len() + 1);
+    path.push(b'/');
+    path.extend_from_slice(node.path.as_os_str().as_bytes());
+    let target = if node.stat.kind == FileKind::Symlink {
+        match union.tree(node).readlink(&node.path) {
+            Ok(t) => Some(t.into_boxed_slice()),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read the symlink {}: {e}",
+                    union.tree(node).path().join(&node.path).display()
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let st = &node.stat;
+    Ok(FileEntry {
+        scope,
+        layer: index(node.layer)?,
+        path: path.into_boxed_slice(),
+        target,
+        kind: st.kind,
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        size: st.size,
+        ino: st.ino,
+        atime: st.atime,
+        mtime: st.mtime,
+        ctime: st.ctime,
+    })
+}
+
 impl Timeline {
     pub fn new() -> Timeline {
         Timeline::default()
@@ -654,98 +746,6 @@ impl Timeline {
         });
         r
     }
-}
-
-/// A part of a view's walk: one entry, or everything below a directory.
-enum Unit {
-    Visit(Node),
-    Walk(Node),
-}
-
-/// What one [`Unit`] gave.
-#[derive(Default)]
-struct Walked {
-    files: Vec<FileEntry>,
-    warnings: Vec<String>,
-    error: Option<crate::Error>,
-}
-
-/// Directories below which the walk is split into [`Unit`]s, at most.
-const SPLIT_LEVELS: usize = 3;
-/// Enough units to keep every core busy whatever their sizes.
-const SPLIT_UNITS: usize = 64;
-
-/// The walk of `union` as units in its order: the root, then its first
-/// levels expanded (each directory's `Walk` replaced by its children's
-/// `Visit` and `Walk`) until there are enough.
-fn split(union: &Union) -> Result<Vec<Unit>> {
-    let root = union.root()?;
-    let mut units = vec![Unit::Visit(root.clone()), Unit::Walk(root)];
-    for _ in 0..SPLIT_LEVELS {
-        let walks = units.iter().filter(|u| matches!(u, Unit::Walk(_))).count();
-        if walks == 0 || walks >= SPLIT_UNITS {
-            break;
-        }
-        let mut next = Vec::with_capacity(units.len() * 2);
-        for unit in units {
-            match unit {
-                Unit::Walk(dir) => {
-                    for child in union.children(&dir)? {
-                        let is_dir = child.stat.is_dir();
-                        next.push(Unit::Visit(child.clone()));
-                        if is_dir {
-                            next.push(Unit::Walk(child));
-                        }
-                    }
-                }
-                visit => next.push(visit),
-            }
-        }
-        units = next;
-    }
-    Ok(units)
-}
-
-/// The timeline entry of one node of a view (a symlink's target read).
-fn file_entry(
-    scope: u32,
-    union: &Union,
-    node: &Node,
-    warnings: &mut Vec<String>,
-) -> Result<FileEntry> {
-    let mut path = Vec::with_capacity(node.path.as_os_str().len() + 1);
-    path.push(b'/');
-    path.extend_from_slice(node.path.as_os_str().as_bytes());
-    let target = if node.stat.kind == FileKind::Symlink {
-        match union.tree(node).readlink(&node.path) {
-            Ok(t) => Some(t.into_boxed_slice()),
-            Err(e) => {
-                warnings.push(format!(
-                    "cannot read the symlink {}: {e}",
-                    union.tree(node).path().join(&node.path).display()
-                ));
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let st = &node.stat;
-    Ok(FileEntry {
-        scope,
-        layer: index(node.layer)?,
-        path: path.into_boxed_slice(),
-        target,
-        kind: st.kind,
-        mode: st.mode,
-        uid: st.uid,
-        gid: st.gid,
-        size: st.size,
-        ino: st.ino,
-        atime: st.atime,
-        mtime: st.mtime,
-        ctime: st.ctime,
-    })
 }
 
 /// One JSON line (Timesketch: `message`, `datetime`, `timestamp_desc`).
