@@ -212,10 +212,10 @@ fn warn_if_unmapped_rootless(ctx: &Context) {
     }
 }
 
-/// Prints a value as pretty JSON on stdout, streamed through a buffer
-/// rather than held whole (`find` of a big glob prints hundreds of MB).
+/// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     use std::io::Write as _;
+    // Streamed, not held whole: `find` of a big glob prints hundreds of MB.
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     out.write_all(b"\n")?;
