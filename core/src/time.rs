@@ -99,18 +99,56 @@ pub fn format_rfc3339(t: Time) -> String {
     let days = t.sec.div_euclid(86_400);
     let secs = t.sec.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
+    let nsec = t.nsec.clamp(0, 999_999_999);
+    if let Ok(year @ 0..=9999) = u32::try_from(y) {
+        // By hand: timelines format millions of these.
+        let mut out = [0u8; 30];
+        let fields: [(u64, usize, u8); 7] = [
+            (year.into(), 4, b'-'),
+            (m.into(), 2, b'-'),
+            (d.into(), 2, b'T'),
+            (u64::try_from(secs / 3600).unwrap_or(0), 2, b':'),
+            (u64::try_from(secs / 60 % 60).unwrap_or(0), 2, b':'),
+            (u64::try_from(secs % 60).unwrap_or(0), 2, b'.'),
+            (u64::try_from(nsec).unwrap_or(0), 9, b'Z'),
+        ];
+        let mut at = 0;
+        for (mut value, width, sep) in fields {
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+            out[at + width] = sep;
+            at += width + 1;
+        }
+        return String::from_utf8_lossy(&out[..at]).into_owned();
+    }
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
         secs / 3600,
         secs / 60 % 60,
         secs % 60,
-        t.nsec.clamp(0, 999_999_999)
+        nsec
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_every_field_padded() {
+        let t = |sec, nsec| format_rfc3339(Time { sec, nsec });
+        assert_eq!(
+            t(1_709_251_199, 123_456_789),
+            "2024-02-29T23:59:59.123456789Z"
+        );
+        assert_eq!(t(0, 7), "1970-01-01T00:00:00.000000007Z");
+        assert_eq!(t(-1, 0), "1969-12-31T23:59:59.000000000Z");
+        // Years past 9999 and before 0 take the general path.
+        assert_eq!(t(253_402_300_800, 0), "10000-01-01T00:00:00.000000000Z");
+        assert!(t(-62_167_219_201, 0).starts_with("-001-12-31T23:59:59"));
+    }
 
     #[test]
     fn rfc3339_round_trips() {

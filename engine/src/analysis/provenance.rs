@@ -3,12 +3,13 @@
 //! what each holds), which layers deleted or hid it, which images are built
 //! on those layers, and which version each container and image sees.
 //!
-//! Every distinct layer (keyed by its directory) is examined once, raw: the
-//! path is probed component by component in that layer alone, so a
-//! whiteout is "deleted here" and an opaque directory on the way is
-//! "hidden here". What a container or image sees comes from the union
-//! engine ([`crate::union::Union::lookup`]) on its own stack. Broken
-//! containers, images and layers become warnings; they never stop a search.
+//! Every distinct layer (keyed by its directory) is read once, raw, all of
+//! them walked side by side in path order ([`walk`]): a whiteout is
+//! "deleted here", and an opaque directory or a non-directory on the way is
+//! "hidden here". What a container or image sees follows from those
+//! records by the union's rules (the topmost layer of its stack with a
+//! record decides). Broken containers, images and layers become warnings;
+//! they never stop a search.
 //!
 //! # Queries
 //!
@@ -68,10 +69,8 @@
 //! hid the path (`at` tells where). A `hidden` record is kept only when a
 //! layer below it (in its stack) holds the path: there was a copy to hide.
 
-use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -82,10 +81,11 @@ use crate::evidence::userns::{ContainerIds, IdMap};
 use crate::model::root::DockerRoot;
 use crate::model::stack::{self, Role, Stack, StackLayer};
 use crate::union::view;
-use crate::union::{FileKind, Lookup, Raw, Stat, Time, Tree};
-use docker_mount_core::beneath;
+use crate::union::{FileKind, Stat, Time, Tree};
 use docker_mount_core::error::{Error, Result};
 use docker_mount_core::loader::Drivers;
+
+mod walk;
 
 /// Paths reported unless told otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -570,7 +570,7 @@ struct Slot {
     /// Layers below it in its stack.
     depth: usize,
     owners: BTreeSet<usize>,
-    walked: bool,
+    /// Walked (through the first view that opened with it).
     probed: bool,
 }
 
@@ -692,7 +692,6 @@ fn index_layers(subjects: &mut [Subject]) -> Vec<Slot> {
                     layer: layer.clone(),
                     depth: n - 1 - i,
                     owners: BTreeSet::new(),
-                    walked: false,
                     probed: false,
                 });
                 slots.len() - 1
@@ -739,45 +738,9 @@ fn open_view(root: &DockerRoot, subject: &Subject, warnings: &mut Warnings) -> O
     }
 }
 
-/// Adds the paths of one layer that match `glob` to `out` (at most `limit`
-/// of them, the smallest; `truncated` set when more matched).
-fn walk_layer(
-    tree: &Tree,
-    glob: &Glob,
-    limit: usize,
-    out: &mut BTreeSet<PathBuf>,
-    truncated: &mut bool,
-    warnings: &mut Warnings,
-) {
-    let mut pending = vec![(PathBuf::new(), glob.start())];
-    while let Some((dir, states)) = pending.pop() {
-        let listing = match tree.list(&dir) {
-            Ok(l) => l,
-            Err(e) => {
-                warnings.push(format!(
-                    "layer {}: cannot list /{}: {e}",
-                    tree.id,
-                    pathfmt::escape(&dir)
-                ));
-                continue;
-            }
-        };
-        for (name, raw) in listing.entries {
-            let next = glob.step(&states, &name);
-            let rel = dir.join(OsStr::from_bytes(&name));
-            if glob.accepts(&next) && out.insert(rel.clone()) && out.len() > limit {
-                out.pop_last();
-                *truncated = true;
-            }
-            if matches!(&raw, Raw::Entry(st) if st.is_dir()) && glob.may_continue(&next) {
-                pending.push((rel, next));
-            }
-        }
-    }
-}
-
-fn entry(tree: &Tree, rel: &Path, st: &Stat) -> Entry {
-    let mut e = Entry {
+/// An entry's metadata; its content is read apart ([`content`]).
+fn entry_meta(st: &Stat) -> Entry {
+    Entry {
         kind: st.kind,
         size: st.size,
         mode: format!("{:04o}", st.mode),
@@ -787,22 +750,45 @@ fn entry(tree: &Tree, rel: &Path, st: &Stat) -> Entry {
         mtime: st.mtime,
         sha256: None,
         link_target: None,
-        device: None,
+        device: matches!(st.kind, FileKind::CharDev | FileKind::BlockDev).then(|| st.rdev_parts()),
+        error: None,
+    }
+}
+
+/// What an entry holds: a file's hash or a symlink's target, or why it
+/// could not be read.
+struct Content {
+    sha256: Option<String>,
+    link_target: Option<String>,
+    error: Option<String>,
+}
+
+impl Content {
+    fn apply(self, e: &mut Entry) {
+        e.sha256 = self.sha256;
+        e.link_target = self.link_target;
+        e.error = self.error;
+    }
+}
+
+fn content(tree: &Tree, rel: &Path, kind: FileKind) -> Content {
+    let mut c = Content {
+        sha256: None,
+        link_target: None,
         error: None,
     };
-    match st.kind {
+    match kind {
         FileKind::File => match tree.sha256(rel) {
-            Ok(h) => e.sha256 = Some(h),
-            Err(err) => e.error = Some(format!("cannot read the content: {err}")),
+            Ok(h) => c.sha256 = Some(h),
+            Err(err) => c.error = Some(format!("cannot read the content: {err}")),
         },
         FileKind::Symlink => match tree.readlink(rel) {
-            Ok(t) => e.link_target = Some(pathfmt::escape(Path::new(OsStr::from_bytes(&t)))),
-            Err(err) => e.error = Some(format!("cannot read the link: {err}")),
+            Ok(t) => c.link_target = Some(pathfmt::escape(Path::new(OsStr::from_bytes(&t)))),
+            Err(err) => c.error = Some(format!("cannot read the link: {err}")),
         },
-        FileKind::CharDev | FileKind::BlockDev => e.device = Some(st.rdev_parts()),
         _ => {}
     }
-    e
+    c
 }
 
 /// A path of a layer as the container sees it: `/` and `names` joined.
@@ -812,126 +798,14 @@ fn absolute(names: &[&[u8]]) -> PathBuf {
     p
 }
 
-/// Probes one layer alone for paths in sorted order, keeping open the
-/// directories on the way to the last one, so that each new name costs one
-/// step (as [`crate::union::Lookup`] does for views).
-struct Prober<'t> {
-    tree: &'t Tree,
-    /// The layer's top, then each directory entered for the last path.
-    levels: Vec<ProbeLevel>,
-}
-
-struct ProbeLevel {
-    name: Vec<u8>,
-    /// Relative to the layer's top.
-    rel: PathBuf,
-    /// `None` when the layer lacks the directory.
-    fd: Option<OwnedFd>,
-    /// Depth of the deepest directory down to this one that hides what is
-    /// below it (opaque; every directory of a full tree).
-    hides_at: Option<usize>,
-}
-
-impl<'t> Prober<'t> {
-    fn new(tree: &'t Tree) -> Prober<'t> {
-        Prober {
-            tree,
-            levels: Vec::new(),
-        }
-    }
-
-    /// What the layer alone holds at `rel`: `None` when it neither holds,
-    /// deletes nor hides it.
-    fn probe(&mut self, rel: &Path) -> std::io::Result<Option<Version>> {
-        let tree = self.tree;
-        let names: Vec<&[u8]> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.as_bytes()),
-                _ => None,
-            })
-            .collect();
-        if names.is_empty() {
-            let st = tree.list_self_stat()?;
-            return Ok(Some(Version::Present(entry(tree, rel, &st))));
-        }
-        if self.levels.is_empty() {
-            self.levels.push(ProbeLevel {
-                name: Vec::new(),
-                rel: PathBuf::new(),
-                fd: beneath::absent_if_missing(tree.open_dir(Path::new("")))?,
-                hides_at: None,
-            });
-        }
-        let shared = self.levels[1..]
-            .iter()
-            .zip(&names[..names.len() - 1])
-            .take_while(|(level, name)| level.name == **name)
-            .count();
-        self.levels.truncate(shared + 1);
-        let full = tree.style().is_none();
-        for (k, name) in names.iter().enumerate().skip(shared) {
-            let level = &self.levels[k];
-            let (raw, opaque) = match &level.fd {
-                Some(fd) => tree.probe_at(fd, &level.rel, name)?,
-                None => (None, false),
-            };
-            let hides_at = if opaque || full {
-                Some(k)
-            } else {
-                k.checked_sub(1).and_then(|p| self.levels[p].hides_at)
-            };
-            self.levels[k].hides_at = hides_at;
-            match raw {
-                None => {
-                    return Ok(hides_at.map(|d| Version::Hidden {
-                        at: absolute(&names[..d]),
-                        by: if full {
-                            HiddenBy::FullTree
-                        } else {
-                            HiddenBy::OpaqueDir
-                        },
-                    }))
-                }
-                Some(Raw::Whiteout) => {
-                    return Ok(Some(Version::Deleted {
-                        at: absolute(&names[..=k]),
-                    }))
-                }
-                Some(Raw::Entry(st)) if k + 1 == names.len() => {
-                    let here = self.levels[k].rel.join(OsStr::from_bytes(name));
-                    return Ok(Some(Version::Present(entry(tree, &here, &st))));
-                }
-                Some(Raw::Entry(st)) if st.is_dir() => {
-                    let level = &self.levels[k];
-                    let fd = match &level.fd {
-                        Some(fd) => {
-                            beneath::absent_if_missing(beneath::open_child_dir(fd.as_fd(), name))?
-                        }
-                        None => None,
-                    };
-                    let rel = level.rel.join(OsStr::from_bytes(name));
-                    self.levels.push(ProbeLevel {
-                        name: name.to_vec(),
-                        rel,
-                        fd,
-                        hides_at: None,
-                    });
-                }
-                Some(Raw::Entry(_)) => {
-                    return Ok(Some(Version::Hidden {
-                        at: absolute(&names[..=k]),
-                        by: HiddenBy::NonDirectory,
-                    }))
-                }
-            }
-        }
-        Ok(None)
-    }
-}
-
 /// Searches every container and image of `root` for `query` (a path or a
 /// glob, see the module documentation), reporting at most `limit` paths.
+///
+/// Each distinct layer is walked once, through the first view that opens
+/// with it ([`walk`]); what a container or image sees at a path is the
+/// record of the topmost layer of its stack that has one: visible when
+/// that layer holds the path, not when it deletes or hides it (the union's
+/// own rules, as a lookup in its view would find).
 pub fn find(
     root: &DockerRoot,
     drivers: &Drivers,
@@ -945,146 +819,101 @@ pub fn find(
     let mut warnings = Warnings::default();
     let mut subjects = subjects(root, drivers, &mut warnings);
     let mut slots = index_layers(&mut subjects);
-    let mut truncated = false;
 
-    // The paths: the query itself, or what the glob matches in any layer.
-    let paths: Vec<PathBuf> = match query {
-        Query::Path(p) => vec![p.clone()],
-        Query::Glob(glob) => {
-            let mut found = BTreeSet::new();
-            for subject in &subjects {
-                if subject.slots.iter().all(|&s| slots[s].walked) {
-                    continue;
-                }
-                let Some(v) = open_view(root, subject, &mut warnings) else {
-                    continue;
-                };
-                for (i, tree) in v.union.trees.iter().enumerate() {
-                    let slot = &mut slots[subject.slots[i]];
-                    if !slot.walked {
-                        slot.walked = true;
-                        walk_layer(tree, glob, limit, &mut found, &mut truncated, &mut warnings);
-                    }
-                }
-            }
-            found.into_iter().collect()
+    // The views that bring layers not seen yet; a subject whose view does
+    // not open sees nothing.
+    let mut views = Vec::new();
+    let mut viewable = vec![true; subjects.len()];
+    let mut picks = Vec::new();
+    for (s, subject) in subjects.iter().enumerate() {
+        if subject.slots.iter().all(|&l| slots[l].probed) {
+            continue;
         }
+        let Some(v) = open_view(root, subject, &mut warnings) else {
+            viewable[s] = false;
+            continue;
+        };
+        for i in 0..v.union.trees.len() {
+            let Some(&l) = subject.slots.get(i) else {
+                break;
+            };
+            if !slots[l].probed {
+                slots[l].probed = true;
+                picks.push((views.len(), i, l));
+            }
+        }
+        views.push(v);
+    }
+    let layers: Vec<walk::Layer> = picks
+        .iter()
+        .map(|&(v, i, slot)| walk::Layer {
+            slot,
+            tree: &views[v].union.trees[i],
+        })
+        .collect();
+    let target = match query {
+        Query::Path(p) => walk::Target::Path(
+            p.components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.as_bytes()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Query::Glob(glob) => walk::Target::Glob(glob),
     };
+    let walked = walk::walk(&layers, &target, limit, &mut warnings);
+    let (paths, records, truncated) = (walked.paths, walked.records, walked.truncated);
 
-    // Each distinct layer probed once; each subject's view looked up. Layers
-    // without a record for a path do not change what a view shows there,
-    // so views whose layers hold the same records see the same version:
-    // one lookup answers for all of them.
-    let mut records: Vec<BTreeMap<usize, Version>> = vec![BTreeMap::new(); paths.len()];
-    // (subject, path) → the slot whose version it sees, if any.
-    let mut seen: BTreeMap<(usize, usize), Option<usize>> = BTreeMap::new();
-    let mut answers: HashMap<(usize, Vec<usize>), Option<usize>> = HashMap::new();
+    // Per path, in subject order: the subjects a layer of whose stack has a
+    // record, and the slot whose version each sees.
+    let mut seen: Vec<Vec<(usize, Option<usize>)>> = vec![Vec::new(); paths.len()];
     // (path, slot) of hidden records with a copy below them to hide.
     let mut effective: HashSet<(usize, usize)> = HashSet::new();
     for (s, subject) in subjects.iter().enumerate() {
-        let opened: OnceCell<Option<view::View>> = OnceCell::new();
-        let mut lookup: Option<Lookup> = None;
-        if subject.slots.iter().any(|&l| !slots[l].probed) {
-            let Some(v) = opened.get_or_init(|| open_view(root, subject, &mut warnings)) else {
-                continue;
-            };
-            for (i, tree) in v.union.trees.iter().enumerate() {
-                let l = subject.slots[i];
-                if slots[l].probed {
-                    continue;
-                }
-                slots[l].probed = true;
-                let mut prober = Prober::new(tree);
-                for (p, path) in paths.iter().enumerate() {
-                    match prober.probe(path) {
-                        Ok(Some(version)) => {
-                            records[p].insert(l, version);
-                        }
-                        Ok(None) => {}
-                        Err(e) => warnings.push(format!(
-                            "layer {}: cannot probe /{}: {e}",
-                            tree.id,
-                            pathfmt::escape(path)
-                        )),
-                    }
-                }
-            }
+        if !viewable[s] || subject.slots.is_empty() {
+            continue;
         }
-        for (p, path) in paths.iter().enumerate() {
-            let holding: Vec<usize> = subject
-                .slots
-                .iter()
-                .copied()
-                .filter(|l| records[p].contains_key(l))
-                .collect();
-            if holding.is_empty() {
+        for (p, recs) in records.iter().enumerate() {
+            if recs.is_empty() {
                 continue;
             }
+            let mut top = None;
             let mut below = false;
-            for l in holding.iter().rev() {
-                match records[p].get(l) {
-                    Some(Version::Present(_)) => below = true,
-                    Some(Version::Hidden { .. }) if below => {
+            for l in subject.slots.iter().rev() {
+                let Some(v) = recs.get(l) else { continue };
+                match v {
+                    Version::Present(_) => below = true,
+                    Version::Hidden { .. } if below => {
                         effective.insert((p, *l));
                     }
                     _ => {}
                 }
+                top = Some((*l, v));
             }
-            let key = (p, holding);
-            if let Some(answer) = answers.get(&key) {
-                seen.insert((s, p), *answer);
-                continue;
-            }
-            let Some(v) = opened.get_or_init(|| open_view(root, subject, &mut warnings)) else {
-                break;
-            };
-            let found = match &mut lookup {
-                Some(l) => l.get(path),
-                None => Lookup::new(&v.union, 0).and_then(|l| lookup.insert(l).get(path)),
-            };
-            match found {
-                Ok(node) => {
-                    let answer = node.and_then(|n| subject.slots.get(n.layer).copied());
-                    seen.insert((s, p), answer);
-                    answers.insert(key, answer);
-                }
-                Err(e) => warnings.push(format!("cannot look up /{}: {e}", pathfmt::escape(path))),
+            if let Some((l, v)) = top {
+                seen[p].push((s, matches!(v, Version::Present(_)).then_some(l)));
             }
         }
     }
 
     let layers_examined = slots.iter().filter(|s| s.probed).count();
     let mut reports = Vec::with_capacity(paths.len());
-    for (p, path) in paths.iter().enumerate() {
-        let recs = &mut records[p];
+    for (p, (path, mut recs)) in paths.iter().zip(records).enumerate() {
         recs.retain(|l, v| !matches!(v, Version::Hidden { .. }) || effective.contains(&(p, *l)));
-        let mut layers: Vec<(usize, LayerVersion)> = recs
-            .iter()
-            .map(|(&l, version)| (l, layer_version(&slots[l], &subjects, version.clone())))
-            .collect();
-        layers.sort_by(|(a, _), (b, _)| {
-            let (a, b) = (&slots[*a], &slots[*b]);
-            (a.depth, role_rank(a.layer.role), &a.layer.driver_id).cmp(&(
-                b.depth,
-                role_rank(b.layer.role),
-                &b.layer.driver_id,
-            ))
-        });
         let mut report = PathReport {
             path: Path::new("/").join(path),
-            layers: layers.into_iter().map(|(_, l)| l).collect(),
+            layers: Vec::new(),
             containers: Vec::new(),
             images: Vec::new(),
         };
-        for (s, subject) in subjects.iter().enumerate() {
-            let Some(sees) = seen.get(&(s, p)) else {
-                continue;
-            };
+        for &(s, sees) in &seen[p] {
+            let subject = &subjects[s];
             let sight = match sees {
                 Some(l) => Sight {
                     visible: true,
-                    layer: Some(slots[*l].layer.driver_id.clone()),
-                    role: Some(slots[*l].layer.role),
+                    layer: Some(slots[l].layer.driver_id.clone()),
+                    role: Some(slots[l].layer.role),
                     state: Some("present"),
                     at: None,
                 },
@@ -1118,6 +947,19 @@ pub fn find(
                 Who::Orphan => {}
             }
         }
+        let mut layers: Vec<(usize, LayerVersion)> = recs
+            .into_iter()
+            .map(|(l, version)| (l, layer_version(&slots[l], &subjects, version)))
+            .collect();
+        layers.sort_by(|(a, _), (b, _)| {
+            let (a, b) = (&slots[*a], &slots[*b]);
+            (a.depth, role_rank(a.layer.role), &a.layer.driver_id).cmp(&(
+                b.depth,
+                role_rank(b.layer.role),
+                &b.layer.driver_id,
+            ))
+        });
+        report.layers = layers.into_iter().map(|(_, l)| l).collect();
         reports.push(report);
     }
     Ok(Report {

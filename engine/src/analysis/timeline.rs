@@ -26,10 +26,14 @@ use crate::evidence::pathfmt;
 use crate::evidence::userns::{ContainerIds, IdMap};
 use crate::model::container::{is_zero_time, Container};
 use crate::model::image::Image;
+use crate::model::parallel;
 use crate::model::stack::Role;
 use crate::union::view::View;
 use crate::union::{FileKind, Node, Time, Union};
 use docker_mount_core::error::Result;
+
+/// JSON lines formatted together before being written.
+const JSONL_BATCH: usize = 16 * 1024;
 
 /// Characters of a driver id shown in names.
 const SHORT_ID: usize = 12;
@@ -295,6 +299,98 @@ fn index(n: usize) -> Result<u32> {
     })
 }
 
+/// A part of a view's walk: one entry, or everything below a directory.
+enum Unit {
+    Visit(Node),
+    Walk(Node),
+}
+
+/// What one [`Unit`] gave.
+#[derive(Default)]
+struct Walked {
+    files: Vec<FileEntry>,
+    warnings: Vec<String>,
+    error: Option<crate::Error>,
+}
+
+/// Directories below which the walk is split into [`Unit`]s, at most.
+const SPLIT_LEVELS: usize = 3;
+/// Enough units to keep every core busy whatever their sizes.
+const SPLIT_UNITS: usize = 64;
+
+/// The walk of `union` as units in its order: the root, then its first
+/// levels expanded (each directory's `Walk` replaced by its children's
+/// `Visit` and `Walk`) until there are enough.
+fn split(union: &Union) -> Result<Vec<Unit>> {
+    let root = union.root()?;
+    let mut units = vec![Unit::Visit(root.clone()), Unit::Walk(root)];
+    for _ in 0..SPLIT_LEVELS {
+        let walks = units.iter().filter(|u| matches!(u, Unit::Walk(_))).count();
+        if walks == 0 || walks >= SPLIT_UNITS {
+            break;
+        }
+        let mut next = Vec::with_capacity(units.len() * 2);
+        for unit in units {
+            match unit {
+                Unit::Walk(dir) => {
+                    for child in union.children(&dir)? {
+                        let is_dir = child.stat.is_dir();
+                        next.push(Unit::Visit(child.clone()));
+                        if is_dir {
+                            next.push(Unit::Walk(child));
+                        }
+                    }
+                }
+                visit => next.push(visit),
+            }
+        }
+        units = next;
+    }
+    Ok(units)
+}
+
+/// The timeline entry of one node of a view (a symlink's target read).
+fn file_entry(
+    scope: u32,
+    union: &Union,
+    node: &Node,
+    warnings: &mut Vec<String>,
+) -> Result<FileEntry> {
+    let mut path = Vec::with_capacity(node.path.as_os_str().len() + 1);
+    path.push(b'/');
+    path.extend_from_slice(node.path.as_os_str().as_bytes());
+    let target = if node.stat.kind == FileKind::Symlink {
+        match union.tree(node).readlink(&node.path) {
+            Ok(t) => Some(t.into_boxed_slice()),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read the symlink {}: {e}",
+                    union.tree(node).path().join(&node.path).display()
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let st = &node.stat;
+    Ok(FileEntry {
+        scope,
+        layer: index(node.layer)?,
+        path: path.into_boxed_slice(),
+        target,
+        kind: st.kind,
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        size: st.size,
+        ino: st.ino,
+        atime: st.atime,
+        mtime: st.mtime,
+        ctime: st.ctime,
+    })
+}
+
 impl Timeline {
     pub fn new() -> Timeline {
         Timeline::default()
@@ -430,44 +526,41 @@ impl Timeline {
         }
     }
 
+    /// The entries of `union`'s view, in the order of [`Union::walk`]. Its
+    /// first levels are split into subtrees walked on every core and put
+    /// back in order; when listing those levels fails, the view is walked
+    /// on one thread, which keeps what was read before the failure.
     fn add_files(&mut self, scope: u32, union: &Union) -> Result<()> {
-        let mut visit = |node: &Node| -> Result<()> {
-            let mut path = Vec::with_capacity(node.path.as_os_str().len() + 1);
-            path.push(b'/');
-            path.extend_from_slice(node.path.as_os_str().as_bytes());
-            let target = if node.stat.kind == FileKind::Symlink {
-                match union.tree(node).readlink(&node.path) {
-                    Ok(t) => Some(t.into_boxed_slice()),
-                    Err(e) => {
-                        self.warnings.push(format!(
-                            "cannot read the symlink {}: {e}",
-                            union.tree(node).path().join(&node.path).display()
-                        ));
-                        None
-                    }
-                }
-            } else {
-                None
+        let Ok(units) = split(union) else {
+            let mut visit = |node: &Node| -> Result<()> {
+                let f = file_entry(scope, union, node, &mut self.warnings)?;
+                self.files.push(f);
+                Ok(())
             };
-            let st = &node.stat;
-            self.files.push(FileEntry {
-                scope,
-                layer: index(node.layer)?,
-                path: path.into_boxed_slice(),
-                target,
-                kind: st.kind,
-                mode: st.mode,
-                uid: st.uid,
-                gid: st.gid,
-                size: st.size,
-                ino: st.ino,
-                atime: st.atime,
-                mtime: st.mtime,
-                ctime: st.ctime,
-            });
-            Ok(())
+            return union.walk(&mut visit);
         };
-        union.walk(&mut visit)
+        let walked = parallel::map_units(&units, |unit| {
+            let mut out = Walked::default();
+            let mut visit = |node: &Node| -> Result<()> {
+                let f = file_entry(scope, union, node, &mut out.warnings)?;
+                out.files.push(f);
+                Ok(())
+            };
+            out.error = match unit {
+                Unit::Visit(node) => visit(node),
+                Unit::Walk(dir) => union.walk_below(dir, &mut visit),
+            }
+            .err();
+            out
+        });
+        for w in walked {
+            self.files.extend(w.files);
+            self.warnings.extend(w.warnings);
+            if let Some(e) = w.error {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn scope(&self, i: u32) -> Option<&Scope> {
@@ -566,23 +659,36 @@ impl Timeline {
             }
         }
         keys.sort_by_key(|k| k.time);
-        for k in keys {
-            let record = match k.what {
-                What::Event => self
-                    .events
-                    .get(k.item as usize)
-                    .map(|e| self.event_record(e)),
-                What::File(kind) => self
-                    .files
-                    .get(k.item as usize)
-                    .map(|f| self.file_record(f, kind, k.time)),
-            };
-            if let Some(record) = record {
-                serde_json::to_writer(&mut *out, &record)?;
-                out.write_all(b"\n")?;
+        // Lines are formatted on every core, a batch at a time (bounded
+        // memory), and written in order.
+        for batch in keys.chunks(JSONL_BATCH) {
+            let lines = parallel::map(batch, |k| self.jsonl_line(k));
+            for line in lines {
+                out.write_all(&line?)?;
             }
         }
         Ok(())
+    }
+
+    /// The JSON line of one key (empty if the key names nothing).
+    fn jsonl_line(&self, k: &Key) -> std::io::Result<Vec<u8>> {
+        let record = match k.what {
+            What::Event => self
+                .events
+                .get(k.item as usize)
+                .map(|e| self.event_record(e)),
+            What::File(kind) => self
+                .files
+                .get(k.item as usize)
+                .map(|f| self.file_record(f, kind, k.time)),
+        };
+        let mut line = Vec::new();
+        if let Some(record) = record {
+            line.reserve(1024);
+            serde_json::to_writer(&mut line, &record)?;
+            line.push(b'\n');
+        }
+        Ok(line)
     }
 
     /// The owner the bodyfile shows: the container's view when mapped.

@@ -7,8 +7,15 @@ use std::path::Path;
 
 /// The escaped text of a path.
 pub fn escape(path: &Path) -> String {
-    let mut out = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+    let bytes = path.as_os_str().as_bytes();
+    // Most paths need no escape: one check, one copy.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if !text.contains('\\') {
+            return text.to_string();
+        }
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             if c == '\\' {
                 out.push_str("\\\\");

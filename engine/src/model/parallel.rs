@@ -6,10 +6,33 @@
 /// more than they save on a handful of files.
 const MIN_PER_THREAD: usize = 256;
 
+/// Threads for reads that wait on the disk more than they compute
+/// (hashing many small files of a cold root): a deeper queue for the
+/// device, whatever the cores.
+pub const IO_THREADS: usize = 32;
+
 /// `f` over `items`, in order, on up to one scoped thread per core.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(items.len() / MIN_PER_THREAD).max(1);
+    map_on(cores, items, f)
+}
+
+/// `f` over a few large `items` (subtrees of a walk), in order, on one
+/// thread per core however few they are.
+pub fn map_units<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    spread(cores.min(items.len()).max(1), items, f)
+}
+
+/// [`map`] on up to `threads` threads (at least the cores).
+pub fn map_on<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.max(cores).min(items.len() / MIN_PER_THREAD).max(1);
+    spread(threads, items, f)
+}
+
+/// `f` over `items`, in order, in `threads` runs of consecutive items.
+fn spread<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if threads == 1 {
         return items.iter().map(f).collect();
     }
@@ -41,6 +64,14 @@ mod tests {
             assert_eq!(
                 map(&items, |i| i * 2),
                 (0..n).map(|i| i * 2).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                map_on(IO_THREADS, &items, |i| i + 1),
+                (0..n).map(|i| i + 1).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                map_units(&items, |i| i + 3),
+                (0..n).map(|i| i + 3).collect::<Vec<_>>()
             );
         }
     }

@@ -29,11 +29,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
-    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL,
-    TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle,
+    FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
+    MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session,
+    SessionACL, TimeOrNow, WriteFlags,
 };
 use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
@@ -234,6 +234,14 @@ pub struct UnionFs {
     /// Whether the kernel skips opendir/releasedir too.
     no_opendir: AtomicBool,
     by_inode: Mutex<HashMap<u64, Arc<File>>>,
+    /// Whether opened files are passed through: the kernel then reads the
+    /// layer's file itself (`FUSE_PASSTHROUGH`, root on Linux >= 6.9).
+    passthrough: AtomicBool,
+    /// The backing file the kernel reads for each inode open in
+    /// passthrough (one per inode, shared by its handles), with its handles.
+    backing: Mutex<HashMap<u64, (Arc<BackingId>, usize)>>,
+    /// The inode of each handle opened in passthrough.
+    passed: Mutex<HashMap<u64, u64>>,
 }
 
 /// Files kept open for reads by inode; the cache empties when it fills.
@@ -259,7 +267,67 @@ impl UnionFs {
             no_open: AtomicBool::new(false),
             no_opendir: AtomicBool::new(false),
             by_inode: Mutex::new(HashMap::new()),
+            passthrough: AtomicBool::new(false),
+            backing: Mutex::new(HashMap::new()),
+            passed: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Opens `ino` for a passthrough reply: a handle (reads that still
+    /// come are served from it) and the inode's backing file, registered
+    /// with the kernel on its first open. `None` for the backing when the
+    /// kernel refuses it: the handle is then an ordinary one.
+    fn open_passthrough(
+        &self,
+        ino: u64,
+        flags: OpenFlags,
+        reply: &ReplyOpen,
+    ) -> Answer<(u64, Option<Arc<BackingId>>)> {
+        let file = self.open_checked(ino, flags)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let mut backing = self.backing.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match backing.get_mut(&ino) {
+            Some((id, users)) => {
+                *users += 1;
+                Some(id.clone())
+            }
+            None => match reply.open_backing(&file) {
+                Ok(id) => {
+                    let id = Arc::new(id);
+                    backing.insert(ino, (id.clone(), 1));
+                    Some(id)
+                }
+                Err(_) => None,
+            },
+        };
+        drop(backing);
+        if id.is_some() {
+            self.passed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(fh, ino);
+        }
+        self.handles().insert(fh, Arc::new(file));
+        Ok((fh, id))
+    }
+
+    /// Forgets handle `fh`, and its inode's backing file with its last handle.
+    fn release_handle(&self, fh: u64) {
+        self.handles().remove(&fh);
+        let ino = self
+            .passed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh);
+        if let Some(ino) = ino {
+            let mut backing = self.backing.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, users)) = backing.get_mut(&ino) {
+                *users -= 1;
+                if *users == 0 {
+                    backing.remove(&ino);
+                }
+            }
+        }
     }
 
     /// The open file behind `ino` for a read without a handle (no-open mode).
@@ -464,10 +532,27 @@ impl Filesystem for UnionFs {
             caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT),
             Ordering::Relaxed,
         );
+        // Passthrough (registering backing files needs root): the layer's
+        // files are then read by the kernel, as fast as through overlay.
+        // Stack depth 1: the layers' filesystem may itself be stacked once.
+        let passthrough = is_root()
+            && caps.contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.set_max_stack_depth(1).is_ok()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
+        self.passthrough.store(passthrough, Ordering::Relaxed);
         Ok(())
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.passthrough.load(Ordering::Relaxed) {
+            return match self.open_passthrough(ino.0, flags, &reply) {
+                Ok((fh, Some(id))) => {
+                    reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+                }
+                Ok((fh, None)) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(e),
+            };
+        }
         if self.no_open.load(Ordering::Relaxed) {
             // The mount is read-only: the kernel refuses writes before asking.
             return reply.error(Errno::ENOSYS);
@@ -505,7 +590,7 @@ impl Filesystem for UnionFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles().remove(&fh.0);
+        self.release_handle(fh.0);
         reply.ok();
     }
 

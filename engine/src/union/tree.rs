@@ -223,6 +223,16 @@ impl Tree {
         let Some(fd) = absent_if_missing(self.open_dir(rel))? else {
             return Ok(Listing::default());
         };
+        self.list_fd(fd, rel)
+    }
+
+    /// [`Tree::list`] of directory `rel` of this layer, already open as
+    /// `fd` (which stays open: walks open the subdirectories from it).
+    pub fn list_at(&self, fd: &OwnedFd, rel: &Path) -> std::io::Result<Listing> {
+        self.list_fd(fd.try_clone()?, rel)
+    }
+
+    fn list_fd(&self, fd: OwnedFd, rel: &Path) -> std::io::Result<Listing> {
         let raw = fd.as_raw_fd();
         let mut listing = Listing {
             opaque: self.is_opaque_fd(raw, rel)?,
@@ -330,17 +340,21 @@ impl Tree {
 
     /// The hex sha256 of a regular file of this layer, streamed.
     pub fn sha256(&self, rel: &Path) -> std::io::Result<String> {
+        thread_local! {
+            /// One read buffer per thread: zeroing a fresh one per file
+            /// costs more than hashing a small file.
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]);
+        }
         let mut file = self.open_file(rel)?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match file.read(&mut buf) {
+        BUF.with_borrow_mut(|buf| loop {
+            match file.read(buf) {
                 Ok(0) => return Ok(hex::encode(hasher.finalize())),
                 Ok(n) => hasher.update(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
+        })
     }
 
     /// Whether regular file `rel` has the same bytes here and in `other`,

@@ -294,9 +294,9 @@ pub fn write_pseudo_random(path: &Path, len: u64) -> Result<()> {
 }
 
 const MANY_LAYERS: usize = 2;
-const MANY_DIRS: usize = 1000;
+pub const MANY_DIRS: usize = 1000;
 /// Files each layer puts in each directory.
-const MANY_PER_DIR: usize = 50;
+pub const MANY_PER_DIR: usize = 50;
 pub const MANY_FILES: usize = MANY_LAYERS * MANY_DIRS * MANY_PER_DIR;
 /// File sizes are drawn from 1..=MANY_MAX_SIZE (about 2 KiB on average).
 const MANY_MAX_SIZE: u64 = 4096;
@@ -322,13 +322,13 @@ pub static EXPORT_100K: ExportSpec = ExportSpec {
     min_tar_bytes: MANY_FILES as u64 * 1024,
 };
 
-fn many_dir(d: usize) -> String {
+pub fn many_dir(d: usize) -> String {
     format!("srv/d{d:04}")
 }
 
 /// Layer `layer`'s share of the small files: in every directory, so that
 /// each directory of the container merges both layers.
-fn many_layer(layer: usize) -> Vec<Node> {
+pub fn many_layer(layer: usize) -> Vec<Node> {
     let mut rng = SplitMix(0x5a11_f11e_0000_0000 + layer as u64);
     let mut nodes = Vec::with_capacity(MANY_DIRS * MANY_PER_DIR);
     let mut content = vec![0u8; MANY_MAX_SIZE as usize];

@@ -1,8 +1,9 @@
-//! Benches of the commands that walk a whole view (`find`, `timeline`)
-//! on the 100,000-file container of `export-100k`, against a plain
-//! `find -printf` walk of the same layers printing what they report.
+//! Benches of the commands that walk a whole container (`find`,
+//! `timeline`, `diff`) on 100,000 files, each against the same baseline:
+//! `find -printf` of every layer directory of its root, printing each
+//! entry's metadata (what a metadata walk of the same layers costs).
 
-use super::export::{EXPORT_100K, EXPORT_CONTAINER};
+use super::export::{many_dir, many_layer, EXPORT_100K, EXPORT_CONTAINER, MANY_DIRS};
 use super::*;
 
 /// Walking benches.
@@ -17,7 +18,15 @@ pub const BENCHES: &[MakeBench] = &[
             command: Walker::Timeline,
         })
     },
+    || {
+        Box::new(Walk {
+            command: Walker::Diff,
+        })
+    },
 ];
+
+/// The baseline's `-printf`: path, type, size, times, mode, owners.
+const BASELINE_FORMAT: &str = "%P\t%y\t%s\t%A@\t%T@\t%C@\t%m\t%U\t%G\n";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Walker {
@@ -25,18 +34,71 @@ enum Walker {
     Find,
     /// `timeline <ctr> --format jsonl`: every entry's times, sorted.
     Timeline,
+    /// `diff <ctr>` of a container that changed 60,000 of its files.
+    Diff,
 }
 
 /// One walking command against `find <root>/overlay2 -printf`, which
-/// visits every layer directory of the root (the container's three
-/// layers and its init layer) and prints each entry's metadata.
+/// visits every layer directory of the root (the container's layers and
+/// its init layer) and prints each entry's metadata.
 struct Walk {
     command: Walker,
 }
 
+/// The root of `diff-100k`: the image of `export-100k` (2 layers of 50
+/// files in each of 1,000 directories), and a container that, in every
+/// directory, rewrote 20 files of the lower layer (new content, new
+/// mtime), deleted 20 of the upper one and added 20: 60,000 entries in its
+/// rw layer, 100,000 files in its view.
+const DIFF_100K: &str = "diff-100k";
+/// Its cache key: a change to what `build_diff_100k` writes changes it.
+const DIFF_100K_VERSION: &str = "files=2x1000x50 rw=1000x(20C+20D+20A) v1";
+
+/// Entries `diff-100k`'s container rewrote, deleted and added, each, per directory.
+const DIFF_PER_KIND: usize = 20;
+
+fn build_diff_100k(root: &Path) -> Result<()> {
+    let mut b = RootBuilder::new(root);
+    let lower = b.layer(&many_layer(0));
+    let top = b.layer_on(lower, &many_layer(1));
+    let image = b.image(&["bench-diff:1"], top, ImageOpts::default());
+    let mut rw = Vec::with_capacity(MANY_DIRS * DIFF_PER_KIND * 3);
+    for d in 0..MANY_DIRS {
+        let dir = many_dir(d);
+        for f in 0..DIFF_PER_KIND {
+            // Layer 0 holds f000..f049, layer 1 f050..f099.
+            rw.push(
+                Node::file(format!("{dir}/f{f:03}"), format!("rewritten {d} {f}\n"))
+                    .mtime(DEFAULT_MTIME + 3600),
+            );
+            rw.push(Node::whiteout(format!("{dir}/f{:03}", 50 + f)));
+            rw.push(Node::file(
+                format!("{dir}/n{f:03}"),
+                format!("added {d} {f}\n"),
+            ));
+        }
+    }
+    b.container(
+        EXPORT_CONTAINER,
+        image,
+        ContainerOpts {
+            rw,
+            ..ContainerOpts::default()
+        },
+    );
+    b.finish();
+    Ok(())
+}
+
 impl Walk {
-    fn root(ctx: &Ctx) -> PathBuf {
-        ctx.dir.join(EXPORT_100K.name).join("root")
+    fn dir(&self, ctx: &Ctx) -> PathBuf {
+        match self.command {
+            Walker::Diff => ctx.dir.join(DIFF_100K),
+            _ => ctx.dir.join(EXPORT_100K.name),
+        }
+    }
+    fn root(&self, ctx: &Ctx) -> PathBuf {
+        self.dir(ctx).join("root")
     }
 }
 
@@ -45,61 +107,78 @@ impl Bench for Walk {
         match self.command {
             Walker::Find => "find-100k",
             Walker::Timeline => "timeline-100k",
+            Walker::Diff => "diff-100k",
         }
     }
     fn description(&self) -> &'static str {
         match self.command {
             Walker::Find => {
-                "find '/srv/**' --json, 100,000 files over 2 image layers, vs find -printf of every layer dir"
+                "find '/srv/**' --json (every file hashed), 100,000 files over 2 image layers, \
+                 vs find -printf (type, size, times, mode, owners) of every layer dir"
             }
             Walker::Timeline => {
-                "timeline --format jsonl, 100,000 files over 2 image layers, vs find -printf (a/m/ctimes, mode, owners) of every layer dir"
+                "timeline --format jsonl, 100,000 files over 2 image layers, vs find -printf \
+                 (type, size, times, mode, owners) of every layer dir"
+            }
+            Walker::Diff => {
+                "diff of a container that rewrote, deleted and added 60,000 of its 100,000 files, \
+                 vs find -printf (type, size, times, mode, owners) of every layer dir"
             }
         }
     }
     fn setup(&mut self, ctx: &Ctx) -> Result<()> {
-        cached_root(
-            &ctx.dir.join(EXPORT_100K.name),
-            EXPORT_100K.version,
-            EXPORT_100K.build,
-        )
+        match self.command {
+            Walker::Diff => cached_root(&self.dir(ctx), DIFF_100K_VERSION, build_diff_100k),
+            _ => cached_root(&self.dir(ctx), EXPORT_100K.version, EXPORT_100K.build),
+        }
     }
     fn ours(&self, ctx: &Ctx) -> Command {
-        let root = Self::root(ctx);
+        let root = self.root(ctx);
         match self.command {
             Walker::Find => ctx.ours(&root, &["find", "/srv/**", "--json", "--limit", "1000000"]),
             Walker::Timeline => {
                 ctx.ours(&root, &["timeline", EXPORT_CONTAINER, "--format", "jsonl"])
             }
+            Walker::Diff => ctx.ours(&root, &["diff", EXPORT_CONTAINER]),
         }
     }
     fn baseline(&self, ctx: &Ctx) -> Command {
-        let format = match self.command {
-            Walker::Find => "%P\t%y\t%s\n",
-            Walker::Timeline => "%P\t%y\t%s\t%A@\t%T@\t%C@\t%m\t%U\t%G\n",
-        };
         let mut cmd = Command::new("find");
-        cmd.arg(Self::root(ctx).join("overlay2"))
-            .args(["-printf", format]);
+        cmd.arg(self.root(ctx).join("overlay2"))
+            .args(["-printf", BASELINE_FORMAT]);
         cmd
     }
     fn check_ours(&self, stdout: &[u8]) -> Result<()> {
-        let files = super::export::MANY_FILES;
-        let lines = match self.command {
+        let lines = |want: &str| {
+            stdout
+                .split(|b| *b == b'\n')
+                .filter(|l| l.starts_with(want.as_bytes()))
+                .count()
+        };
+        let (found, want) = match self.command {
             Walker::Find => {
                 let v: serde_json::Value =
                     serde_json::from_slice(stdout).context("find --json printed no JSON")?;
-                let text = v.to_string();
-                text.matches("\"/srv/d").count()
+                let n = v["paths"].as_array().map_or(0, |p| {
+                    p.iter()
+                        .filter(|p| p["path"].as_str().is_some_and(|s| s.starts_with("/srv/d")))
+                        .count()
+                });
+                (n, super::export::MANY_FILES)
             }
-            Walker::Timeline => stdout
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .count(),
+            Walker::Timeline => (lines("{"), super::export::MANY_FILES),
+            Walker::Diff => {
+                let per_kind = MANY_DIRS * DIFF_PER_KIND;
+                for (letter, want) in [("C /srv/d", per_kind + MANY_DIRS), ("D ", per_kind)] {
+                    let n = lines(letter);
+                    ensure!(n == want, "diff printed {n} lines {letter:?}, not {want}");
+                }
+                (lines("A /srv/d"), per_kind)
+            }
         };
         ensure!(
-            lines >= files,
-            "{} reported {lines} entries, expected at least {files}",
+            found >= want,
+            "{} reported {found} entries, expected at least {want}",
             self.name()
         );
         Ok(())
