@@ -38,6 +38,14 @@ impl Error {
         matches!(self, Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
     }
 
+    /// An I/O failure on `path`.
+    pub fn io(path: impl Into<PathBuf>, cause: impl Into<std::io::Error>) -> Error {
+        Error::Io {
+            path: path.into(),
+            cause: cause.into(),
+        }
+    }
+
     pub fn invalid(path: impl Into<PathBuf>, problem: impl Into<String>) -> Error {
         Error::Invalid {
             path: path.into(),

@@ -82,16 +82,9 @@ pub struct BlockImage {
     pub warnings: Vec<String>,
 }
 
-fn io(path: &Path, cause: impl Into<std::io::Error>) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        cause: cause.into(),
-    }
-}
-
 /// The size of an open regular file or block device.
 fn file_size(file: &File, path: &Path) -> Result<u64> {
-    let meta = file.metadata().map_err(|e| io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     let ft = meta.file_type();
     if ft.is_file() {
         Ok(meta.len())
@@ -99,7 +92,7 @@ fn file_size(file: &File, path: &Path) -> Result<u64> {
         // SAFETY: lseek on a valid descriptor; it does not touch memory.
         let end = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_END) };
         if end < 0 {
-            Err(io(path, std::io::Error::last_os_error()))
+            Err(Error::io(path, std::io::Error::last_os_error()))
         } else {
             Ok(end as u64)
         }
@@ -138,7 +131,7 @@ fn open_backing(root: &DockerRoot, base: &Beneath, path: &Path) -> Result<File> 
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_CLOEXEC),
         r => r,
     }
-    .map_err(|e| io(path, e))
+    .map_err(|e| Error::io(path, e))
 }
 
 /// The filesystem whose superblock the image holds, if a known one.
@@ -327,8 +320,8 @@ impl BlockImage {
         let sink = if out == Path::new("-") {
             Sink::Stream(std::io::stdout().lock())
         } else {
-            let f = File::create(out).map_err(|e| io(out, e))?;
-            f.set_len(self.size).map_err(|e| io(out, e))?;
+            let f = File::create(out).map_err(|e| Error::io(out, e))?;
+            f.set_len(self.size).map_err(|e| Error::io(out, e))?;
             Sink::Sparse(f)
         };
         let sha256 = self.copy(sink, out)?;
@@ -380,7 +373,7 @@ impl BlockImage {
         let send = |m: Msg| {
             to_hasher
                 .send(m)
-                .map_err(|_| io(out, std::io::Error::other("the hashing thread stopped")))
+                .map_err(|_| Error::io(out, std::io::Error::other("the hashing thread stopped")))
         };
         for (i, p) in self.pieces.iter().enumerate() {
             // Ask for the next extent ahead of time: extents are scattered
@@ -403,7 +396,10 @@ impl BlockImage {
                 buf.resize(k, 0);
                 let at = p.offset + done;
                 if let Err(e) = self.read_at(&mut buf, at) {
-                    result = Err(io(&self.files.first().cloned().unwrap_or_default(), e));
+                    result = Err(Error::io(
+                        self.files.first().cloned().unwrap_or_default(),
+                        e,
+                    ));
                     break;
                 }
                 if let Err(e) = sink
@@ -449,7 +445,7 @@ impl Sink<'_> {
             Sink::Sparse(f) => f.write_all_at(buf, at),
             Sink::Stream(s) => s.write_all(buf),
         }
-        .map_err(|e| io(out, e))
+        .map_err(|e| Error::io(out, e))
     }
 
     fn zeros(&mut self, mut n: u64, out: &Path) -> Result<()> {
@@ -457,7 +453,7 @@ impl Sink<'_> {
             let zeros = vec![0u8; CHUNK.min(n as usize)];
             while n > 0 {
                 let k = n.min(zeros.len() as u64) as usize;
-                s.write_all(&zeros[..k]).map_err(|e| io(out, e))?;
+                s.write_all(&zeros[..k]).map_err(|e| Error::io(out, e))?;
                 n -= k as u64;
             }
         }
@@ -471,7 +467,7 @@ impl Sink<'_> {
             Sink::Sparse(_) => Ok(()),
             Sink::Stream(s) => s.flush(),
         }
-        .map_err(|e| io(out, e))
+        .map_err(|e| Error::io(out, e))
     }
 }
 

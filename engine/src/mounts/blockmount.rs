@@ -30,6 +30,7 @@ use fuser::{
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::mounts::blockimage::BlockImage;
+use crate::mounts::fuse::mount_fuse_as_root;
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::error::{Error, Result};
 
@@ -67,13 +68,6 @@ struct LoopConfig {
     block_size: u32,
     info: LoopInfo64,
     reserved: [u64; 8],
-}
-
-fn io(path: &Path, cause: impl Into<std::io::Error>) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        cause: cause.into(),
-    }
 }
 
 fn os_err(what: &str) -> std::io::Error {
@@ -242,31 +236,12 @@ impl Filesystem for ImageFs {
 /// Mounts an [`ImageFs`] on `dir` (as root, with our own `mount(2)`, so
 /// that we decide when it is detached) and serves it from a thread.
 fn serve_images(images: Vec<Arc<BlockImage>>, dir: &Path) -> Result<JoinHandle<()>> {
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .map_err(|e| io(Path::new("/dev/fuse"), e))?;
-    let fd = OwnedFd::from(dev);
-    let options = format!(
-        "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions,max_read=1048576",
-        fd.as_raw_fd(),
-        nix::unistd::geteuid(),
-        nix::unistd::getegid()
-    );
-    mount(
-        Some(FUSE_SOURCE),
+    let fd = mount_fuse_as_root(
         dir,
-        Some("fuse.docker-mount-image"),
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(options.as_str()),
-    )
-    .map_err(|e| {
-        io(
-            dir,
-            std::io::Error::other(format!("FUSE mount of the block images: {e}")),
-        )
-    })?;
+        FUSE_SOURCE,
+        "allow_other,default_permissions,max_read=1048576",
+        "the block images",
+    )?;
     let fs = ImageFs {
         images,
         uid: nix::unistd::geteuid().as_raw(),
@@ -279,7 +254,7 @@ fn serve_images(images: Vec<Arc<BlockImage>>, dir: &Path) -> Result<JoinHandle<(
         Ok(s) => s,
         Err(e) => {
             let _ = umount2(dir, MntFlags::MNT_DETACH);
-            return Err(io(dir, e));
+            return Err(Error::io(dir, e));
         }
     };
     std::thread::Builder::new()
@@ -291,7 +266,7 @@ fn serve_images(images: Vec<Arc<BlockImage>>, dir: &Path) -> Result<JoinHandle<(
         })
         .map_err(|e| {
             let _ = umount2(dir, MntFlags::MNT_DETACH);
-            io(dir, e)
+            Error::io(dir, e)
         })
 }
 
@@ -335,23 +310,24 @@ fn attach_loop(file: &File, size: u64, label: &str, scratch: &Path) -> Result<Lo
         .write(true)
         .custom_flags_cloexec()
         .open("/dev/loop-control")
-        .map_err(|e| io(Path::new("/dev/loop-control"), e))?;
+        .map_err(|e| Error::io(Path::new("/dev/loop-control"), e))?;
     let mut last = None;
     for _ in 0..32 {
         // SAFETY: an ioctl without arguments on a valid descriptor.
         let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
         if n < 0 {
-            return Err(io(
+            return Err(Error::io(
                 Path::new("/dev/loop-control"),
                 os_err("LOOP_CTL_GET_FREE"),
             ));
         }
-        let path = loop_node(n, scratch).map_err(|e| io(Path::new("/dev/loop-control"), e))?;
+        let path =
+            loop_node(n, scratch).map_err(|e| Error::io(Path::new("/dev/loop-control"), e))?;
         let dev = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags_cloexec()
             .open(&path)
-            .map_err(|e| io(&path, e))?;
+            .map_err(|e| Error::io(&path, e))?;
         let mut name = [0u8; LO_NAME_SIZE];
         for (d, s) in name.iter_mut().zip(label.bytes().take(LO_NAME_SIZE - 1)) {
             *d = s;
@@ -393,12 +369,12 @@ fn attach_loop(file: &File, size: u64, label: &str, scratch: &Path) -> Result<Lo
         let raw = std::io::Error::last_os_error();
         let e = std::io::Error::new(raw.kind(), format!("LOOP_CONFIGURE: {raw}"));
         if raw.raw_os_error() != Some(libc::EBUSY) {
-            return Err(io(&path, e));
+            return Err(Error::io(&path, e));
         }
         // Another process took it first: ask again.
         last = Some(e);
     }
-    Err(io(
+    Err(Error::io(
         Path::new("/dev/loop-control"),
         last.unwrap_or_else(|| std::io::Error::other("no free loop device")),
     ))
@@ -522,9 +498,9 @@ fn mount_new(images: Vec<Arc<BlockImage>>) -> Result<Vec<Beneath>> {
     let scratch = tempfile::Builder::new()
         .prefix("docker-mount-dev-")
         .tempdir()
-        .map_err(|e| io(&std::env::temp_dir(), e))?;
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let fuse_dir = scratch.path().join("images");
-    std::fs::create_dir(&fuse_dir).map_err(|e| io(&fuse_dir, e))?;
+    std::fs::create_dir(&fuse_dir).map_err(|e| Error::io(&fuse_dir, e))?;
     // The server thread ends by itself once the kernel lets go of the files.
     let _server = serve_images(images, &fuse_dir)?;
     let fuse_mounted = Attached(Some(&fuse_dir));
@@ -535,19 +511,19 @@ fn mount_new(images: Vec<Arc<BlockImage>>) -> Result<Vec<Beneath>> {
             .read(true)
             .custom_flags_cloexec()
             .open(&image_path)
-            .map_err(|e| io(&image_path, e))?;
+            .map_err(|e| Error::io(&image_path, e))?;
         let label = format!("docker-mount:{id}");
         let lo = attach_loop(&file, size, &label, scratch.path())?;
         drop(file);
         let mnt = scratch.path().join(format!("m{i}"));
-        std::fs::create_dir(&mnt).map_err(|e| io(&mnt, e))?;
+        std::fs::create_dir(&mnt).map_err(|e| Error::io(&mnt, e))?;
         let flags = MsFlags::MS_RDONLY
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV
             | MsFlags::MS_NOEXEC
             | MsFlags::MS_NOATIME;
         mount(Some(&lo.path), &mnt, Some(fstype), flags, Some(data)).map_err(|e| {
-            io(
+            Error::io(
                 &lo.path,
                 std::io::Error::other(format!(
                     "cannot mount layer {id} ({fstype}, ro,{data}): {e}"
@@ -557,11 +533,11 @@ fn mount_new(images: Vec<Arc<BlockImage>>) -> Result<Vec<Beneath>> {
         let attached = Attached(Some(&mnt));
         // Hold the filesystem by a descriptor, then let go of the mount point.
         let root = Beneath::open(&mnt)?;
-        attached.detach().map_err(|e| io(&mnt, e))?;
+        attached.detach().map_err(|e| Error::io(&mnt, e))?;
         drop(lo.dev);
         roots.push(root);
     }
-    fuse_mounted.detach().map_err(|e| io(&fuse_dir, e))?;
+    fuse_mounted.detach().map_err(|e| Error::io(&fuse_dir, e))?;
     drop(scratch);
     Ok(roots)
 }

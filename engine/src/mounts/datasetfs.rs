@@ -31,8 +31,9 @@ use fuser::{
     LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, ReplyXattr, Request, Session, SessionACL,
 };
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{umount2, MntFlags};
 
+use crate::mounts::fuse::{mount_fuse_as_root, reply_sized};
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::error::{Error, Result};
 use docker_mount_core::stat::{FileKind, Stat, Time};
@@ -63,17 +64,8 @@ const FUSE_SOURCE: &str = "docker-mount-dataset";
 const TTL: Duration = Duration::from_secs(3600);
 /// Largest read the kernel is told to ask for.
 const MAX_READ: u32 = 1 << 20;
-/// Largest xattr list or value passed on (the kernel's own limit).
-const XATTR_MAX: usize = 64 * 1024;
 /// FUSE's root inode.
 const ROOT_INO: u64 = 1;
-
-fn io(path: &Path, cause: impl Into<std::io::Error>) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        cause: cause.into(),
-    }
-}
 
 fn file_type(kind: FileKind) -> FileType {
     match kind {
@@ -173,18 +165,6 @@ impl SourceFs {
         self.source
             .xattrs(obj)
             .map_err(|e| eio("extended attributes", obj, e))
-    }
-}
-
-fn reply_sized(reply: ReplyXattr, data: &[u8], size: u32) {
-    if data.len() > XATTR_MAX {
-        reply.error(Errno::E2BIG);
-    } else if size == 0 {
-        reply.size(data.len() as u32);
-    } else if data.len() > size as usize {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(data);
     }
 }
 
@@ -404,15 +384,20 @@ pub fn serve(source: Arc<dyn TreeSource>, label: &str) -> Result<Served> {
     let scratch = tempfile::Builder::new()
         .prefix("docker-mount-ds-")
         .tempdir()
-        .map_err(|e| io(&std::env::temp_dir(), e))?;
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let dir = scratch.path().join("m");
-    std::fs::create_dir(&dir).map_err(|e| io(&dir, e))?;
+    std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
     let root = nix::unistd::geteuid().is_root();
     let fd = if root {
-        mount_as_root(&dir)?
+        mount_fuse_as_root(
+            &dir,
+            FUSE_SOURCE,
+            &format!("max_read={MAX_READ}"),
+            "a dataset",
+        )?
     } else {
         crate::mounts::fuse::fusermount_ro(&dir, FUSE_SOURCE).map_err(|e| {
-            io(
+            Error::io(
                 &dir,
                 std::io::Error::other(format!("FUSE mount of dataset {label}: {e}")),
             )
@@ -431,7 +416,7 @@ pub fn serve(source: Arc<dyn TreeSource>, label: &str) -> Result<Served> {
         Ok(s) => s,
         Err(e) => {
             let _ = detach(&dir);
-            return Err(io(&dir, e));
+            return Err(Error::io(&dir, e));
         }
     };
     let name = format!("dataset {label}");
@@ -444,52 +429,17 @@ pub fn serve(source: Arc<dyn TreeSource>, label: &str) -> Result<Served> {
         });
     if let Err(e) = spawned {
         let _ = detach(&dir);
-        return Err(io(&dir, e));
+        return Err(Error::io(&dir, e));
     }
     let opened = std::fs::File::open(&dir).map(OwnedFd::from);
     let detached = detach(&dir);
-    let anchor = opened.map_err(|e| io(&dir, e))?;
-    detached.map_err(|e| io(&dir, e))?;
+    let anchor = opened.map_err(|e| Error::io(&dir, e))?;
+    detached.map_err(|e| Error::io(&dir, e))?;
     drop(scratch);
     Ok(Served {
         anchor,
         label: label.to_string(),
     })
-}
-
-/// Mounts a FUSE filesystem on `dir` with our own `mount(2)`; the
-/// `/dev/fuse` descriptor to serve it from.
-fn mount_as_root(dir: &Path) -> Result<OwnedFd> {
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .map_err(|e| io(Path::new("/dev/fuse"), e))?;
-    let fd = OwnedFd::from(dev);
-    let options = format!(
-        "fd={},rootmode=40000,user_id={},group_id={},max_read={MAX_READ}",
-        fd.as_raw_fd(),
-        nix::unistd::geteuid(),
-        nix::unistd::getegid()
-    );
-    mount(
-        Some(FUSE_SOURCE),
-        dir,
-        Some("fuse.docker-mount-dataset"),
-        MsFlags::MS_RDONLY
-            | MsFlags::MS_NOSUID
-            | MsFlags::MS_NODEV
-            | MsFlags::MS_NOEXEC
-            | MsFlags::MS_NOATIME,
-        Some(options.as_str()),
-    )
-    .map_err(|e| {
-        io(
-            dir,
-            std::io::Error::other(format!("FUSE mount of a dataset: {e}")),
-        )
-    })?;
-    Ok(fd)
 }
 
 #[cfg(test)]

@@ -74,13 +74,6 @@ pub struct FuseReport {
     pub pid: u32,
 }
 
-fn io(path: &Path, cause: impl Into<std::io::Error>) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        cause: cause.into(),
-    }
-}
-
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -470,7 +463,7 @@ impl UnionFs {
 }
 
 /// Answers a request for `size` bytes of `data`: its size when `size` is 0.
-fn reply_sized(reply: ReplyXattr, data: &[u8], size: u32) {
+pub(crate) fn reply_sized(reply: ReplyXattr, data: &[u8], size: u32) {
     if data.len() > XATTR_MAX {
         reply.error(Errno::E2BIG);
     } else if size == 0 {
@@ -904,6 +897,49 @@ fn fusermount(target: &Path, opts: &FuseOptions) -> std::io::Result<OwnedFd> {
     fusermount_with(target, &options)
 }
 
+/// Mounts a FUSE filesystem of this process on `dir` as root, with our own
+/// `mount(2)` (so that we decide when it is detached): read-only, nosuid,
+/// nodev, noexec, noatime, type `fuse.<source>`; `options` are added to
+/// the FUSE ones. Returns the `/dev/fuse` descriptor to serve it from;
+/// `what` names the filesystem in errors.
+pub(crate) fn mount_fuse_as_root(
+    dir: &Path,
+    source: &str,
+    options: &str,
+    what: &str,
+) -> Result<OwnedFd> {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(|e| Error::io(Path::new("/dev/fuse"), e))?;
+    let fd = OwnedFd::from(dev);
+    let options = format!(
+        "fd={},rootmode=40000,user_id={},group_id={},{options}",
+        fd.as_raw_fd(),
+        nix::unistd::geteuid(),
+        nix::unistd::getegid()
+    );
+    nix::mount::mount(
+        Some(source),
+        dir,
+        Some(format!("fuse.{source}").as_str()),
+        nix::mount::MsFlags::MS_RDONLY
+            | nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC
+            | nix::mount::MsFlags::MS_NOATIME,
+        Some(options.as_str()),
+    )
+    .map_err(|e| {
+        Error::io(
+            dir,
+            std::io::Error::other(format!("FUSE mount of {what}: {e}")),
+        )
+    })?;
+    Ok(fd)
+}
+
 /// Mounts `target` read-only through `fusermount3` for this user alone,
 /// permissions checked by the server (the dataset server's mounts).
 pub(crate) fn fusermount_ro(target: &Path, fsname: &str) -> std::io::Result<OwnedFd> {
@@ -1080,7 +1116,7 @@ pub fn mount(
         } else {
             ""
         };
-        io(
+        Error::io(
             &target,
             std::io::Error::new(e.kind(), format!("FUSE mount failed: {e}{hint}")),
         )
@@ -1088,7 +1124,7 @@ pub fn mount(
     let thread = std::thread::Builder::new()
         .name("fuse-session".into())
         .spawn(move || session.run())
-        .map_err(|e| io(&target, e))?;
+        .map_err(|e| Error::io(&target, e))?;
     let mut options = String::from("ro,nosuid,nodev,noexec,default_permissions");
     if opts.allow_other {
         options.push_str(",allow_other");
@@ -1120,7 +1156,7 @@ impl FuseMount {
 
     fn join(&mut self) -> Result<()> {
         match self.thread.take().map(|t| t.join()) {
-            Some(Ok(Err(e))) => Err(io(&self.report.target, e)),
+            Some(Ok(Err(e))) => Err(Error::io(&self.report.target, e)),
             Some(Err(_)) => Err(Error::Usage("the FUSE session thread panicked".into())),
             _ => Ok(()),
         }
@@ -1180,7 +1216,7 @@ pub fn is_read_only_mount(m: &MountInfo) -> bool {
 /// Unmounts what `docker-mount mount` mounted, kernel or FUSE: as root
 /// with `umount2`, without root a FUSE mount through `fusermount3 -u`.
 pub fn unmount(target: &Path, lazy: bool) -> Result<()> {
-    let canonical = std::fs::canonicalize(target).map_err(|e| io(target, e))?;
+    let canonical = std::fs::canonicalize(target).map_err(|e| Error::io(target, e))?;
     let mounts = mountinfo()?;
     let top = mounts.iter().rev().find(|m| m.mount_point == canonical);
     match top {
@@ -1201,7 +1237,7 @@ pub fn unmount(target: &Path, lazy: bool) -> Result<()> {
                 .arg(&canonical)
                 .stdin(std::process::Stdio::null())
                 .output()
-                .map_err(|e| io(Path::new(FUSERMOUNT), e))?;
+                .map_err(|e| Error::io(Path::new(FUSERMOUNT), e))?;
             if out.status.success() {
                 Ok(())
             } else {
@@ -1256,7 +1292,7 @@ impl Signals {
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
         };
         if rc != 0 {
-            return Err(io(
+            return Err(Error::io(
                 Path::new("pthread_sigmask"),
                 std::io::Error::from_raw_os_error(rc),
             ));
@@ -1307,11 +1343,12 @@ pub fn detach_stdio() -> Result<()> {
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| io(Path::new("/dev/null"), e))?;
+        .map_err(|e| Error::io(Path::new("/dev/null"), e))?;
     for fd in 0..=2 {
-        nix::unistd::dup2(null.as_raw_fd(), fd).map_err(|e| io(Path::new("/dev/null"), e))?;
+        nix::unistd::dup2(null.as_raw_fd(), fd)
+            .map_err(|e| Error::io(Path::new("/dev/null"), e))?;
     }
-    std::env::set_current_dir("/").map_err(|e| io(Path::new("/"), e))?;
+    std::env::set_current_dir("/").map_err(|e| Error::io(Path::new("/"), e))?;
     Ok(())
 }
 

@@ -66,13 +66,6 @@ fn sys(what: &str, rc: libc::c_long) -> std::io::Result<libc::c_long> {
     }
 }
 
-fn io(path: &Path, cause: impl Into<std::io::Error>) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        cause: cause.into(),
-    }
-}
-
 /// A private read-only, noatime bind of the docker root, removed on drop.
 struct Shield {
     dir: tempfile::TempDir,
@@ -83,9 +76,9 @@ impl Shield {
         let dir = tempfile::Builder::new()
             .prefix("docker-mount-shield-")
             .tempdir()
-            .map_err(|e| io(&std::env::temp_dir(), e))?;
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let canonical_root =
-            std::fs::canonicalize(evidence.path()).map_err(|e| io(evidence.path(), e))?;
+            std::fs::canonicalize(evidence.path()).map_err(|e| Error::io(evidence.path(), e))?;
         if dir.path().starts_with(&canonical_root) {
             return Err(Error::Usage(format!(
                 "the temporary directory {} lies inside the evidence; set TMPDIR elsewhere",
@@ -100,7 +93,7 @@ impl Shield {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|e| io(evidence.path(), e))?;
+        .map_err(|e| Error::io(evidence.path(), e))?;
         let shield = Shield { dir };
         let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOATIME | RO_FLAGS;
         mount(
@@ -110,7 +103,7 @@ impl Shield {
             flags,
             None::<&str>,
         )
-        .map_err(|e| io(shield.dir.path(), e))?;
+        .map_err(|e| Error::io(shield.dir.path(), e))?;
         mount(
             None::<&str>,
             shield.dir.path(),
@@ -118,7 +111,7 @@ impl Shield {
             MsFlags::MS_PRIVATE,
             None::<&str>,
         )
-        .map_err(|e| io(shield.dir.path(), e))?;
+        .map_err(|e| Error::io(shield.dir.path(), e))?;
         Ok(shield)
     }
 }
@@ -165,7 +158,7 @@ pub fn check_target(root: &DockerRoot, target: &Path) -> Result<PathBuf> {
                 target.display()
             ))
         } else {
-            io(target, e)
+            Error::io(target, e)
         }
     })?;
     if !canonical.is_dir() {
@@ -216,7 +209,7 @@ pub fn mount_stack(
         let user = uses_user_xattrs(&base, &dirs);
         match api {
             MountApi::Legacy => overlay_legacy(&fds, &target, user)?,
-            MountApi::New => overlay_new(&fds, &target, user).map_err(|e| io(&target, e))?,
+            MountApi::New => overlay_new(&fds, &target, user).map_err(|e| Error::io(&target, e))?,
             MountApi::Auto => match overlay_new(&fds, &target, user) {
                 Ok(r) => r,
                 Err(e) => {
@@ -314,11 +307,11 @@ fn bind(fd: &OwnedFd, target: &Path) -> Result<MountReport> {
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(|e| io(target, e))?;
+    .map_err(|e| Error::io(target, e))?;
     let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOATIME | RO_FLAGS;
     if let Err(e) = mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
         let _ = umount2(target, MntFlags::MNT_DETACH);
-        return Err(io(target, e));
+        return Err(Error::io(target, e));
     }
     Ok(MountReport {
         target: target.to_path_buf(),
@@ -340,8 +333,9 @@ fn overlay_legacy(fds: &[OwnedFd], target: &Path, user_xattrs: bool) -> Result<M
     }
     // Relative lowerdirs resolve against the cwd: stand in /proc/self/fd
     // for the mount call, then go back.
-    let cwd = std::fs::File::open(".").map_err(|e| io(Path::new("."), e))?;
-    std::env::set_current_dir("/proc/self/fd").map_err(|e| io(Path::new("/proc/self/fd"), e))?;
+    let cwd = std::fs::File::open(".").map_err(|e| Error::io(Path::new("."), e))?;
+    std::env::set_current_dir("/proc/self/fd")
+        .map_err(|e| Error::io(Path::new("/proc/self/fd"), e))?;
     let result = mount(
         Some(MOUNT_SOURCE),
         target,
@@ -349,8 +343,8 @@ fn overlay_legacy(fds: &[OwnedFd], target: &Path, user_xattrs: bool) -> Result<M
         RO_FLAGS,
         Some(options.as_str()),
     );
-    nix::unistd::fchdir(cwd.as_raw_fd()).map_err(|e| io(Path::new("."), e))?;
-    result.map_err(|e| io(target, e))?;
+    nix::unistd::fchdir(cwd.as_raw_fd()).map_err(|e| Error::io(Path::new("."), e))?;
+    result.map_err(|e| Error::io(target, e))?;
     Ok(MountReport {
         target: target.to_path_buf(),
         method: "overlay (mount(2))".into(),
@@ -507,7 +501,7 @@ fn unescape(field: &str) -> Vec<u8> {
 /// The current process's mounts.
 pub fn mountinfo() -> Result<Vec<MountInfo>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| io(Path::new("/proc/self/mountinfo"), e))?;
+        .map_err(|e| Error::io(Path::new("/proc/self/mountinfo"), e))?;
     Ok(text
         .lines()
         .filter_map(|line| {
@@ -536,7 +530,7 @@ pub fn mountinfo() -> Result<Vec<MountInfo>> {
 /// Unmounts a docker-mount mount. Refuses mounts that are not read-only
 /// nosuid/nodev/noexec, so it cannot be used to take down other mounts.
 pub fn unmount(target: &Path, lazy: bool) -> Result<()> {
-    let canonical = std::fs::canonicalize(target).map_err(|e| io(target, e))?;
+    let canonical = std::fs::canonicalize(target).map_err(|e| Error::io(target, e))?;
     let mounts = mountinfo()?;
     let Some(m) = mounts.iter().rev().find(|m| m.mount_point == canonical) else {
         return Err(Error::Usage(format!(
@@ -566,7 +560,7 @@ pub fn unmount(target: &Path, lazy: bool) -> Result<()> {
                 target.display()
             ))
         } else {
-            io(target, e)
+            Error::io(target, e)
         }
     })
 }
