@@ -115,9 +115,10 @@ fn oracle_is_well_formed() {
     assert_eq!(state("running"), "running");
     assert_eq!(state("exited"), "exited");
     assert_eq!(state("created"), "created");
-    assert_eq!(ps.len(), 3, "{ps:?}");
+    assert_eq!(state("deep"), "exited");
+    assert_eq!(ps.len(), 4, "{ps:?}");
     let inspect = p.inspect().unwrap();
-    assert_eq!(inspect.as_array().unwrap().len(), 3);
+    assert_eq!(inspect.as_array().unwrap().len(), 4);
     for c in inspect.as_array().unwrap() {
         assert_eq!(c["Driver"], "zfs", "{c}");
         let ds = c["GraphDriver"]["Data"]["Dataset"].as_str().unwrap();
@@ -125,19 +126,29 @@ fn oracle_is_well_formed() {
     }
 
     // Exports are tars of whole trees; diffs name the changes.
-    for name in ["running", "exited", "created"] {
+    let export_paths = |name: &str| -> BTreeSet<String> {
         let mut a = tar::Archive::new(File::open(p.export_tar(name)).unwrap());
-        let paths: BTreeSet<String> = a
-            .entries()
+        a.entries()
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-            .collect();
+            .collect()
+    };
+    for name in ["running", "exited", "created"] {
+        let paths = export_paths(name);
         assert!(paths.contains("bin/busybox"), "{name}: {paths:?}");
         assert!(
             paths.contains("data/fifo") && paths.contains("data/symlink"),
             "{name}"
         );
     }
+    // The deep image's 110 COPY layers, f1 removed by its container.
+    let deep = export_paths("deep");
+    assert!(deep.contains("bin/busybox") && deep.contains("deep/changed"));
+    assert!(!deep.contains("deep/f1"), "{deep:?}");
+    assert!((2..=110).all(|i| deep.contains(&format!("deep/f{i}"))));
+    let diff = p.diff("deep").unwrap();
+    assert!(diff.contains("A /deep/changed"), "{diff}");
+    assert!(diff.lines().any(|l| l == "D /deep/f1"), "{diff}");
     let running = p.diff("running").unwrap();
     assert!(running.contains("C /data/keep/renamed.txt"), "{running}");
     assert!(running.contains("D /data/seq.txt"), "{running}");
@@ -163,9 +174,9 @@ fn oracle_is_well_formed() {
         .iter()
         .filter(|e| e.name.starts_with("dmpool/docker/") && e.kind == "filesystem")
         .collect();
-    // dm-base, three RUN layers of dm-app, and -init + container layers of
-    // three containers.
-    assert!(layers.len() >= 10, "{layers:?}");
+    // dm-base, three RUN layers of dm-app, 110 COPY layers of dm-deep, and
+    // -init + container layers of four containers.
+    assert!(layers.len() >= 1 + 3 + 110 + 4 * 2, "{}", layers.len());
     assert!(layers
         .iter()
         .all(|l| l.mountpoint.as_deref() == Some("legacy")));

@@ -119,11 +119,17 @@ DOCKERFILE
 docker build --network none -t dm-app:1 /tmp/ctx > $O/build.log 2>&1
 printf 'FROM dm-base:1\nRUN echo gone > /gone.txt\n' > /tmp/ctx/Dockerfile
 docker build --network none -t dm-gone:1 /tmp/ctx >> $O/build.log 2>&1
+# A deep image: 110 COPY layers (no container runs) on top of dm-base.
+mkdir -p /tmp/deepctx
+echo 'FROM dm-base:1' > /tmp/deepctx/Dockerfile
+for i in $(seq 1 110); do echo $i > /tmp/deepctx/f$i; echo "COPY f$i /deep/f$i" >> /tmp/deepctx/Dockerfile; done
+docker build --network none -t dm-deep:1 /tmp/deepctx > $O/build-deep.log 2>&1
 
 step containers
 docker run -d --network none --name running dm-app:1 sh -c 'echo changed > /data/keep/renamed.txt; rm /data/seq.txt; mkdir /new-dir; echo n > /new-dir/f; exec sleep 100000'
 docker run --network none --name exited dm-app:1 sh -c 'rm -r /data/many; echo e > /data/exited.txt; mv /data/big /data/big-moved; rm /bin/ls'
 docker create --network none --name created dm-app:1 true
+docker run --network none --name deep dm-deep:1 sh -c 'echo d > /deep/changed; rm /deep/f1'
 docker run --network none --name removed-later dm-gone:1 sh -c 'echo r > /removed.txt'
 sleep 3
 
@@ -146,7 +152,7 @@ docker images -a --no-trunc --format '{{json .}}' > $O/images.jsonl
 docker inspect $(docker ps -aq --no-trunc) > $O/inspect.json
 docker image inspect $(docker images -aq --no-trunc) > $O/image-inspect.json
 docker info --format '{{json .}}' > $O/docker-info.json
-for c in running exited created; do
+for c in running exited created deep; do
     docker export $c > $O/export-$c.tar
     docker diff $c > $O/diff-$c.txt
 done
