@@ -33,7 +33,7 @@ use fuser::{
 };
 use nix::mount::{umount2, MntFlags};
 
-use crate::mounts::fuse::{mount_fuse_as_root, reply_sized};
+use crate::mounts::fuse::{mount_fuse_as_root, reply_xattr, reply_xattr_names};
 use docker_mount_core::beneath::Beneath;
 use docker_mount_core::error::{Error, Result};
 use docker_mount_core::stat::{FileKind, Stat, Time};
@@ -333,27 +333,11 @@ impl Filesystem for SourceFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.xattrs(ino.0) {
-            Ok(list) => match list.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
-                Some((_, value)) => reply_sized(reply, value, size),
-                None => reply.error(Errno::NO_XATTR),
-            },
-            Err(e) => reply.error(e),
-        }
+        reply_xattr(self.xattrs(ino.0), name, size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.xattrs(ino.0) {
-            Ok(list) => {
-                let mut names = Vec::new();
-                for (n, _) in &list {
-                    names.extend_from_slice(n);
-                    names.push(0);
-                }
-                reply_sized(reply, &names, size);
-            }
-            Err(e) => reply.error(e),
-        }
+        reply_xattr_names(self.xattrs(ino.0), size, reply);
     }
 }
 

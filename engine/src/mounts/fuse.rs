@@ -462,6 +462,46 @@ impl UnionFs {
     }
 }
 
+/// Answers `getxattr` of `name` from a file's extended attributes.
+pub(crate) fn reply_xattr(
+    list: Answer<impl AsRef<Vec<(Vec<u8>, Vec<u8>)>>>,
+    name: &OsStr,
+    size: u32,
+    reply: ReplyXattr,
+) {
+    match list {
+        Ok(list) => match list
+            .as_ref()
+            .iter()
+            .find(|(n, _)| n.as_slice() == name.as_bytes())
+        {
+            Some((_, value)) => reply_sized(reply, value, size),
+            None => reply.error(Errno::NO_XATTR),
+        },
+        Err(e) => reply.error(e),
+    }
+}
+
+/// Answers `listxattr` from a file's extended attributes: their names,
+/// each ended by a NUL.
+pub(crate) fn reply_xattr_names(
+    list: Answer<impl AsRef<Vec<(Vec<u8>, Vec<u8>)>>>,
+    size: u32,
+    reply: ReplyXattr,
+) {
+    match list {
+        Ok(list) => {
+            let mut names = Vec::new();
+            for (n, _) in list.as_ref() {
+                names.extend_from_slice(n);
+                names.push(0);
+            }
+            reply_sized(reply, &names, size);
+        }
+        Err(e) => reply.error(e),
+    }
+}
+
 /// Answers a request for `size` bytes of `data`: its size when `size` is 0.
 pub(crate) fn reply_sized(reply: ReplyXattr, data: &[u8], size: u32) {
     if data.len() > XATTR_MAX {
@@ -670,27 +710,11 @@ impl Filesystem for UnionFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.xattrs(ino.0) {
-            Ok(list) => match list.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
-                Some((_, value)) => reply_sized(reply, value, size),
-                None => reply.error(Errno::NO_XATTR),
-            },
-            Err(e) => reply.error(e),
-        }
+        reply_xattr(self.xattrs(ino.0), name, size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.xattrs(ino.0) {
-            Ok(list) => {
-                let mut names = Vec::new();
-                for (n, _) in list.iter() {
-                    names.extend_from_slice(n);
-                    names.push(0);
-                }
-                reply_sized(reply, &names, size);
-            }
-            Err(e) => reply.error(e),
-        }
+        reply_xattr_names(self.xattrs(ino.0), size, reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
