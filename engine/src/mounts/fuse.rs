@@ -6,13 +6,17 @@
 //! device numbers, symlink targets and xattrs (never overlay's own) as the
 //! layers hold them, hard links of one layer sharing one inode. Inode
 //! numbers are handed out as entries are first listed and never reused,
-//! so a path keeps its inode for the life of the mount. File contents are
-//! read with `pread` from a descriptor opened (read-only, `O_NOATIME`,
-//! never following a symlink) when the file is opened: nothing is
-//! buffered beyond one request. Where the kernel allows, files are not
-//! opened through us at all (no open, flush or release round trips): reads
-//! come by inode and use a small cache of open descriptors. Every operation that would change
-//! anything answers `EROFS`, and the mount itself is
+//! so a path keeps its inode for the life of the mount; listings carry the
+//! entries' attributes (readdirplus), so the kernel looks nothing up one by
+//! one. File contents are read with `pread` from descriptors opened
+//! read-only, `O_NOATIME`, never following a symlink; nothing is buffered
+//! beyond one request. Round trips per file are cut where the kernel
+//! allows: as root with passthrough, files of [`PASSTHROUGH_MIN`] and more
+//! are read by the kernel itself from the layer's file, smaller ones are
+//! opened without a descriptor and read by inode, their pages kept;
+//! otherwise the kernel skips open, flush and release altogether and reads
+//! come by inode (a small cache of open descriptors). Every operation that
+//! would change anything answers `EROFS`, and the mount itself is
 //! `ro,nosuid,nodev,noexec` with the kernel checking permissions.
 
 use std::collections::HashMap;
@@ -32,8 +36,8 @@ use fuser::{
     AccessFlags, BackingId, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle,
     FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
     MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session,
-    SessionACL, TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, Session, SessionACL, TimeOrNow, WriteFlags,
 };
 use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
@@ -237,6 +241,11 @@ pub struct UnionFs {
     passed: Mutex<HashMap<u64, u64>>,
 }
 
+/// Files smaller than this are read through us (by inode, their pages
+/// kept) even where passthrough is on: registering a backing file costs
+/// more than the few reads they need.
+const PASSTHROUGH_MIN: u64 = 256 * 1024;
+
 /// Files kept open for reads by inode; the cache empties when it fills.
 const OPEN_FILES: usize = 1024;
 
@@ -302,6 +311,19 @@ impl UnionFs {
         }
         self.handles().insert(fh, Arc::new(file));
         Ok((fh, id))
+    }
+
+    /// Whether `ino` is a regular file below [`PASSTHROUGH_MIN`]: opened
+    /// without a handle, its reads come by inode.
+    fn small_file(&self, ino: u64, flags: OpenFlags) -> Answer<bool> {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY
+            || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0
+        {
+            return Err(Errno::EROFS);
+        }
+        let table = self.table();
+        let st = &table.get(ino)?.node.stat;
+        Ok(st.kind == FileKind::File && st.size < PASSTHROUGH_MIN)
     }
 
     /// Forgets handle `fh`, and its inode's backing file with its last handle.
@@ -386,6 +408,35 @@ impl UnionFs {
         Ok(list)
     }
 
+    /// Calls `add(name, inode, next offset, node)` for the entries of
+    /// directory `ino` from `offset` on (`.` and `..` first), until it
+    /// answers that the reply is full.
+    fn each_entry(
+        &self,
+        ino: u64,
+        offset: u64,
+        mut add: impl FnMut(&[u8], u64, u64, Option<&Node>) -> bool,
+    ) -> Answer<()> {
+        let list = self.children(ino)?;
+        let table = self.table();
+        let parent = table.get(ino).map_or(1, |i| i.parent);
+        let dots = [(b".".as_slice(), ino), (b"..".as_slice(), parent)];
+        let entries = dots
+            .into_iter()
+            .chain(list.iter().map(|(n, i)| (n.as_slice(), *i)));
+        for (i, (name, child)) in entries.enumerate().skip(offset as usize) {
+            if add(
+                name,
+                child,
+                i as u64 + 1,
+                table.get(child).ok().map(|c| &c.node),
+            ) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn xattrs(&self, ino: u64) -> Answer<Xattrs> {
         let node = {
             let table = self.table();
@@ -444,7 +495,7 @@ impl UnionFs {
     fn read_at(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
         let file = match self.handles().get(&fh).cloned() {
             Some(f) => f,
-            None if fh == 0 && self.no_open.load(Ordering::Relaxed) => self.file_by_inode(ino)?,
+            None if fh == 0 => self.file_by_inode(ino)?,
             None => return Err(Errno::EBADF),
         };
         let mut buf = vec![0u8; size as usize];
@@ -565,6 +616,10 @@ impl Filesystem for UnionFs {
             caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT),
             Ordering::Relaxed,
         );
+        // Listings carry the entries' attributes: no lookup of each entry.
+        if caps.contains(InitFlags::FUSE_DO_READDIRPLUS) {
+            let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
+        }
         // Passthrough (registering backing files needs root): the layer's
         // files are then read by the kernel, as fast as through overlay.
         // Stack depth 1: the layers' filesystem may itself be stacked once.
@@ -578,6 +633,11 @@ impl Filesystem for UnionFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if self.passthrough.load(Ordering::Relaxed) {
+            match self.small_file(ino.0, flags) {
+                Ok(true) => return reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+                Ok(false) => {}
+                Err(e) => return reply.error(e),
+            }
             return match self.open_passthrough(ino.0, flags, &reply) {
                 Ok((fh, Some(id))) => {
                     reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
@@ -623,7 +683,9 @@ impl Filesystem for UnionFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.release_handle(fh.0);
+        if fh.0 != 0 {
+            self.release_handle(fh.0);
+        }
         reply.ok();
     }
 
@@ -671,26 +733,40 @@ impl Filesystem for UnionFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let list = match self.children(ino.0) {
-            Ok(l) => l,
-            Err(e) => return reply.error(e),
-        };
-        let table = self.table();
-        let parent = table.get(ino.0).map_or(1, |i| i.parent);
-        let dots = [(b".".as_slice(), ino.0), (b"..".as_slice(), parent)];
-        let entries = dots
-            .into_iter()
-            .chain(list.iter().map(|(n, i)| (n.as_slice(), *i)));
-        for (i, (name, child)) in entries.enumerate().skip(offset as usize) {
-            let kind = table
-                .get(child)
-                .map_or(FileType::RegularFile, |c| file_type(c.node.stat.kind));
-            if reply.add(INodeNo(child), i as u64 + 1, kind, OsStr::from_bytes(name)) {
-                break;
-            }
+        let listed = self.each_entry(ino.0, offset, |name, child, next, node| {
+            let kind = node.map_or(FileType::RegularFile, |n| file_type(n.stat.kind));
+            reply.add(INodeNo(child), next, kind, OsStr::from_bytes(name))
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        drop(table);
-        reply.ok();
+    }
+
+    /// Entries with their attributes: the kernel then needs no lookup of each.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let listed = self.each_entry(ino.0, offset, |name, child, next, node| match node {
+            Some(n) => reply.add(
+                INodeNo(child),
+                next,
+                OsStr::from_bytes(name),
+                &TTL,
+                &attr(child, &n.stat),
+                Generation(0),
+            ),
+            None => false,
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn fsyncdir(
@@ -1436,10 +1512,19 @@ mod tests {
             .expect("open");
         assert_eq!(fs.read_at(list[0].1, fh, 0, 10).expect("read"), b"x");
         assert_eq!(fs.read_at(list[0].1, fh, 5, 10).expect("read"), b"");
-        // Without a handle (the kernel skipped the open), reads go by inode.
-        assert_eq!(fs.read_at(list[2].1, 0, 0, 10), Err(Errno::EBADF));
-        fs.no_open.store(true, Ordering::Relaxed);
+        // Without a handle (no open, or a small file), reads go by inode;
+        // a handle never given out is refused.
+        assert_eq!(fs.read_at(list[2].1, fh + 1, 0, 10), Err(Errno::EBADF));
         assert_eq!(fs.read_at(list[2].1, 0, 0, 10).expect("read"), b"y");
+        assert_eq!(
+            fs.small_file(list[2].1, OpenFlags(libc::O_RDONLY)),
+            Ok(true)
+        );
+        assert_eq!(fs.small_file(1, OpenFlags(libc::O_RDONLY)), Ok(false));
+        assert_eq!(
+            fs.small_file(list[2].1, OpenFlags(libc::O_WRONLY)),
+            Err(Errno::EROFS)
+        );
         assert_eq!(fs.read_at(1, 0, 0, 10), Err(Errno::EISDIR));
         assert_eq!(
             fs.open_file(list[0].1, OpenFlags(libc::O_RDWR)),
