@@ -20,6 +20,11 @@ pub const BENCHES: &[MakeBench] = &[
     },
     || {
         Box::new(Walk {
+            command: Walker::TimelineJsonl,
+        })
+    },
+    || {
+        Box::new(Walk {
             command: Walker::Diff,
         })
     },
@@ -32,8 +37,12 @@ const BASELINE_FORMAT: &str = "%P\t%y\t%s\t%A@\t%T@\t%C@\t%m\t%U\t%G\n";
 enum Walker {
     /// `find '/srv/**' --json`: every path's provenance.
     Find,
-    /// `timeline <ctr> --format jsonl`: every entry's times, sorted.
+    /// `timeline <ctr>`: every entry's times, sorted, one bodyfile line
+    /// each (the default format: a metadata line per entry, as the baseline).
     Timeline,
+    /// `timeline <ctr> --format jsonl`: one JSON line per entry and time
+    /// (Timesketch's shape, about 20 times the bytes of the bodyfile).
+    TimelineJsonl,
     /// `diff <ctr>` of a container that changed 60,000 of its files.
     Diff,
 }
@@ -107,6 +116,7 @@ impl Bench for Walk {
         match self.command {
             Walker::Find => "find-100k",
             Walker::Timeline => "timeline-100k",
+            Walker::TimelineJsonl => "timeline-100k-jsonl",
             Walker::Diff => "diff-100k",
         }
     }
@@ -117,8 +127,12 @@ impl Bench for Walk {
                  vs find -printf (type, size, times, mode, owners) of every layer dir"
             }
             Walker::Timeline => {
-                "timeline --format jsonl, 100,000 files over 2 image layers, vs find -printf \
+                "timeline (bodyfile), 100,000 files over 2 image layers, vs find -printf \
                  (type, size, times, mode, owners) of every layer dir"
+            }
+            Walker::TimelineJsonl => {
+                "timeline --format jsonl (a JSON line per time, 229 MB), 100,000 files over 2 \
+                 image layers, vs find -printf (type, size, times, mode, owners) of every layer dir"
             }
             Walker::Diff => {
                 "diff of a container that rewrote, deleted and added 60,000 of its 100,000 files, \
@@ -136,7 +150,8 @@ impl Bench for Walk {
         let root = self.root(ctx);
         match self.command {
             Walker::Find => ctx.ours(&root, &["find", "/srv/**", "--json", "--limit", "1000000"]),
-            Walker::Timeline => {
+            Walker::Timeline => ctx.ours(&root, &["timeline", EXPORT_CONTAINER]),
+            Walker::TimelineJsonl => {
                 ctx.ours(&root, &["timeline", EXPORT_CONTAINER, "--format", "jsonl"])
             }
             Walker::Diff => ctx.ours(&root, &["diff", EXPORT_CONTAINER]),
@@ -166,7 +181,16 @@ impl Bench for Walk {
                 });
                 (n, super::export::MANY_FILES)
             }
-            Walker::Timeline => (lines("{"), super::export::MANY_FILES),
+            Walker::Timeline => {
+                // A file's line names it `<container>:/path (layer …)`.
+                let name = format!("|{EXPORT_CONTAINER}:/srv/d");
+                let files = stdout
+                    .split(|b| *b == b'\n')
+                    .filter(|l| l.windows(name.len()).any(|w| w == name.as_bytes()))
+                    .count();
+                (files, super::export::MANY_FILES)
+            }
+            Walker::TimelineJsonl => (lines("{"), super::export::MANY_FILES),
             Walker::Diff => {
                 let per_kind = MANY_DIRS * DIFF_PER_KIND;
                 for (letter, want) in [("C /srv/d", per_kind + MANY_DIRS), ("D ", per_kind)] {
