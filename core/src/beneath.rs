@@ -384,6 +384,35 @@ impl Beneath {
         Ok((fd, st))
     }
 
+    /// Opens the regular file `name` of directory `dir` (a descriptor from
+    /// [`Beneath::open_fd`] of a directory beneath this one) that a listing
+    /// of `dir` found as `(dev, ino)`: that listing is the probe, so no
+    /// `fstatat` comes first. The open is `O_NOFOLLOW | O_NONBLOCK`, and
+    /// `fstat` of the opened file checks it is still that regular file.
+    pub fn open_listed(
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        dev: u64,
+        ino: u64,
+    ) -> std::io::Result<(OwnedFd, libc::stat)> {
+        check_relative(Path::new(name))?;
+        if Path::new(name).components().count() != 1 {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let fd = open_raw(dir.as_raw_fd(), Path::new(name), libc::O_NONBLOCK, false)?;
+        // SAFETY: zeroed stat is a valid buffer for fstat to fill.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and buffer.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if (st.st_dev, st.st_ino) != (dev, ino) {
+            return Err(std::io::Error::other("changed since it was listed"));
+        }
+        not_regular(&st)?;
+        Ok((fd, st))
+    }
+
     /// Opens a subdirectory as a new trusted base.
     pub fn subdir(&self, rel: &Path) -> Result<Beneath> {
         let fd = self

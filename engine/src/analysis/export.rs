@@ -221,7 +221,7 @@ fn write_entry<W: Write>(
     }
     // A regular file is opened once, for its xattrs and its content.
     let file = match st.kind {
-        FileKind::File => Some(tree.open_file(&node.path).map_err(io)?),
+        FileKind::File => Some(tree.open_listed(&node.path, st).map_err(io)?),
         _ => None,
     };
     let xattrs = match &file {

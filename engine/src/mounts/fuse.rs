@@ -10,12 +10,14 @@
 //! entries' attributes (readdirplus), so the kernel looks nothing up one by
 //! one. File contents are read with `pread` from descriptors opened
 //! read-only, `O_NOATIME`, never following a symlink; nothing is buffered
-//! beyond one request. Round trips per file are cut where the kernel
-//! allows: as root with passthrough, files of [`PASSTHROUGH_MIN`] and more
-//! are read by the kernel itself from the layer's file, smaller ones are
-//! opened without a descriptor and read by inode, their pages kept;
-//! otherwise the kernel skips open, flush and release altogether and reads
-//! come by inode (a small cache of open descriptors). Every operation that
+//! beyond one request. The kernel skips open, flush and release (reads
+//! come by inode, served from a small cache of open descriptors) and keeps
+//! pages and attributes: reading a file again costs no round trip.
+//! Passthrough (the kernel reading the layer's file itself) was tried and
+//! left out: it needs an open round trip per file, which made reading many
+//! small files several times slower, and it cannot be mixed with skipped
+//! opens on one mount. As root the mount's read-ahead is widened, so that
+//! big files come in large requests. Every operation that
 //! would change anything answers `EROFS`, and the mount itself is
 //! `ro,nosuid,nodev,noexec` with the kernel checking permissions.
 
@@ -24,7 +26,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,11 +35,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, BackingId, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle,
-    FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
-    MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, Session, SessionACL, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Config, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
+    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session,
+    SessionACL, TimeOrNow, WriteFlags,
 };
 use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
@@ -231,20 +233,7 @@ pub struct UnionFs {
     /// Whether the kernel skips opendir/releasedir too.
     no_opendir: AtomicBool,
     by_inode: Mutex<HashMap<u64, Arc<File>>>,
-    /// Whether opened files are passed through: the kernel then reads the
-    /// layer's file itself (`FUSE_PASSTHROUGH`, root on Linux >= 6.9).
-    passthrough: AtomicBool,
-    /// The backing file the kernel reads for each inode open in
-    /// passthrough (one per inode, shared by its handles), with its handles.
-    backing: Mutex<HashMap<u64, (Arc<BackingId>, usize)>>,
-    /// The inode of each handle opened in passthrough.
-    passed: Mutex<HashMap<u64, u64>>,
 }
-
-/// Files smaller than this are read through us (by inode, their pages
-/// kept) even where passthrough is on: registering a backing file costs
-/// more than the few reads they need.
-const PASSTHROUGH_MIN: u64 = 256 * 1024;
 
 /// Files kept open for reads by inode; the cache empties when it fills.
 const OPEN_FILES: usize = 1024;
@@ -269,80 +258,12 @@ impl UnionFs {
             no_open: AtomicBool::new(false),
             no_opendir: AtomicBool::new(false),
             by_inode: Mutex::new(HashMap::new()),
-            passthrough: AtomicBool::new(false),
-            backing: Mutex::new(HashMap::new()),
-            passed: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Opens `ino` for a passthrough reply: a handle (reads that still
-    /// come are served from it) and the inode's backing file, registered
-    /// with the kernel on its first open. `None` for the backing when the
-    /// kernel refuses it: the handle is then an ordinary one.
-    fn open_passthrough(
-        &self,
-        ino: u64,
-        flags: OpenFlags,
-        reply: &ReplyOpen,
-    ) -> Answer<(u64, Option<Arc<BackingId>>)> {
-        let file = self.open_checked(ino, flags)?;
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let mut backing = self.backing.lock().unwrap_or_else(|p| p.into_inner());
-        let id = match backing.get_mut(&ino) {
-            Some((id, users)) => {
-                *users += 1;
-                Some(id.clone())
-            }
-            None => match reply.open_backing(&file) {
-                Ok(id) => {
-                    let id = Arc::new(id);
-                    backing.insert(ino, (id.clone(), 1));
-                    Some(id)
-                }
-                Err(_) => None,
-            },
-        };
-        drop(backing);
-        if id.is_some() {
-            self.passed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(fh, ino);
-        }
-        self.handles().insert(fh, Arc::new(file));
-        Ok((fh, id))
-    }
-
-    /// Whether `ino` is a regular file below [`PASSTHROUGH_MIN`]: opened
-    /// without a handle, its reads come by inode.
-    fn small_file(&self, ino: u64, flags: OpenFlags) -> Answer<bool> {
-        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY
-            || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0
-        {
-            return Err(Errno::EROFS);
-        }
-        let table = self.table();
-        let st = &table.get(ino)?.node.stat;
-        Ok(st.kind == FileKind::File && st.size < PASSTHROUGH_MIN)
-    }
-
-    /// Forgets handle `fh`, and its inode's backing file with its last handle.
+    /// Forgets handle `fh`.
     fn release_handle(&self, fh: u64) {
         self.handles().remove(&fh);
-        let ino = self
-            .passed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh);
-        if let Some(ino) = ino {
-            let mut backing = self.backing.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((_, users)) = backing.get_mut(&ino) {
-                *users -= 1;
-                if *users == 0 {
-                    backing.remove(&ino);
-                }
-            }
-        }
     }
 
     /// The open file behind `ino` for a read without a handle (no-open mode).
@@ -476,20 +397,11 @@ impl UnionFs {
             FileKind::Dir => return Err(Errno::EISDIR),
             _ => return Err(Errno::EACCES),
         }
-        let file = self
-            .union
-            .tree(&node)
-            .open_file(&node.path)
-            .map_err(|e| eio("opening a file", e))?;
         // The file must be the one that was listed, not something put there since.
-        let meta = file.metadata().map_err(|e| eio("opening a file", e))?;
-        if !meta.is_file() || meta.ino() != node.stat.ino || meta.dev() != node.stat.dev {
-            return Err(eio(
-                "opening a file",
-                format!("{} changed since it was listed", node.path.display()),
-            ));
-        }
-        Ok(file)
+        self.union
+            .tree(&node)
+            .open_listed(&node.path, &node.stat)
+            .map_err(|e| eio("opening a file", format!("{}: {e}", node.path.display())))
     }
 
     fn read_at(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
@@ -620,32 +532,10 @@ impl Filesystem for UnionFs {
         if caps.contains(InitFlags::FUSE_DO_READDIRPLUS) {
             let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
         }
-        // Passthrough (registering backing files needs root): the layer's
-        // files are then read by the kernel, as fast as through overlay.
-        // Stack depth 1: the layers' filesystem may itself be stacked once.
-        let passthrough = is_root()
-            && caps.contains(InitFlags::FUSE_PASSTHROUGH)
-            && config.set_max_stack_depth(1).is_ok()
-            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
-        self.passthrough.store(passthrough, Ordering::Relaxed);
         Ok(())
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if self.passthrough.load(Ordering::Relaxed) {
-            match self.small_file(ino.0, flags) {
-                Ok(true) => return reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-                Ok(false) => {}
-                Err(e) => return reply.error(e),
-            }
-            return match self.open_passthrough(ino.0, flags, &reply) {
-                Ok((fh, Some(id))) => {
-                    reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
-                }
-                Ok((fh, None)) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-                Err(e) => reply.error(e),
-            };
-        }
         if self.no_open.load(Ordering::Relaxed) {
             // The mount is read-only: the kernel refuses writes before asking.
             return reply.error(Errno::ENOSYS);
@@ -1225,6 +1115,9 @@ pub fn mount(
         .name("fuse-session".into())
         .spawn(move || session.run())
         .map_err(|e| Error::io(&target, e))?;
+    if is_root() {
+        widen_readahead(&target);
+    }
     let mut options = String::from("ro,nosuid,nodev,noexec,default_permissions");
     if opts.allow_other {
         options.push_str(",allow_other");
@@ -1239,6 +1132,28 @@ pub fn mount(
         },
         thread: Some(thread),
     })
+}
+
+/// Read-ahead of our FUSE mounts, in KiB: reads come to us in requests of
+/// up to 1 MiB, several in flight, instead of the kernel's 128 KiB default.
+const READ_AHEAD_KIB: u32 = 4096;
+
+/// Sets the read-ahead of the FUSE mount on `target` (its own backing
+/// device info, gone with the mount; root only). Best effort: reads are
+/// only slower without it.
+fn widen_readahead(target: &Path) {
+    let Ok(mounts) = mountinfo() else { return };
+    let Some(m) = mounts.iter().rev().find(|m| m.mount_point == target) else {
+        return;
+    };
+    let knob = Path::new("/sys/class/bdi")
+        .join(&m.device)
+        .join("read_ahead_kb");
+    if m.device.starts_with("0:") && m.fs_type.starts_with("fuse") {
+        if let Err(e) = std::fs::write(&knob, format!("{READ_AHEAD_KIB}\n")) {
+            tracing::debug!("{}: {e}", knob.display());
+        }
+    }
 }
 
 impl FuseMount {
@@ -1512,19 +1427,10 @@ mod tests {
             .expect("open");
         assert_eq!(fs.read_at(list[0].1, fh, 0, 10).expect("read"), b"x");
         assert_eq!(fs.read_at(list[0].1, fh, 5, 10).expect("read"), b"");
-        // Without a handle (no open, or a small file), reads go by inode;
-        // a handle never given out is refused.
+        // Without a handle (the kernel skipped the open), reads go by
+        // inode; a handle never given out is refused.
         assert_eq!(fs.read_at(list[2].1, fh + 1, 0, 10), Err(Errno::EBADF));
         assert_eq!(fs.read_at(list[2].1, 0, 0, 10).expect("read"), b"y");
-        assert_eq!(
-            fs.small_file(list[2].1, OpenFlags(libc::O_RDONLY)),
-            Ok(true)
-        );
-        assert_eq!(fs.small_file(1, OpenFlags(libc::O_RDONLY)), Ok(false));
-        assert_eq!(
-            fs.small_file(list[2].1, OpenFlags(libc::O_WRONLY)),
-            Err(Errno::EROFS)
-        );
         assert_eq!(fs.read_at(1, 0, 0, 10), Err(Errno::EISDIR));
         assert_eq!(
             fs.open_file(list[0].1, OpenFlags(libc::O_RDWR)),

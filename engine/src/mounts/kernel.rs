@@ -472,6 +472,8 @@ fn overlay_new(fds: &[OwnedFd], target: &Path, user_xattrs: bool) -> std::io::Re
 /// One line of /proc/self/mountinfo.
 #[derive(Debug, Clone)]
 pub struct MountInfo {
+    /// The filesystem's device, `major:minor`.
+    pub device: String,
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
@@ -518,6 +520,7 @@ pub fn mountinfo() -> Result<Vec<MountInfo>> {
                     .flatten(),
             );
             Some(MountInfo {
+                device: left.get(2)?.to_string(),
                 mount_point,
                 fs_type: right.first()?.to_string(),
                 source: String::from_utf8_lossy(&unescape(right.get(1)?)).into_owned(),

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -51,6 +52,9 @@ pub struct Tree {
     /// Opaque directories known from elsewhere (tar-split), for callers
     /// that cannot read `trusted.*` xattrs.
     opaque_hint: HashSet<Vec<u8>>,
+    /// The directory of the last file opened by [`Tree::open_listed`]:
+    /// walks open files directory by directory.
+    last_dir: Mutex<Option<(PathBuf, Arc<OwnedFd>)>>,
 }
 
 fn cstr(b: &[u8]) -> std::io::Result<CString> {
@@ -171,6 +175,7 @@ impl Tree {
             dir: base.subdir(rel)?,
             style,
             opaque_hint: HashSet::new(),
+            last_dir: Mutex::default(),
         })
     }
 
@@ -181,6 +186,7 @@ impl Tree {
             dir,
             style,
             opaque_hint: HashSet::new(),
+            last_dir: Mutex::default(),
         }
     }
 
@@ -336,6 +342,31 @@ impl Tree {
     /// Opens a regular file of this layer for reading (never following a symlink).
     pub fn open_file(&self, rel: &Path) -> std::io::Result<File> {
         self.dir.open_regular(rel).map(File::from)
+    }
+
+    /// Opens the regular file `rel` that a listing of this layer found as
+    /// `st` ([`Beneath::open_listed`]: the listing was the probe), its
+    /// directory kept open for the next file.
+    pub fn open_listed(&self, rel: &Path, st: &Stat) -> std::io::Result<File> {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        let cached = {
+            let last = self.last_dir.lock().unwrap_or_else(|p| p.into_inner());
+            last.as_ref()
+                .filter(|(p, _)| p == parent)
+                .map(|(_, fd)| fd.clone())
+        };
+        let dir = match cached {
+            Some(fd) => fd,
+            None => {
+                let fd = Arc::new(self.dir.open_dir(parent)?);
+                *self.last_dir.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((parent.to_path_buf(), fd.clone()));
+                fd
+            }
+        };
+        Beneath::open_listed(dir.as_fd(), name, st.dev, st.ino).map(|(fd, _)| File::from(fd))
     }
 
     /// The hex sha256 of a regular file of this layer, streamed.
