@@ -77,11 +77,12 @@ struct RepositoriesFile {
 impl References {
     pub fn read(root: &Beneath, store: &str) -> Result<References> {
         let rel = Path::new("image").join(store).join("repositories.json");
-        if !root.exists(&rel) {
-            return Ok(References::default());
-        }
+        // Missing when nothing was ever tagged: tried, not probed first.
         let file: RepositoriesFile =
-            root.read_json(&rel, REPOSITORIES_LIMIT, "repositories.json")?;
+            match root.read_json(&rel, REPOSITORIES_LIMIT, "repositories.json") {
+                Err(e) if e.is_not_found() => return Ok(References::default()),
+                read => read?,
+            };
         let mut by_image: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for refs in file.repositories.into_values() {
             for (reference, id) in refs {
@@ -157,11 +158,11 @@ impl Image {
         let rel = Path::new("image")
             .join(store)
             .join("imagedb/content/sha256");
-        if !root.exists(&rel) {
-            return Ok(Vec::new());
-        }
-        Ok(root
-            .list(&rel)?
+        let names = match root.list(&rel) {
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            listed => listed?,
+        };
+        Ok(names
             .into_iter()
             .map(|n| n.to_string_lossy().into_owned())
             .collect())

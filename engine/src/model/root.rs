@@ -31,6 +31,7 @@ pub struct ItemError {
 
 #[derive(Debug)]
 pub struct DockerRoot {
+    /// The root, through a noatime view where the process may make one.
     dir: Beneath,
     /// Containers and images engines keep in their own metadata.
     catalog: Catalogued,
@@ -70,7 +71,7 @@ impl DockerRoot {
     /// Opens a docker root. Fails only when the directory cannot be opened
     /// or holds none of docker's top-level directories.
     pub fn open(path: &Path) -> Result<DockerRoot> {
-        let dir = Beneath::open(path)?;
+        let dir = Beneath::open_view(path)?;
         if !DOCKER_DIRS.iter().any(|d| dir.exists(Path::new(d))) {
             return Err(Error::invalid(
                 path,
@@ -90,7 +91,7 @@ impl DockerRoot {
     /// catalog. Accepts an engine's own root (podman's storage, containerd's
     /// root) when a driver recognises it.
     pub fn open_with(path: &Path, drivers: &Drivers) -> Result<DockerRoot> {
-        let dir = Beneath::open(path)?;
+        let dir = Beneath::open_view(path)?;
         let docker = DOCKER_DIRS.iter().any(|d| dir.exists(Path::new(d)));
         let mut root = DockerRoot {
             dir,
