@@ -148,7 +148,8 @@ pub fn run(cli: &Cli, all: bool) -> Result<()> {
             Err(e) => context::unreadable(format_args!("image {}: {}", e.name, e.error)),
         }
     }
-    let mut rows = parallel::map(&images, |i| summarize(&ctx, &dirs, i));
+    // Cold, each layer file is a wait on the disk: a deep queue.
+    let mut rows = parallel::map_on(parallel::IO_THREADS, &images, |i| summarize(&ctx, &dirs, i));
     let parents: std::collections::HashSet<String> =
         rows.iter().filter_map(|r| r.parent.clone()).collect();
     for r in &mut rows {

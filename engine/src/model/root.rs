@@ -230,13 +230,24 @@ impl DockerRoot {
                     References::default()
                 }
             };
-            match Image::list_ids(&self.dir, &store) {
-                Ok(ids) => out.extend(parallel::map(&ids, |id| {
-                    Image::read(&self.dir, &store, id, &refs).map_err(|error| ItemError {
-                        name: id.clone(),
-                        error,
-                    })
-                })),
+            let imagedb = Image::list_ids(&self.dir, &store).and_then(|ids| {
+                if ids.is_empty() {
+                    return Ok(None);
+                }
+                let rel = Path::new("image").join(&store).join("imagedb");
+                Ok(Some((ids, self.dir.subdir(&rel)?)))
+            });
+            match imagedb {
+                Ok(None) => {}
+                // Cold, each config is a wait on the disk: a deep queue.
+                Ok(Some((ids, imagedb))) => {
+                    out.extend(parallel::map_on(parallel::IO_THREADS, &ids, |id| {
+                        Image::read(&imagedb, &store, id, &refs).map_err(|error| ItemError {
+                            name: id.clone(),
+                            error,
+                        })
+                    }))
+                }
                 Err(error) => out.push(Err(ItemError {
                     name: format!("image/{store}/imagedb"),
                     error,
