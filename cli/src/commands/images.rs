@@ -7,7 +7,6 @@ use docker_mount_engine::model::ids;
 use docker_mount_engine::model::image::Image;
 use docker_mount_engine::model::layerdb::{chain_ids, LayerDir};
 use docker_mount_engine::model::legacy;
-use docker_mount_engine::model::parallel;
 use serde::Serialize;
 
 use crate::context::{self, Context};
@@ -69,7 +68,7 @@ fn summarize(ctx: &Context, dirs: &LayerDirs, image: &Image) -> ImageSummary {
     let dir = match dirs.get(&image.store) {
         Some(Ok(dir)) => dir,
         Some(Err(e)) => return broken_store(image, chain.len(), e.clone()),
-        None => return broken_store(image, chain.len(), "its layerdb was not opened".into()),
+        None => return broken_store(image, chain.len(), "its image store was not listed".into()),
     };
     let (links, warnings) = match chain.last().map(|top| dir.chain(top)) {
         Some(Ok(links)) => {
@@ -134,22 +133,22 @@ pub fn run(cli: &Cli, all: bool) -> Result<()> {
             Ok(())
         };
     };
-    let mut images = Vec::new();
-    let mut dirs = LayerDirs::new();
-    for item in ctx.root.images() {
+    let dirs: LayerDirs = ctx
+        .root
+        .stores()
+        .into_iter()
+        .map(|store| {
+            let dir = LayerDir::open(ctx.root.dir(), &store).map_err(|e| e.to_string());
+            (store, dir)
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for item in ctx.root.images_then(|i| summarize(&ctx, &dirs, &i)) {
         match item {
-            Ok(i) => {
-                if !dirs.contains_key(&i.store) && !i.legacy && i.catalog.is_none() {
-                    let dir = LayerDir::open(ctx.root.dir(), &i.store).map_err(|e| e.to_string());
-                    dirs.insert(i.store.clone(), dir);
-                }
-                images.push(i);
-            }
+            Ok(row) => rows.push(row),
             Err(e) => context::unreadable(format_args!("image {}: {}", e.name, e.error)),
         }
     }
-    // Cold, each layer file is a wait on the disk: a deep queue.
-    let mut rows = parallel::map_on(parallel::IO_THREADS, &images, |i| summarize(&ctx, &dirs, i));
     let parents: std::collections::HashSet<String> =
         rows.iter().filter_map(|r| r.parent.clone()).collect();
     for r in &mut rows {

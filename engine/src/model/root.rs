@@ -218,6 +218,13 @@ impl DockerRoot {
 
     /// Every image of every store.
     pub fn images(&self) -> Vec<Result<Image, ItemError>> {
+        self.images_then(|i| i)
+    }
+
+    /// `f` of every image of every store, each called on the thread that
+    /// read the image: what `f` reads next (its layers) waits on the disk
+    /// beside the other configs.
+    pub fn images_then<R: Send>(&self, f: impl Fn(Image) -> R + Sync) -> Vec<Result<R, ItemError>> {
         let mut out = Vec::new();
         for store in self.stores() {
             let refs = match References::read(&self.dir, &store) {
@@ -242,10 +249,12 @@ impl DockerRoot {
                 // Cold, each config is a wait on the disk: a deep queue.
                 Ok(Some((ids, imagedb))) => {
                     out.extend(parallel::map_on(parallel::IO_THREADS, &ids, |id| {
-                        Image::read(&imagedb, &store, id, &refs).map_err(|error| ItemError {
-                            name: id.clone(),
-                            error,
-                        })
+                        Image::read(&imagedb, &store, id, &refs)
+                            .map(&f)
+                            .map_err(|error| ItemError {
+                                name: id.clone(),
+                                error,
+                            })
                     }))
                 }
                 Err(error) => out.push(Err(ItemError {
@@ -257,9 +266,9 @@ impl DockerRoot {
         out.extend(
             legacy::images(&self.dir)
                 .into_iter()
-                .map(|r| r.map_err(|(name, error)| ItemError { name, error })),
+                .map(|r| r.map(&f).map_err(|(name, error)| ItemError { name, error })),
         );
-        out.extend(self.catalog.images.iter().cloned().map(Ok));
+        out.extend(self.catalog.images.iter().cloned().map(|i| Ok(f(i))));
         out.extend(self.catalog.problems().map(Err));
         out
     }
