@@ -337,11 +337,19 @@ impl Beneath {
         }
     }
 
-    /// This view again, on a duplicate of its descriptor.
+    /// This view again, on a duplicate of its descriptor (which keeps the
+    /// view's mounts alive).
     fn same_view(&self) -> Option<Beneath> {
+        // SAFETY: dup of our own valid fd.
+        let dup = unsafe { libc::fcntl(self.fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return None;
+        }
+        // SAFETY: dup is a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(dup) };
         Some(Beneath {
             path: self.path.clone(),
-            fd: self.open_dir(Path::new("")).ok()?,
+            fd,
             mount: self.mount,
         })
     }
@@ -408,6 +416,7 @@ impl Beneath {
         })
     }
 
+    /// The directory's descriptor, for `*at` calls (a view's is `O_PATH`).
     pub fn fd(&self) -> libc::c_int {
         self.fd.as_raw_fd()
     }
@@ -566,6 +575,10 @@ impl Beneath {
     pub fn open_dir(&self, rel: &Path) -> std::io::Result<OwnedFd> {
         if !rel.as_os_str().is_empty() {
             return self.open_fd(rel, libc::O_DIRECTORY);
+        }
+        if let Mount::View { .. } = self.mount {
+            // A view's own descriptor is `open_tree`'s `O_PATH` one.
+            return open_raw(self.fd(), Path::new("."), libc::O_DIRECTORY, 0);
         }
         // SAFETY: dup of our own valid fd.
         let dup = unsafe { libc::fcntl(self.fd(), libc::F_DUPFD_CLOEXEC, 0) };
@@ -737,6 +750,7 @@ mod tests {
             Err(Error::TooLarge { .. })
         ));
         assert_eq!(b.list(Path::new("d")).unwrap(), vec!["abs", "f", "rel"]);
+        assert_eq!(b.list(Path::new("")).unwrap(), vec!["d", "link"]);
         assert!(b.list(Path::new("link")).is_err());
         assert!(b.lstat(Path::new("link")).is_ok());
     }

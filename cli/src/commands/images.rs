@@ -138,7 +138,7 @@ pub fn run(cli: &Cli, all: bool) -> Result<()> {
         .stores()
         .into_iter()
         .map(|store| {
-            let dir = LayerDir::open(ctx.root.dir(), &store).map_err(|e| e.to_string());
+            let dir = ctx.root.layer_dir(&store).map_err(|e| e.to_string());
             (store, dir)
         })
         .collect();

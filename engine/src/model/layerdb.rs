@@ -154,11 +154,7 @@ impl LayerDir {
         }
         let rel = Path::new(name);
         // A base layer has no parent file: tried, not probed first.
-        let parent = match read_digest(dir, &rel.join("parent"), "layer parent") {
-            Ok(p) => Some(p),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
-        };
+        let parent = missing_as_none(read_digest(dir, &rel.join("parent"), "layer parent"))?;
         let size = dir
             .read_small_text(&rel.join("size"), "layer size")
             .ok()
@@ -196,13 +192,18 @@ impl LayerDir {
     pub fn chain(&self, top: &str) -> Result<Vec<ChainLink>> {
         walk_chain(
             top,
-            |id| match self.link(id) {
-                Ok(l) => Ok(Some(l)),
-                Err(e) if e.is_not_found() => Ok(None),
-                Err(e) => Err(unreadable(id, &e.to_string())),
-            },
+            |id| missing_as_none(self.link(id)).map_err(|e| unreadable(id, &e.to_string())),
             |l| l,
         )
+    }
+}
+
+/// A file that is not there as `None`.
+fn missing_as_none<T>(read: Result<T>) -> Result<Option<T>> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -305,20 +306,14 @@ pub fn read_mount(root: &Beneath, store: &str, container_id: &str) -> Result<Mou
         .join("layerdb/mounts")
         .join(container_id);
     let dir = root.subdir(&rel)?;
-    let init_id = if dir.exists(Path::new("init-id")) {
-        Some(read_id(&dir, Path::new("init-id"), "container init-id")?)
-    } else {
-        None
-    };
-    let parent = if dir.exists(Path::new("parent")) {
-        Some(read_digest(
-            &dir,
-            Path::new("parent"),
-            "container layer parent",
-        )?)
-    } else {
-        None
-    };
+    // A container of `scratch` has no parent, an old one no init layer:
+    // tried, not probed first.
+    let init_id = missing_as_none(read_id(&dir, Path::new("init-id"), "container init-id"))?;
+    let parent = missing_as_none(read_digest(
+        &dir,
+        Path::new("parent"),
+        "container layer parent",
+    ))?;
     Ok(MountRecord {
         mount_id: read_id(&dir, Path::new("mount-id"), "container mount-id")?,
         init_id,
@@ -330,6 +325,118 @@ pub fn read_mount(root: &Beneath, store: &str, container_id: &str) -> Result<Mou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layerdb of `layers` (diff id, parent index), each with its files.
+    fn layerdb(layers: &[(&str, Option<usize>)]) -> (tempfile::TempDir, Beneath, Vec<String>) {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("image/overlay2/layerdb/sha256");
+        let mut chains: Vec<String> = Vec::new();
+        for (i, (diff, parent)) in layers.iter().enumerate() {
+            let parent = parent.map(|p| chains[p].clone());
+            let chain = chain_id(parent.as_deref(), &format!("sha256:{diff}"));
+            let dir = base.join(&chain);
+            std::fs::create_dir_all(&dir).unwrap();
+            if let Some(p) = &parent {
+                std::fs::write(dir.join("parent"), format!("sha256:{p}")).unwrap();
+            }
+            std::fs::write(dir.join("diff"), format!("sha256:{diff}")).unwrap();
+            std::fs::write(dir.join("size"), format!("{}", 10 * (i + 1))).unwrap();
+            std::fs::write(dir.join("cache-id"), format!("cache{i}")).unwrap();
+            chains.push(chain);
+        }
+        let root = Beneath::open(t.path()).unwrap();
+        (t, root, chains)
+    }
+
+    #[test]
+    fn chain_links_are_read_as_the_whole_db_reads_them() {
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0)), (&c, Some(1))]);
+        let dir = LayerDir::open(&root, "overlay2").unwrap();
+        let links = dir.chain(&chains[2]).unwrap();
+        let db = LayerDb::read(&root, "overlay2");
+        let records = db.chain(&chains[2]).unwrap();
+        let ids = |l: &ChainLink| {
+            (
+                l.chain_id.clone(),
+                l.diff_id.clone(),
+                l.parent.clone(),
+                l.size,
+            )
+        };
+        assert_eq!(
+            links.iter().map(ids).collect::<Vec<_>>(),
+            records.iter().map(|r| ids(&r.link)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            links.iter().map(|l| l.size).collect::<Vec<_>>(),
+            [Some(30), Some(20), Some(10)]
+        );
+        assert!(links.iter().all(|l| l.chain_ok));
+        // The chain never needs a cache-id; the whole record does.
+        let cache_id = t
+            .path()
+            .join("image/overlay2/layerdb/sha256")
+            .join(&chains[1])
+            .join("cache-id");
+        std::fs::remove_file(&cache_id).unwrap();
+        assert_eq!(dir.chain(&chains[2]).unwrap().len(), 3);
+        let err = LayerDb::read(&root, "overlay2")
+            .chain(&chains[2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unreadable") && err.contains("cache-id"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn broken_chains_fail_naming_the_layer() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0))]);
+        let base = t.path().join("image/overlay2/layerdb/sha256");
+        let dir = LayerDir::open(&root, "overlay2").unwrap();
+        // A diff altered: the chain is read, its link says so.
+        std::fs::write(
+            base.join(&chains[1]).join("diff"),
+            format!("sha256:{}", "d".repeat(64)),
+        )
+        .unwrap();
+        let links = dir.chain(&chains[1]).unwrap();
+        let problem = links[0].chain_problem().unwrap();
+        assert!(
+            problem.contains("chain id mismatch") && problem.contains(&chains[1]),
+            "{problem}"
+        );
+        // A diff missing: unreadable, not missing.
+        std::fs::remove_file(base.join(&chains[1]).join("diff")).unwrap();
+        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        assert!(err.contains("unreadable") && err.contains("diff"), "{err}");
+        // A parent that is not there: named from the file that points to it.
+        std::fs::remove_dir_all(base.join(&chains[0])).unwrap();
+        std::fs::write(base.join(&chains[1]).join("diff"), format!("sha256:{b}")).unwrap();
+        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        assert!(
+            err.contains("not in layerdb") && err.contains("parent"),
+            "{err}"
+        );
+        // A parent that is itself: a loop.
+        std::fs::write(
+            base.join(&chains[1]).join("parent"),
+            format!("sha256:{}", chains[1]),
+        )
+        .unwrap();
+        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        assert!(err.contains("loops"), "{err}");
+        // No layerdb at all: no layer.
+        let none = LayerDir::open(&root, "vfs").unwrap();
+        assert!(none
+            .chain(&chains[1])
+            .unwrap_err()
+            .to_string()
+            .contains("not in layerdb"));
+    }
 
     #[test]
     fn chain_ids_follow_the_rule() {

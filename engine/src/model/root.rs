@@ -12,7 +12,7 @@ use crate::model::catalog;
 use crate::model::container::Container;
 use crate::model::ids;
 use crate::model::image::{Image, References};
-use crate::model::layerdb::LayerDb;
+use crate::model::layerdb::{LayerDb, LayerDir};
 use crate::model::legacy;
 use crate::model::parallel;
 use crate::model::volume::{self, Volume};
@@ -31,8 +31,11 @@ pub struct ItemError {
 
 #[derive(Debug)]
 pub struct DockerRoot {
-    /// The root, through a noatime view where the process may make one.
     dir: Beneath,
+    /// The root again, through a noatime view where the process may make
+    /// one: where listings read their thousands of small files (see
+    /// [`Beneath::open_view`]).
+    view: Beneath,
     /// Containers and images engines keep in their own metadata.
     catalog: Catalogued,
     /// Other evidence directories holding layers (see
@@ -71,7 +74,7 @@ impl DockerRoot {
     /// Opens a docker root. Fails only when the directory cannot be opened
     /// or holds none of docker's top-level directories.
     pub fn open(path: &Path) -> Result<DockerRoot> {
-        let dir = Beneath::open_view(path)?;
+        let dir = Beneath::open(path)?;
         if !DOCKER_DIRS.iter().any(|d| dir.exists(Path::new(d))) {
             return Err(Error::invalid(
                 path,
@@ -79,6 +82,7 @@ impl DockerRoot {
             ));
         }
         Ok(DockerRoot {
+            view: Beneath::open_view(path)?,
             dir,
             catalog: Catalogued::default(),
             stores: Vec::new(),
@@ -91,9 +95,10 @@ impl DockerRoot {
     /// catalog. Accepts an engine's own root (podman's storage, containerd's
     /// root) when a driver recognises it.
     pub fn open_with(path: &Path, drivers: &Drivers) -> Result<DockerRoot> {
-        let dir = Beneath::open_view(path)?;
+        let dir = Beneath::open(path)?;
         let docker = DOCKER_DIRS.iter().any(|d| dir.exists(Path::new(d)));
         let mut root = DockerRoot {
+            view: Beneath::open_view(path)?,
             dir,
             catalog: Catalogued::default(),
             stores: Vec::new(),
@@ -197,12 +202,9 @@ impl DockerRoot {
     }
 
     fn docker_containers(&self) -> Vec<Result<Container, ItemError>> {
-        let names = match self.dir.list(Path::new("containers")) {
+        let names = match self.view.list(Path::new("containers")) {
             Ok(n) => n,
-            Err(e) if !self.dir.exists(Path::new("containers")) => {
-                drop(e);
-                return Vec::new();
-            }
+            Err(e) if e.is_not_found() => return Vec::new(),
             Err(error) => {
                 return vec![Err(ItemError {
                     name: "containers".into(),
@@ -212,7 +214,7 @@ impl DockerRoot {
         };
         parallel::map(&names, |n| {
             let name = n.to_string_lossy().into_owned();
-            Container::read(&self.dir, &name).map_err(|error| ItemError { name, error })
+            Container::read(&self.view, &name).map_err(|error| ItemError { name, error })
         })
     }
 
@@ -227,7 +229,7 @@ impl DockerRoot {
     pub fn images_then<R: Send>(&self, f: impl Fn(Image) -> R + Sync) -> Vec<Result<R, ItemError>> {
         let mut out = Vec::new();
         for store in self.stores() {
-            let refs = match References::read(&self.dir, &store) {
+            let refs = match References::read(&self.view, &store) {
                 Ok(r) => r,
                 Err(error) => {
                     out.push(Err(ItemError {
@@ -237,12 +239,12 @@ impl DockerRoot {
                     References::default()
                 }
             };
-            let imagedb = Image::list_ids(&self.dir, &store).and_then(|ids| {
+            let imagedb = Image::list_ids(&self.view, &store).and_then(|ids| {
                 if ids.is_empty() {
                     return Ok(None);
                 }
                 let rel = Path::new("image").join(&store).join("imagedb");
-                Ok(Some((ids, self.dir.subdir(&rel)?)))
+                Ok(Some((ids, self.view.subdir(&rel)?)))
             });
             match imagedb {
                 Ok(None) => {}
@@ -264,7 +266,7 @@ impl DockerRoot {
             }
         }
         out.extend(
-            legacy::images(&self.dir)
+            legacy::images(&self.view)
                 .into_iter()
                 .map(|r| r.map(&f).map_err(|(name, error)| ItemError { name, error })),
         );
@@ -273,12 +275,17 @@ impl DockerRoot {
         out
     }
 
+    /// The layerdb of image store `store`, its records read on demand.
+    pub fn layer_dir(&self, store: &str) -> Result<LayerDir> {
+        LayerDir::open(&self.view, store)
+    }
+
     /// The layerdb of image store `store` (`overlay2`, ...), read on first use.
     pub fn layerdb(&self, store: &str) -> Arc<LayerDb> {
         let mut cache = self.layerdbs.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(store.to_string())
-            .or_insert_with(|| Arc::new(LayerDb::read(&self.dir, store)))
+            .or_insert_with(|| Arc::new(LayerDb::read(&self.view, store)))
             .clone()
     }
 
