@@ -44,18 +44,53 @@ pub struct Context {
     /// How the root was found, when `--root` was a host tree or held
     /// userns-remap sub-roots rather than being the root itself.
     pub found: Option<FoundRoot>,
-    /// The host filesystem tree (given, or guessed from the root's path).
-    pub host: Option<PathBuf>,
+    /// The host filesystem tree (given, or guessed from the root's path
+    /// on first use: see [`Context::host`]).
+    host: Host,
     /// What no output may be written into: the host tree when `--root`
     /// was one, else the docker root.
     pub evidence: PathBuf,
+}
+
+/// The host tree around the root: known, or to be guessed from the
+/// root's path when a command first asks (most never do, and the guess
+/// reads the host's daemon configuration).
+struct Host {
+    known: std::sync::OnceLock<Option<PathBuf>>,
+    guess_from: PathBuf,
+}
+
+impl Host {
+    fn known(host: Option<PathBuf>) -> Host {
+        Host {
+            known: std::sync::OnceLock::from(host),
+            guess_from: PathBuf::new(),
+        }
+    }
+
+    fn guessed_from(root: &Path) -> Host {
+        Host {
+            known: std::sync::OnceLock::new(),
+            guess_from: root.to_path_buf(),
+        }
+    }
+}
+
+impl Context {
+    /// The host filesystem tree (given, or guessed from the root's path).
+    pub fn host(&self) -> Option<&Path> {
+        self.host
+            .known
+            .get_or_init(|| discover::guess_host(&self.host.guess_from))
+            .as_deref()
+    }
 }
 
 /// The docker root `--root` designates, and how it was found.
 pub struct Selection {
     pub root: PathBuf,
     pub found: Option<FoundRoot>,
-    pub host: Option<PathBuf>,
+    host: Host,
     /// `--root` was the host tree itself (not guessed from a root's path).
     pub host_given: bool,
 }
@@ -74,7 +109,7 @@ pub fn select_root(given: &Path, drivers: &Drivers) -> Result<Selection> {
         return Ok(Selection {
             root: given.to_path_buf(),
             found: Some(discover::classify_given(given)),
-            host: discover::guess_host(given),
+            host: Host::guessed_from(given),
             host_given: false,
         });
     }
@@ -91,7 +126,7 @@ pub fn select_root(given: &Path, drivers: &Drivers) -> Result<Selection> {
         root: one.path.clone(),
         found: Some(one.clone()),
         host_given: found.host.is_some() && !found.host_guessed,
-        host: found.host.clone(),
+        host: Host::known(found.host.clone()),
     })
 }
 
@@ -153,7 +188,7 @@ fn open_pool(cli: &Cli, drivers: Drivers) -> Result<Context> {
         root,
         drivers,
         found: None,
-        host: None,
+        host: Host::known(None),
         evidence: cli.root.clone(),
     })
 }
@@ -291,7 +326,7 @@ pub fn owner(uid: u32, gid: u32, container: Option<ContainerIds>) -> String {
 /// The id maps of the root (userns-remap or rootless, or `--uid-map` /
 /// `--gid-map`): how ids on disk relate to the container's.
 pub fn id_map(cli: &Cli, ctx: &Context) -> Result<Option<IdMap>> {
-    let host = ctx.host.as_deref().and_then(|h| HostFs::open(h).ok());
+    let host = ctx.host().and_then(|h| HostFs::open(h).ok());
     let map = userns::resolve(
         host.as_ref(),
         ctx.found.as_ref(),

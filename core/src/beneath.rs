@@ -19,14 +19,35 @@ use crate::error::{Error, Result};
 pub struct Beneath {
     path: PathBuf,
     fd: OwnedFd,
+    mount: Mount,
 }
 
-/// Opens `path` relative to `dirfd` (or the cwd for an absolute `path`).
+/// What the mount a directory lies on lets a read skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mount {
+    /// Device nodes on it could be opened: every file is probed first.
+    Devices,
+    /// `nodev`: opening a device node fails (`EACCES`) before any device
+    /// driver sees it, so files on this mount are opened without a probe.
+    NoDev,
+    /// A private read-only, noatime, nodev view ([`Beneath::noatime_clone`]),
+    /// with the filesystems mounted below it when `recursive`.
+    View { recursive: bool },
+}
+
+/// `openat2` resolution: beneath the directory, no symlink followed.
+const RESOLVE_BENEATH: u64 =
+    libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+/// [`RESOLVE_BENEATH`], never leaving the directory's mount.
+const RESOLVE_SAME_MOUNT: u64 = RESOLVE_BENEATH | libc::RESOLVE_NO_XDEV;
+
+/// Opens `path` relative to `dirfd` (or the cwd for an absolute `path`):
+/// with `openat2` and these `resolve` flags, or a plain `openat` for 0.
 fn open_raw(
     dirfd: libc::c_int,
     path: &Path,
     flags: libc::c_int,
-    beneath: bool,
+    resolve: u64,
 ) -> std::io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -47,11 +68,10 @@ fn open_raw(
         libc::O_NOATIME
     };
     for noatime in [first, 0] {
-        let fd = if beneath {
+        let fd = if resolve != 0 {
             let mut how: libc::open_how = unsafe { std::mem::zeroed() };
             how.flags = (base | noatime) as u64;
-            how.resolve =
-                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+            how.resolve = resolve;
             // SAFETY: valid C string and open_how of the size passed.
             unsafe {
                 libc::syscall(
@@ -109,6 +129,25 @@ fn not_regular(st: &libc::stat) -> std::io::Result<()> {
     ))
 }
 
+/// `fstat` of an open file.
+fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
+    // SAFETY: zeroed stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and buffer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// Whether the mount holding `fd` is `nodev`.
+fn on_nodev_mount(fd: &OwnedFd) -> bool {
+    // SAFETY: zeroed statvfs is a valid buffer for fstatvfs to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and buffer.
+    unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) == 0 && st.f_flag & libc::ST_NODEV != 0 }
+}
+
 /// `fstatat` of `name` in the directory `at`, the name not followed.
 fn fstatat_nofollow(at: libc::c_int, name: &OsStr) -> std::io::Result<libc::stat> {
     let c = CString::new(name.as_bytes())
@@ -160,10 +199,24 @@ fn read_sized(file: std::fs::File, len: u64, limit: u64) -> std::io::Result<Vec<
     }
 }
 
+/// [`RESOLVE_BENEATH`] where `openat2` exists, else 0 (a plain `openat`).
+fn beneath_resolve() -> u64 {
+    if openat2_supported() {
+        RESOLVE_BENEATH
+    } else {
+        0
+    }
+}
+
 fn openat2_supported() -> bool {
     static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SUPPORTED.get_or_init(|| {
-        match open_raw(libc::AT_FDCWD, Path::new("/"), libc::O_DIRECTORY, true) {
+        match open_raw(
+            libc::AT_FDCWD,
+            Path::new("/"),
+            libc::O_DIRECTORY,
+            RESOLVE_BENEATH,
+        ) {
             Ok(_) => true,
             Err(e) => e.raw_os_error() != Some(libc::ENOSYS),
         }
@@ -213,24 +266,19 @@ pub fn open_child_dir(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<Owned
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
     let name = Path::new(std::ffi::OsStr::from_bytes(name));
-    open_raw(
-        dir.as_raw_fd(),
-        name,
-        libc::O_DIRECTORY,
-        openat2_supported(),
-    )
+    open_raw(dir.as_raw_fd(), name, libc::O_DIRECTORY, beneath_resolve())
 }
 
 impl Beneath {
     /// Opens a trusted directory (symlinks in `path` itself are followed:
     /// the analyst chose it).
     pub fn open(path: &Path) -> Result<Beneath> {
-        let fd = open_raw(libc::AT_FDCWD, path, libc::O_DIRECTORY, false)
+        let fd = open_raw(libc::AT_FDCWD, path, libc::O_DIRECTORY, 0)
             .or_else(|e| {
                 if e.raw_os_error() == Some(libc::ELOOP) {
                     // The analyst's own path may be a symlink: resolve it once.
                     let real = std::fs::canonicalize(path)?;
-                    open_raw(libc::AT_FDCWD, &real, libc::O_DIRECTORY, false)
+                    open_raw(libc::AT_FDCWD, &real, libc::O_DIRECTORY, 0)
                 } else {
                     Err(e)
                 }
@@ -239,10 +287,25 @@ impl Beneath {
                 path: path.to_path_buf(),
                 cause,
             })?;
+        let mount = if on_nodev_mount(&fd) {
+            Mount::NoDev
+        } else {
+            Mount::Devices
+        };
         Ok(Beneath {
             path: path.to_path_buf(),
             fd,
+            mount,
         })
+    }
+
+    /// [`Beneath::open`], then, where the process may make one, its
+    /// [`noatime_clone_recursive`](Beneath::noatime_clone_recursive): what
+    /// is read through it can touch no atime and open no device, and its
+    /// files need no probe before they are opened (listings read thousands).
+    pub fn open_view(path: &Path) -> Result<Beneath> {
+        let dir = Beneath::open(path)?;
+        Ok(dir.noatime_clone_recursive().unwrap_or(dir))
     }
 
     pub fn path(&self) -> &Path {
@@ -255,16 +318,40 @@ impl Beneath {
     /// (`readlink`) leave the evidence as it was. Needs CAP_SYS_ADMIN and
     /// Linux >= 5.12; `None` otherwise. Filesystems mounted below the
     /// directory are not part of the clone (their mount points show as
-    /// they are on the evidence itself).
+    /// they are on the evidence itself). A directory already seen through
+    /// such a view is its own clone.
     pub fn noatime_clone(&self) -> Option<Beneath> {
-        self.clone_view(false)
+        match self.mount {
+            Mount::View { .. } => self.same_view(),
+            _ => self.clone_view(false),
+        }
     }
 
     /// [`Beneath::noatime_clone`] with the filesystems mounted below the
     /// directory, each read-only and noatime too: a host tree whose
     /// `/home` or `/var` partition the analyst mounted inside it.
     pub fn noatime_clone_recursive(&self) -> Option<Beneath> {
-        self.clone_view(true)
+        match self.mount {
+            Mount::View { recursive: true } => self.same_view(),
+            _ => self.clone_view(true),
+        }
+    }
+
+    /// This view again, on a duplicate of its descriptor (which keeps the
+    /// view's mounts alive).
+    fn same_view(&self) -> Option<Beneath> {
+        // SAFETY: dup of our own valid fd.
+        let dup = unsafe { libc::fcntl(self.fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return None;
+        }
+        // SAFETY: dup is a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+        Some(Beneath {
+            path: self.path.clone(),
+            fd,
+            mount: self.mount,
+        })
     }
 
     fn clone_view(&self, recursive: bool) -> Option<Beneath> {
@@ -325,9 +412,11 @@ impl Beneath {
         (rc == 0).then(|| Beneath {
             path: self.path.clone(),
             fd,
+            mount: Mount::View { recursive },
         })
     }
 
+    /// The directory's descriptor, for `*at` calls (a view's is `O_PATH`).
     pub fn fd(&self) -> libc::c_int {
         self.fd.as_raw_fd()
     }
@@ -336,7 +425,7 @@ impl Beneath {
     pub fn open_fd(&self, rel: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
         check_relative(rel)?;
         if openat2_supported() {
-            return open_raw(self.fd(), rel, flags, true);
+            return open_raw(self.fd(), rel, flags, RESOLVE_BENEATH);
         }
         let mut components = rel.components().peekable();
         let mut dir: Option<OwnedFd> = None;
@@ -345,7 +434,7 @@ impl Beneath {
             let at = dir.as_ref().map_or(self.fd(), |d| d.as_raw_fd());
             let last = components.peek().is_none();
             let f = if last { flags } else { libc::O_DIRECTORY };
-            dir = Some(open_raw(at, name, f, false)?);
+            dir = Some(open_raw(at, name, f, 0)?);
         }
         dir.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
     }
@@ -365,18 +454,32 @@ impl Beneath {
     /// the open itself is `O_NOFOLLOW`, and `fstat` of the opened file
     /// checks it is the file probed. `O_NONBLOCK` stays set: it changes
     /// nothing for regular files.
+    ///
+    /// Where no device can be opened (a `nodev` mount, a noatime view),
+    /// one `openat2` that stays on this mount opens the file without the
+    /// probe (listings read thousands): a FIFO then opens without waiting
+    /// (`O_NONBLOCK`) and is refused by the `fstat` after, like anything
+    /// that is not a regular file. Another mount on the way, or any error
+    /// but a missing file, takes the probing way, which words it best.
     pub fn open_regular_stat(&self, rel: &Path) -> std::io::Result<(OwnedFd, libc::stat)> {
+        if self.mount != Mount::Devices && openat2_supported() {
+            check_relative(rel)?;
+            match open_raw(self.fd(), rel, libc::O_NONBLOCK, RESOLVE_SAME_MOUNT) {
+                Ok(fd) => {
+                    let st = fstat(&fd)?;
+                    not_regular(&st)?;
+                    return Ok((fd, st));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(e),
+                Err(_) => {}
+            }
+        }
         let (parent_fd, name) = self.parent_of(rel)?;
         let at = parent_fd.as_ref().map_or(self.fd(), |f| f.as_raw_fd());
         let probe = fstatat_nofollow(at, name)?;
         not_regular(&probe)?;
-        let fd = open_raw(at, Path::new(name), libc::O_NONBLOCK, false)?;
-        // SAFETY: zeroed stat is a valid buffer for fstat to fill.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd and buffer.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let fd = open_raw(at, Path::new(name), libc::O_NONBLOCK, 0)?;
+        let st = fstat(&fd)?;
         if (st.st_dev, st.st_ino) != (probe.st_dev, probe.st_ino) {
             return Err(std::io::Error::other("changed while being opened"));
         }
@@ -399,13 +502,8 @@ impl Beneath {
         if Path::new(name).components().count() != 1 {
             return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let fd = open_raw(dir.as_raw_fd(), Path::new(name), libc::O_NONBLOCK, false)?;
-        // SAFETY: zeroed stat is a valid buffer for fstat to fill.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd and buffer.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let fd = open_raw(dir.as_raw_fd(), Path::new(name), libc::O_NONBLOCK, 0)?;
+        let st = fstat(&fd)?;
         if (st.st_dev, st.st_ino) != (dev, ino) {
             return Err(std::io::Error::other("changed since it was listed"));
         }
@@ -413,15 +511,33 @@ impl Beneath {
         Ok((fd, st))
     }
 
-    /// Opens a subdirectory as a new trusted base.
+    /// Opens a subdirectory as a new trusted base (in the same view, or
+    /// on the same `nodev` mount, when this one is).
     pub fn subdir(&self, rel: &Path) -> Result<Beneath> {
-        let fd = self
-            .open_fd(rel, libc::O_DIRECTORY)
+        let (fd, mount) = self
+            .open_subdir(rel)
             .map_err(|source| self.io_error(rel, source))?;
         Ok(Beneath {
             path: self.path.join(rel),
             fd,
+            mount,
         })
+    }
+
+    fn open_subdir(&self, rel: &Path) -> std::io::Result<(OwnedFd, Mount)> {
+        // Every mount below a view is part of it (or hidden by it).
+        if let Mount::View { .. } = self.mount {
+            return Ok((self.open_fd(rel, libc::O_DIRECTORY)?, self.mount));
+        }
+        if self.mount == Mount::NoDev && openat2_supported() {
+            check_relative(rel)?;
+            match open_raw(self.fd(), rel, libc::O_DIRECTORY, RESOLVE_SAME_MOUNT) {
+                Ok(fd) => return Ok((fd, Mount::NoDev)),
+                Err(e) if e.raw_os_error() != Some(libc::EXDEV) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok((self.open_fd(rel, libc::O_DIRECTORY)?, Mount::Devices))
     }
 
     pub fn io_error(&self, rel: &Path, cause: std::io::Error) -> Error {
@@ -483,6 +599,10 @@ impl Beneath {
     pub fn open_dir(&self, rel: &Path) -> std::io::Result<OwnedFd> {
         if !rel.as_os_str().is_empty() {
             return self.open_fd(rel, libc::O_DIRECTORY);
+        }
+        if let Mount::View { .. } = self.mount {
+            // A view's own descriptor is `open_tree`'s `O_PATH` one.
+            return open_raw(self.fd(), Path::new("."), libc::O_DIRECTORY, 0);
         }
         // SAFETY: dup of our own valid fd.
         let dup = unsafe { libc::fcntl(self.fd(), libc::F_DUPFD_CLOEXEC, 0) };
@@ -594,6 +714,11 @@ mod tests {
 
     #[test]
     fn reading_through_a_symlinked_directory_fails_without_touching_the_link() {
+        symlinked_directory_refused(Beneath::open);
+        symlinked_directory_refused(Beneath::open_view);
+    }
+
+    fn symlinked_directory_refused(open: fn(&Path) -> Result<Beneath>) {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("real")).unwrap();
         std::fs::write(t.path().join("real/f"), b"x").unwrap();
@@ -613,7 +738,7 @@ mod tests {
             )
         };
         assert_eq!(rc, 0);
-        let b = Beneath::open(t.path()).unwrap();
+        let b = open(t.path()).unwrap();
         assert!(b.read(Path::new("link/f"), 10, "f").is_err());
         assert!(b.open_regular(Path::new("link/f")).is_err());
         assert_eq!(b.read(Path::new("real/f"), 10, "f").unwrap(), b"x");
@@ -626,13 +751,18 @@ mod tests {
 
     #[test]
     fn refuses_symlinks_and_dotdot() {
+        symlinks_and_dotdot_refused(Beneath::open);
+        symlinks_and_dotdot_refused(Beneath::open_view);
+    }
+
+    fn symlinks_and_dotdot_refused(open: fn(&Path) -> Result<Beneath>) {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("d")).unwrap();
         std::fs::write(t.path().join("d/f"), b"hello").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", t.path().join("d/abs")).unwrap();
         std::os::unix::fs::symlink("f", t.path().join("d/rel")).unwrap();
         std::os::unix::fs::symlink("/etc", t.path().join("link")).unwrap();
-        let b = Beneath::open(t.path()).unwrap();
+        let b = open(t.path()).unwrap();
         assert_eq!(b.read(Path::new("d/f"), 10, "test").unwrap(), b"hello");
         assert!(b.read(Path::new("d/abs"), 10_000, "test").is_err());
         assert!(b.read(Path::new("d/rel"), 10, "test").is_err());
@@ -644,13 +774,27 @@ mod tests {
             Err(Error::TooLarge { .. })
         ));
         assert_eq!(b.list(Path::new("d")).unwrap(), vec!["abs", "f", "rel"]);
+        assert_eq!(b.list(Path::new("")).unwrap(), vec!["d", "link"]);
         assert!(b.list(Path::new("link")).is_err());
         assert!(b.lstat(Path::new("link")).is_ok());
     }
 
     /// Issue 9: a FIFO where a file is expected made every command hang.
+    /// Checked on the probing way and, as root, through a view (no probe).
     #[test]
     fn fifos_and_devices_are_refused_without_blocking() {
+        fifos_and_devices_refused(Beneath::open);
+        if nix::unistd::geteuid().is_root() {
+            let view = |p: &Path| {
+                let b = Beneath::open_view(p)?;
+                assert!(matches!(b.mount, Mount::View { .. }), "no view as root");
+                Ok(b)
+            };
+            fifos_and_devices_refused(view);
+        }
+    }
+
+    fn fifos_and_devices_refused(open: fn(&Path) -> Result<Beneath>) {
         let t = tempfile::tempdir().unwrap();
         nix::unistd::mkfifo(
             &t.path().join("config.v2.json"),
@@ -658,11 +802,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(t.path().join("f"), b"x").unwrap();
-        let b = Beneath::open(t.path()).unwrap();
+        let b = open(t.path()).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let dir = t.path().to_path_buf();
         std::thread::spawn(move || {
-            let b = Beneath::open(&dir).unwrap();
+            let b = open(&dir).unwrap();
             let read = b.read(Path::new("config.v2.json"), 100, "test");
             let fd = b.open_fd(Path::new("config.v2.json"), 0);
             let _ = tx.send((read.map_err(|e| e.to_string()), fd.is_ok()));

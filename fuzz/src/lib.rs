@@ -313,7 +313,7 @@ pub fn layerdb(data: &[u8]) {
     let layers = LayerDb::read(&dir, "overlay2");
     for rec in layers.layers.values() {
         assert!(is_safe_component(&rec.cache_id), "{:?}", rec.cache_id);
-        let _ = rec.chain_problem();
+        let _ = rec.link.chain_problem();
     }
     for top in [CHAIN_A, CHAIN_B, &format!("sha256:{CHAIN_B}"), ""] {
         match layers.chain(top) {

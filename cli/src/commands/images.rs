@@ -1,8 +1,11 @@
 //! `images`: every image of every image store, tagged or not.
 
 use anyhow::Result;
+use std::collections::{BTreeMap, HashMap};
+
 use docker_mount_engine::model::ids;
-use docker_mount_engine::model::layerdb::chain_ids;
+use docker_mount_engine::model::image::Image;
+use docker_mount_engine::model::layerdb::{chain_ids, LayerDir};
 use docker_mount_engine::model::legacy;
 use serde::Serialize;
 
@@ -28,7 +31,11 @@ pub struct ImageSummary {
     pub warnings: Vec<String>,
 }
 
-fn summarize(ctx: &Context, image: &docker_mount_engine::model::image::Image) -> ImageSummary {
+/// Each image store's layerdb, opened once; its layers are read only as
+/// far as the images' chains reach.
+type LayerDirs = BTreeMap<String, Result<LayerDir, String>>;
+
+fn summarize(ctx: &Context, dirs: &LayerDirs, image: &Image) -> ImageSummary {
     if image.legacy {
         let (layers, warnings) = match legacy::chain(ctx.root.dir(), &image.id) {
             Ok(chain) => (chain.len(), Vec::new()),
@@ -57,17 +64,33 @@ fn summarize(ctx: &Context, image: &docker_mount_engine::model::image::Image) ->
             ..summary_fields(image)
         };
     }
-    let db = ctx.root.layerdb(&image.store);
     let chain = chain_ids(&image.config.rootfs.diff_ids);
+    let dir = match dirs.get(&image.store) {
+        Some(Ok(dir)) => dir,
+        Some(Err(e)) => return broken_store(image, chain.len(), e.clone()),
+        None => return broken_store(image, chain.len(), "its image store was not listed".into()),
+    };
+    let (links, warnings) = match chain.last().map(|top| dir.chain(top)) {
+        Some(Ok(links)) => {
+            let warnings = links.iter().filter_map(|l| l.chain_problem()).collect();
+            (links, warnings)
+        }
+        Some(Err(e)) => (Vec::new(), vec![e.to_string()]),
+        None => (Vec::new(), Vec::new()),
+    };
+    // Each layer the config names, as the walk found it (the usual case)
+    // or read on its own (a walk that failed or left the config's chain).
+    let walked: HashMap<&str, Option<u64>> = links
+        .iter()
+        .map(|l| (l.chain_id.as_str(), l.size))
+        .collect();
     let size = chain
         .iter()
-        .map(|c| db.layers.get(c).and_then(|l| l.size))
+        .map(|c| match walked.get(c.as_str()) {
+            Some(size) => *size,
+            None => dir.link(c).ok().and_then(|l| l.size),
+        })
         .sum::<Option<u64>>();
-    let warnings = match chain.last().map(|top| db.chain(top)) {
-        Some(Ok(layers)) => layers.iter().filter_map(|l| l.chain_problem()).collect(),
-        Some(Err(e)) => vec![e.to_string()],
-        None => Vec::new(),
-    };
     ImageSummary {
         size,
         layers: chain.len(),
@@ -76,8 +99,17 @@ fn summarize(ctx: &Context, image: &docker_mount_engine::model::image::Image) ->
     }
 }
 
+/// An image of a store whose layerdb could not be opened.
+fn broken_store(image: &Image, layers: usize, why: String) -> ImageSummary {
+    ImageSummary {
+        layers,
+        warnings: vec![why],
+        ..summary_fields(image)
+    }
+}
+
 /// The fields every image has, whatever its layout.
-fn summary_fields(image: &docker_mount_engine::model::image::Image) -> ImageSummary {
+fn summary_fields(image: &Image) -> ImageSummary {
     ImageSummary {
         id: image.id.clone(),
         tags: image.tags.clone(),
@@ -101,10 +133,19 @@ pub fn run(cli: &Cli, all: bool) -> Result<()> {
             Ok(())
         };
     };
+    let dirs: LayerDirs = ctx
+        .root
+        .stores()
+        .into_iter()
+        .map(|store| {
+            let dir = ctx.root.layer_dir(&store).map_err(|e| e.to_string());
+            (store, dir)
+        })
+        .collect();
     let mut rows = Vec::new();
-    for item in ctx.root.images() {
+    for item in ctx.root.images_then(|i| summarize(&ctx, &dirs, &i)) {
         match item {
-            Ok(i) => rows.push(summarize(&ctx, &i)),
+            Ok(row) => rows.push(row),
             Err(e) => context::unreadable(format_args!("image {}: {}", e.name, e.error)),
         }
     }

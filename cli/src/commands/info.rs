@@ -149,7 +149,7 @@ fn gather(ctx: &Context, id_map: Option<IdMap>, query: &str) -> Result<Info> {
         };
     warnings.extend(c.warnings.iter().cloned());
     let cfg = &c.config.config;
-    let host = ctx.host.as_deref().and_then(|h| HostFs::open(h).ok());
+    let host = ctx.host().and_then(|h| HostFs::open(h).ok());
     let mounts = volumes::mounts(&ctx.root, host.as_ref(), &c)
         .into_iter()
         .map(|m| MountFact {

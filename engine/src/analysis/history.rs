@@ -141,7 +141,7 @@ pub fn history(
                 Some(c) => cache_id
                     .as_ref()
                     .and_then(|id| c.layer_sizes.get(id).copied()),
-                None => rec.and_then(|r| r.size),
+                None => rec.and_then(|r| r.link.size),
             },
             path: None,
             present: false,

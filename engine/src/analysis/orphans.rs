@@ -110,9 +110,9 @@ pub fn inventory(root: &DockerRoot, drivers: &Drivers, sizes: bool) -> Inventory
                 .entry((store.clone(), rec.cache_id.clone()))
                 .or_default();
             u.role = Some(LayerRole::Image);
-            u.chain_id = Some(rec.chain_id.clone());
-            u.size = rec.size;
-            u.named_by = format!("layerdb sha256:{}", rec.chain_id);
+            u.chain_id = Some(rec.link.chain_id.clone());
+            u.size = rec.link.size;
+            u.named_by = format!("layerdb sha256:{}", rec.link.chain_id);
         }
         for p in &db.problems {
             inv.problems.push(p.clone());

@@ -77,11 +77,12 @@ struct RepositoriesFile {
 impl References {
     pub fn read(root: &Beneath, store: &str) -> Result<References> {
         let rel = Path::new("image").join(store).join("repositories.json");
-        if !root.exists(&rel) {
-            return Ok(References::default());
-        }
+        // Missing when nothing was ever tagged: tried, not probed first.
         let file: RepositoriesFile =
-            root.read_json(&rel, REPOSITORIES_LIMIT, "repositories.json")?;
+            match root.read_json(&rel, REPOSITORIES_LIMIT, "repositories.json") {
+                Err(e) if e.is_not_found() => return Ok(References::default()),
+                read => read?,
+            };
         let mut by_image: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for refs in file.repositories.into_values() {
             for (reference, id) in refs {
@@ -96,30 +97,28 @@ impl References {
 }
 
 impl Image {
-    /// Reads one image config and checks that its sha256 is its id.
-    pub fn read(root: &Beneath, store: &str, id: &str, refs: &References) -> Result<Image> {
-        let rel = Path::new("image")
-            .join(store)
-            .join("imagedb/content/sha256")
-            .join(id);
+    /// Reads one image config of `imagedb` (`image/<store>/imagedb`,
+    /// opened beneath the root) and checks that its sha256 is its id.
+    pub fn read(imagedb: &Beneath, store: &str, id: &str, refs: &References) -> Result<Image> {
+        let rel = Path::new("content/sha256").join(id);
         if !ids::is_full_id(id) {
             return Err(Error::invalid(
-                root.path().join(&rel),
+                imagedb.path().join(&rel),
                 "image config name is not a sha256 id",
             ));
         }
-        let bytes = root.read(&rel, IMAGE_CONFIG_LIMIT, "an image config")?;
+        let bytes = imagedb.read(&rel, IMAGE_CONFIG_LIMIT, "an image config")?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != id {
             return Err(Error::invalid(
-                root.path().join(&rel),
+                imagedb.path().join(&rel),
                 format!(
                     "content hashes to sha256:{actual}, not its name: the image config was altered"
                 ),
             ));
         }
         let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|cause| Error::Json {
-            path: root.path().join(&rel),
+            path: imagedb.path().join(&rel),
             what: "an image config",
             cause,
         })?;
@@ -130,12 +129,8 @@ impl Image {
             .unwrap_or_default()
             .into_iter()
             .partition(|r| r.contains('@'));
-        let parent_rel = Path::new("image")
-            .join(store)
-            .join("imagedb/metadata/sha256")
-            .join(id)
-            .join("parent");
-        let parent = root
+        let parent_rel = Path::new("metadata/sha256").join(id).join("parent");
+        let parent = imagedb
             .read_small_text(&parent_rel, "image parent")
             .ok()
             .and_then(|p| ids::parse_digest(&p).map(str::to_string));
@@ -146,7 +141,7 @@ impl Image {
             tags,
             digests,
             parent,
-            config_path: root.path().join(rel),
+            config_path: imagedb.path().join(rel),
             legacy: false,
             catalog: None,
         })
@@ -157,11 +152,11 @@ impl Image {
         let rel = Path::new("image")
             .join(store)
             .join("imagedb/content/sha256");
-        if !root.exists(&rel) {
-            return Ok(Vec::new());
-        }
-        Ok(root
-            .list(&rel)?
+        let names = match root.list(&rel) {
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            listed => listed?,
+        };
+        Ok(names
             .into_iter()
             .map(|n| n.to_string_lossy().into_owned())
             .collect())

@@ -15,13 +15,12 @@ use docker_mount_core::error::{Error, Result};
 /// Longest parent chain followed; deeper means a cycle or a crafted root.
 pub const MAX_CHAIN: usize = 4096;
 
-/// One image layer as layerdb records it.
+/// A layer's place in its chain, as layerdb records it: what every reader
+/// of a chain needs (`images` reads no more).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct LayerRecord {
+pub struct ChainLink {
     pub chain_id: String,
     pub diff_id: String,
-    /// The driver's id for this layer (its directory name).
-    pub cache_id: String,
     pub parent: Option<String>,
     pub size: Option<u64>,
     pub dir: PathBuf,
@@ -30,7 +29,7 @@ pub struct LayerRecord {
     pub chain_ok: bool,
 }
 
-impl LayerRecord {
+impl ChainLink {
     /// The chain-id mismatch, as a message naming the layer's directory.
     pub fn chain_problem(&self) -> Option<String> {
         (!self.chain_ok).then(|| {
@@ -42,6 +41,15 @@ impl LayerRecord {
             )
         })
     }
+}
+
+/// One image layer as layerdb records it: its chain link and its driver id.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LayerRecord {
+    #[serde(flatten)]
+    pub link: ChainLink,
+    /// The driver's id for this layer (its directory name).
+    pub cache_id: String,
 }
 
 /// A container's layers in layerdb/mounts/<id>.
@@ -111,15 +119,145 @@ fn read_id(dir: &Beneath, rel: &Path, what: &'static str) -> Result<String> {
     }
 }
 
+/// `image/<store>/layerdb/sha256`, whose records are read on demand,
+/// each file opened relative to it.
+#[derive(Debug)]
+pub struct LayerDir {
+    /// `None` when the store has no layerdb (every layer is then missing).
+    dir: Option<Beneath>,
+}
+
+impl LayerDir {
+    /// Opens the layerdb of image store `store`; a missing one holds no layer.
+    pub fn open(root: &Beneath, store: &str) -> Result<LayerDir> {
+        match root.subdir(&layers_rel(store)) {
+            Ok(dir) => Ok(LayerDir { dir: Some(dir) }),
+            Err(e) if e.is_not_found() => Ok(LayerDir { dir: None }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The chain link of layer `name` (a chain id): its `parent`, `size`
+    /// and `diff` files. Not found: no such layer.
+    pub fn link(&self, name: &str) -> Result<ChainLink> {
+        let Some(dir) = &self.dir else {
+            return Err(Error::io(
+                name,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        };
+        if !ids::is_full_id(name) {
+            return Err(Error::invalid(
+                dir.path().join(name),
+                "layerdb entry is not a chain id",
+            ));
+        }
+        let rel = Path::new(name);
+        // A base layer has no parent file: tried, not probed first.
+        let parent = missing_as_none(read_digest(dir, &rel.join("parent"), "layer parent"))?;
+        let size = dir
+            .read_small_text(&rel.join("size"), "layer size")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        let diff_id = match read_digest(dir, &rel.join("diff"), "layer diff id") {
+            // The layer's directory without its diff: an unreadable layer,
+            // not a missing one (probed only then).
+            Err(e) if e.is_not_found() && dir.is_dir(rel) => {
+                return Err(Error::Usage(e.to_string()))
+            }
+            read => read?,
+        };
+        Ok(ChainLink {
+            chain_ok: chain_id(parent.as_deref(), &diff_id) == name,
+            chain_id: name.to_string(),
+            diff_id,
+            parent,
+            size,
+            dir: dir.path().join(rel),
+        })
+    }
+
+    /// The whole record of layer `name`: its link and its `cache-id`.
+    pub fn record(&self, name: &str) -> Result<LayerRecord> {
+        let link = self.link(name)?;
+        let Some(dir) = &self.dir else {
+            unreachable!("a link was read from it");
+        };
+        let cache_id = read_id(dir, &Path::new(name).join("cache-id"), "layer cache-id")?;
+        Ok(LayerRecord { link, cache_id })
+    }
+
+    /// The chain from `top` down to the base layer, top first, reading
+    /// only its layers' links. Fails like [`LayerDb::chain`].
+    pub fn chain(&self, top: &str) -> Result<Vec<ChainLink>> {
+        walk_chain(
+            top,
+            |id| missing_as_none(self.link(id)).map_err(|e| unreadable(id, &e.to_string())),
+            |l| l,
+        )
+    }
+}
+
+/// A file that is not there as `None`.
+fn missing_as_none<T>(read: Result<T>) -> Result<Option<T>> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `image/<store>/layerdb/sha256`, relative to the root.
+fn layers_rel(store: &str) -> PathBuf {
+    Path::new("image").join(store).join("layerdb/sha256")
+}
+
+fn unreadable(id: &str, why: &str) -> Error {
+    Error::Usage(format!("layer sha256:{id} is unreadable: {why}"))
+}
+
+/// Follows parents from `top`, top first; `get` gives a layer, or `None`
+/// when layerdb has none of that id. Fails on a missing layer, a cycle
+/// or a chain deeper than [`MAX_CHAIN`].
+fn walk_chain<T>(
+    top: &str,
+    mut get: impl FnMut(&str) -> Result<Option<T>>,
+    link: impl Fn(&T) -> &ChainLink,
+) -> Result<Vec<T>> {
+    let mut out: Vec<T> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut next = Some(ids::strip_sha256(top).to_string());
+    while let Some(id) = next {
+        let Some(rec) = get(&id)? else {
+            let from = out.last().map(|r| link(r).dir.join("parent"));
+            return Err(Error::invalid(
+                from.unwrap_or_default(),
+                format!("layer sha256:{id} is not in layerdb"),
+            ));
+        };
+        if !seen.insert(id) || out.len() >= MAX_CHAIN {
+            return Err(Error::invalid(
+                link(&rec).dir.join("parent"),
+                format!("layer parent chain loops or exceeds {MAX_CHAIN} layers"),
+            ));
+        }
+        next = link(&rec).parent.clone();
+        out.push(rec);
+    }
+    Ok(out)
+}
+
 impl LayerDb {
-    /// Reads `image/<store>/layerdb/sha256/*` beneath the root.
+    /// Reads every record of `image/<store>/layerdb/sha256/*` beneath the root.
     pub fn read(root: &Beneath, store: &str) -> LayerDb {
         let mut db = LayerDb::default();
-        let base = Path::new("image").join(store).join("layerdb/sha256");
-        let names = match root.list(&base) {
-            Ok(n) => n,
+        let listed = root
+            .list(&layers_rel(store))
+            .and_then(|names| Ok((LayerDir::open(root, store)?, names)));
+        let (dir, names) = match listed {
+            Ok(l) => l,
             Err(e) => {
-                if root.exists(&base) {
+                if !e.is_not_found() {
                     db.problems.push(e.to_string());
                 }
                 return db;
@@ -127,13 +265,13 @@ impl LayerDb {
         };
         let read = parallel::map(&names, |name| {
             let name = name.to_string_lossy().into_owned();
-            let rec = read_layer(root, &base, &name);
+            let rec = dir.record(&name);
             (name, rec)
         });
         for (name, rec) in read {
             match rec {
                 Ok(rec) => {
-                    db.layers.insert(rec.chain_id.clone(), rec);
+                    db.layers.insert(rec.link.chain_id.clone(), rec);
                 }
                 Err(e) => {
                     db.problems.push(e.to_string());
@@ -142,71 +280,23 @@ impl LayerDb {
             }
         }
         db.problems
-            .extend(db.layers.values().filter_map(LayerRecord::chain_problem));
+            .extend(db.layers.values().filter_map(|r| r.link.chain_problem()));
         db
     }
 
     /// The chain from `top` down to the base layer, top first. Fails on a
     /// missing layer, a cycle or a chain deeper than [`MAX_CHAIN`].
     pub fn chain(&self, top: &str) -> Result<Vec<&LayerRecord>> {
-        let mut out: Vec<&LayerRecord> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut next = Some(ids::strip_sha256(top).to_string());
-        while let Some(id) = next {
-            let Some(rec) = self.layers.get(&id) else {
-                if let Some(why) = self.unreadable.get(&id) {
-                    return Err(Error::Usage(format!(
-                        "layer sha256:{id} is unreadable: {why}"
-                    )));
-                }
-                let from = out.last().map(|r| r.dir.join("parent"));
-                return Err(Error::invalid(
-                    from.unwrap_or_default(),
-                    format!("layer sha256:{id} is not in layerdb"),
-                ));
-            };
-            if !seen.insert(id.clone()) || out.len() >= MAX_CHAIN {
-                return Err(Error::invalid(
-                    rec.dir.join("parent"),
-                    format!("layer parent chain loops or exceeds {MAX_CHAIN} layers"),
-                ));
-            }
-            out.push(rec);
-            next = rec.parent.clone();
-        }
-        Ok(out)
+        walk_chain(
+            top,
+            |id| match (self.layers.get(id), self.unreadable.get(id)) {
+                (Some(rec), _) => Ok(Some(rec)),
+                (None, Some(why)) => Err(unreadable(id, why)),
+                (None, None) => Ok(None),
+            },
+            |r| &r.link,
+        )
     }
-}
-
-fn read_layer(root: &Beneath, base: &Path, name: &str) -> Result<LayerRecord> {
-    let rel = base.join(name);
-    if !ids::is_full_id(name) {
-        return Err(Error::invalid(
-            root.path().join(&rel),
-            "layerdb entry is not a chain id",
-        ));
-    }
-    let dir = root.subdir(&rel)?;
-    // A base layer has no parent file: tried, not probed first.
-    let parent = match read_digest(&dir, Path::new("parent"), "layer parent") {
-        Ok(p) => Some(p),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e),
-    };
-    let size = dir
-        .read_small_text(Path::new("size"), "layer size")
-        .ok()
-        .and_then(|s| s.parse().ok());
-    let diff_id = read_digest(&dir, Path::new("diff"), "layer diff id")?;
-    Ok(LayerRecord {
-        chain_ok: chain_id(parent.as_deref(), &diff_id) == name,
-        chain_id: name.to_string(),
-        diff_id,
-        cache_id: read_id(&dir, Path::new("cache-id"), "layer cache-id")?,
-        parent,
-        size,
-        dir: root.path().join(rel),
-    })
 }
 
 /// Reads `image/<store>/layerdb/mounts/<container id>/`.
@@ -216,20 +306,14 @@ pub fn read_mount(root: &Beneath, store: &str, container_id: &str) -> Result<Mou
         .join("layerdb/mounts")
         .join(container_id);
     let dir = root.subdir(&rel)?;
-    let init_id = if dir.exists(Path::new("init-id")) {
-        Some(read_id(&dir, Path::new("init-id"), "container init-id")?)
-    } else {
-        None
-    };
-    let parent = if dir.exists(Path::new("parent")) {
-        Some(read_digest(
-            &dir,
-            Path::new("parent"),
-            "container layer parent",
-        )?)
-    } else {
-        None
-    };
+    // A container of `scratch` has no parent, an old one no init layer:
+    // tried, not probed first.
+    let init_id = missing_as_none(read_id(&dir, Path::new("init-id"), "container init-id"))?;
+    let parent = missing_as_none(read_digest(
+        &dir,
+        Path::new("parent"),
+        "container layer parent",
+    ))?;
     Ok(MountRecord {
         mount_id: read_id(&dir, Path::new("mount-id"), "container mount-id")?,
         init_id,
@@ -241,6 +325,118 @@ pub fn read_mount(root: &Beneath, store: &str, container_id: &str) -> Result<Mou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layerdb of `layers` (diff id, parent index), each with its files.
+    fn layerdb(layers: &[(&str, Option<usize>)]) -> (tempfile::TempDir, Beneath, Vec<String>) {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("image/overlay2/layerdb/sha256");
+        let mut chains: Vec<String> = Vec::new();
+        for (i, (diff, parent)) in layers.iter().enumerate() {
+            let parent = parent.map(|p| chains[p].clone());
+            let chain = chain_id(parent.as_deref(), &format!("sha256:{diff}"));
+            let dir = base.join(&chain);
+            std::fs::create_dir_all(&dir).unwrap();
+            if let Some(p) = &parent {
+                std::fs::write(dir.join("parent"), format!("sha256:{p}")).unwrap();
+            }
+            std::fs::write(dir.join("diff"), format!("sha256:{diff}")).unwrap();
+            std::fs::write(dir.join("size"), format!("{}", 10 * (i + 1))).unwrap();
+            std::fs::write(dir.join("cache-id"), format!("cache{i}")).unwrap();
+            chains.push(chain);
+        }
+        let root = Beneath::open(t.path()).unwrap();
+        (t, root, chains)
+    }
+
+    #[test]
+    fn chain_links_are_read_as_the_whole_db_reads_them() {
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0)), (&c, Some(1))]);
+        let dir = LayerDir::open(&root, "overlay2").unwrap();
+        let links = dir.chain(&chains[2]).unwrap();
+        let db = LayerDb::read(&root, "overlay2");
+        let records = db.chain(&chains[2]).unwrap();
+        let ids = |l: &ChainLink| {
+            (
+                l.chain_id.clone(),
+                l.diff_id.clone(),
+                l.parent.clone(),
+                l.size,
+            )
+        };
+        assert_eq!(
+            links.iter().map(ids).collect::<Vec<_>>(),
+            records.iter().map(|r| ids(&r.link)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            links.iter().map(|l| l.size).collect::<Vec<_>>(),
+            [Some(30), Some(20), Some(10)]
+        );
+        assert!(links.iter().all(|l| l.chain_ok));
+        // The chain never needs a cache-id; the whole record does.
+        let cache_id = t
+            .path()
+            .join("image/overlay2/layerdb/sha256")
+            .join(&chains[1])
+            .join("cache-id");
+        std::fs::remove_file(&cache_id).unwrap();
+        assert_eq!(dir.chain(&chains[2]).unwrap().len(), 3);
+        let err = LayerDb::read(&root, "overlay2")
+            .chain(&chains[2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unreadable") && err.contains("cache-id"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn broken_chains_fail_naming_the_layer() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0))]);
+        let base = t.path().join("image/overlay2/layerdb/sha256");
+        let dir = LayerDir::open(&root, "overlay2").unwrap();
+        // A diff altered: the chain is read, its link says so.
+        std::fs::write(
+            base.join(&chains[1]).join("diff"),
+            format!("sha256:{}", "d".repeat(64)),
+        )
+        .unwrap();
+        let links = dir.chain(&chains[1]).unwrap();
+        let problem = links[0].chain_problem().unwrap();
+        assert!(
+            problem.contains("chain id mismatch") && problem.contains(&chains[1]),
+            "{problem}"
+        );
+        // A diff missing: unreadable, not missing.
+        std::fs::remove_file(base.join(&chains[1]).join("diff")).unwrap();
+        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        assert!(err.contains("unreadable") && err.contains("diff"), "{err}");
+        // A parent that is not there: named from the file that points to it.
+        std::fs::remove_dir_all(base.join(&chains[0])).unwrap();
+        std::fs::write(base.join(&chains[1]).join("diff"), format!("sha256:{b}")).unwrap();
+        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        assert!(
+            err.contains("not in layerdb") && err.contains("parent"),
+            "{err}"
+        );
+        // A parent that is itself: a loop.
+        std::fs::write(
+            base.join(&chains[1]).join("parent"),
+            format!("sha256:{}", chains[1]),
+        )
+        .unwrap();
+        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        assert!(err.contains("loops"), "{err}");
+        // No layerdb at all: no layer.
+        let none = LayerDir::open(&root, "vfs").unwrap();
+        assert!(none
+            .chain(&chains[1])
+            .unwrap_err()
+            .to_string()
+            .contains("not in layerdb"));
+    }
 
     #[test]
     fn chain_ids_follow_the_rule() {

@@ -24,10 +24,23 @@ pub fn map_units<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> V
     spread(cores.min(items.len()).max(1), items, f)
 }
 
-/// [`map`] on up to `threads` threads (at least the cores).
+/// Items per thread below which [`map_on`] starts no more threads: a
+/// thread that waits on the disk pays for itself with a few files.
+const MIN_PER_IO_THREAD: usize = 16;
+
+/// [`map`] on up to `threads` threads (at least the cores), for reads
+/// that wait on the disk: each thread takes at least [`MIN_PER_IO_THREAD`]
+/// items, and more threads than cores only with [`MIN_PER_THREAD`] in all.
 pub fn map_on<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads.max(cores).min(items.len() / MIN_PER_THREAD).max(1);
+    let threads = if items.len() < MIN_PER_THREAD {
+        1
+    } else {
+        threads
+            .max(cores)
+            .min(items.len() / MIN_PER_IO_THREAD)
+            .max(1)
+    };
     spread(threads, items, f)
 }
 

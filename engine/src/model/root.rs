@@ -12,7 +12,7 @@ use crate::model::catalog;
 use crate::model::container::Container;
 use crate::model::ids;
 use crate::model::image::{Image, References};
-use crate::model::layerdb::LayerDb;
+use crate::model::layerdb::{LayerDb, LayerDir};
 use crate::model::legacy;
 use crate::model::parallel;
 use crate::model::volume::{self, Volume};
@@ -32,6 +32,10 @@ pub struct ItemError {
 #[derive(Debug)]
 pub struct DockerRoot {
     dir: Beneath,
+    /// The root again, through a noatime view where the process may make
+    /// one: where listings read their thousands of small files (see
+    /// [`Beneath::open_view`]).
+    view: Beneath,
     /// Containers and images engines keep in their own metadata.
     catalog: Catalogued,
     /// Other evidence directories holding layers (see
@@ -78,6 +82,7 @@ impl DockerRoot {
             ));
         }
         Ok(DockerRoot {
+            view: Beneath::open_view(path)?,
             dir,
             catalog: Catalogued::default(),
             stores: Vec::new(),
@@ -93,6 +98,7 @@ impl DockerRoot {
         let dir = Beneath::open(path)?;
         let docker = DOCKER_DIRS.iter().any(|d| dir.exists(Path::new(d)));
         let mut root = DockerRoot {
+            view: Beneath::open_view(path)?,
             dir,
             catalog: Catalogued::default(),
             stores: Vec::new(),
@@ -196,12 +202,9 @@ impl DockerRoot {
     }
 
     fn docker_containers(&self) -> Vec<Result<Container, ItemError>> {
-        let names = match self.dir.list(Path::new("containers")) {
+        let names = match self.view.list(Path::new("containers")) {
             Ok(n) => n,
-            Err(e) if !self.dir.exists(Path::new("containers")) => {
-                drop(e);
-                return Vec::new();
-            }
+            Err(e) if e.is_not_found() => return Vec::new(),
             Err(error) => {
                 return vec![Err(ItemError {
                     name: "containers".into(),
@@ -211,15 +214,22 @@ impl DockerRoot {
         };
         parallel::map(&names, |n| {
             let name = n.to_string_lossy().into_owned();
-            Container::read(&self.dir, &name).map_err(|error| ItemError { name, error })
+            Container::read(&self.view, &name).map_err(|error| ItemError { name, error })
         })
     }
 
     /// Every image of every store.
     pub fn images(&self) -> Vec<Result<Image, ItemError>> {
+        self.images_then(|i| i)
+    }
+
+    /// `f` of every image of every store, each called on the thread that
+    /// read the image: what `f` reads next (its layers) waits on the disk
+    /// beside the other configs.
+    pub fn images_then<R: Send>(&self, f: impl Fn(Image) -> R + Sync) -> Vec<Result<R, ItemError>> {
         let mut out = Vec::new();
         for store in self.stores() {
-            let refs = match References::read(&self.dir, &store) {
+            let refs = match References::read(&self.view, &store) {
                 Ok(r) => r,
                 Err(error) => {
                     out.push(Err(ItemError {
@@ -229,13 +239,26 @@ impl DockerRoot {
                     References::default()
                 }
             };
-            match Image::list_ids(&self.dir, &store) {
-                Ok(ids) => out.extend(parallel::map(&ids, |id| {
-                    Image::read(&self.dir, &store, id, &refs).map_err(|error| ItemError {
-                        name: id.clone(),
-                        error,
-                    })
-                })),
+            let imagedb = Image::list_ids(&self.view, &store).and_then(|ids| {
+                if ids.is_empty() {
+                    return Ok(None);
+                }
+                let rel = Path::new("image").join(&store).join("imagedb");
+                Ok(Some((ids, self.view.subdir(&rel)?)))
+            });
+            match imagedb {
+                Ok(None) => {}
+                // Cold, each config is a wait on the disk: a deep queue.
+                Ok(Some((ids, imagedb))) => {
+                    out.extend(parallel::map_on(parallel::IO_THREADS, &ids, |id| {
+                        Image::read(&imagedb, &store, id, &refs)
+                            .map(&f)
+                            .map_err(|error| ItemError {
+                                name: id.clone(),
+                                error,
+                            })
+                    }))
+                }
                 Err(error) => out.push(Err(ItemError {
                     name: format!("image/{store}/imagedb"),
                     error,
@@ -243,13 +266,18 @@ impl DockerRoot {
             }
         }
         out.extend(
-            legacy::images(&self.dir)
+            legacy::images(&self.view)
                 .into_iter()
-                .map(|r| r.map_err(|(name, error)| ItemError { name, error })),
+                .map(|r| r.map(&f).map_err(|(name, error)| ItemError { name, error })),
         );
-        out.extend(self.catalog.images.iter().cloned().map(Ok));
+        out.extend(self.catalog.images.iter().cloned().map(|i| Ok(f(i))));
         out.extend(self.catalog.problems().map(Err));
         out
+    }
+
+    /// The layerdb of image store `store`, its records read on demand.
+    pub fn layer_dir(&self, store: &str) -> Result<LayerDir> {
+        LayerDir::open(&self.view, store)
     }
 
     /// The layerdb of image store `store` (`overlay2`, ...), read on first use.
@@ -257,7 +285,7 @@ impl DockerRoot {
         let mut cache = self.layerdbs.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(store.to_string())
-            .or_insert_with(|| Arc::new(LayerDb::read(&self.dir, store)))
+            .or_insert_with(|| Arc::new(LayerDb::read(&self.view, store)))
             .clone()
     }
 

@@ -62,16 +62,16 @@ fn image_layers(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<StackLayer>> {
     let chain = db.chain(top)?;
-    warnings.extend(chain.iter().filter_map(|rec| rec.chain_problem()));
+    warnings.extend(chain.iter().filter_map(|rec| rec.link.chain_problem()));
     chain
         .into_iter()
         .map(|rec| {
             Ok(StackLayer {
                 role: Role::Image,
                 driver_id: rec.cache_id.clone(),
-                chain_id: Some(rec.chain_id.clone()),
-                diff_id: Some(rec.diff_id.clone()),
-                size: rec.size,
+                chain_id: Some(rec.link.chain_id.clone()),
+                diff_id: Some(rec.link.diff_id.clone()),
+                size: rec.link.size,
                 source: describe(root, driver, &rec.cache_id)?,
             })
         })
