@@ -21,9 +21,9 @@ use crate::{table, Cli};
 /// Most owners named in one table cell.
 const MAX_OWNERS: usize = 4;
 
-pub fn run(cli: &Cli, query: &OsStr, limit: usize) -> Result<()> {
+pub fn run(cli: &Cli, query: &OsStr, limit: usize, hash: bool) -> Result<()> {
     let ctx = context::open(cli)?;
-    let mut report = provenance::find(&ctx.root, &ctx.drivers, query.as_bytes(), limit)?;
+    let mut report = provenance::find(&ctx.root, &ctx.drivers, query.as_bytes(), limit, hash)?;
     if let Some(map) = context::id_map(cli, &ctx)? {
         report.map_ids(&map);
     }
@@ -46,7 +46,7 @@ pub fn run(cli: &Cli, query: &OsStr, limit: usize) -> Result<()> {
         if i > 0 {
             println!();
         }
-        print_path(p);
+        print_path(p, report.hashed);
     }
     if report.truncated {
         println!(
@@ -57,28 +57,36 @@ pub fn run(cli: &Cli, query: &OsStr, limit: usize) -> Result<()> {
     Ok(())
 }
 
-fn print_path(p: &PathReport) {
+/// Column of the hash (or of why the content could not be read).
+const CONTENT_COLUMN: usize = 7;
+
+fn print_path(p: &PathReport, hashed: bool) {
     let path = one_line(&pathfmt::escape(&p.path));
     if p.layers.is_empty() {
         println!("{path}: in no layer of any container or image");
         return;
     }
     println!("{path}");
-    let rows: Vec<Vec<String>> = p.layers.iter().map(|l| layer_row(l, &path)).collect();
-    table::print(
-        &[
-            "LAYER",
-            "ROLE",
-            "WHAT",
-            "SIZE",
-            "MODE",
-            "OWNER",
-            "MTIME (UTC)",
-            "SHA256",
-            "USED BY",
-        ],
-        &rows,
-    );
+    let mut rows: Vec<Vec<String>> = p.layers.iter().map(|l| layer_row(l, &path)).collect();
+    let mut header = vec![
+        "LAYER",
+        "ROLE",
+        "WHAT",
+        "SIZE",
+        "MODE",
+        "OWNER",
+        "MTIME (UTC)",
+        if hashed { "SHA256" } else { "ERROR" },
+        "USED BY",
+    ];
+    // Without --hash the column only ever holds errors: shown when one is.
+    if !hashed && rows.iter().all(|r| r[CONTENT_COLUMN].is_empty()) {
+        header.remove(CONTENT_COLUMN);
+        for r in &mut rows {
+            r.remove(CONTENT_COLUMN);
+        }
+    }
+    table::print(&header, &rows);
     let mut seen = Vec::new();
     for c in &p.containers {
         seen.push(vec![

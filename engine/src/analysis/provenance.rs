@@ -27,6 +27,15 @@
 //! whether a directory can still lead to a match (to prune), and a
 //! forensic tool gains nothing from another dependency.
 //!
+//! # Metadata by default, contents with `hash`
+//!
+//! Like `find -printf`, a search reports each entry's metadata (type, size,
+//! mode, owners, mtime, link target, device numbers) and reads nothing of
+//! a file's content: `sha256` is null. With `hash` (`find --hash`), the
+//! sha256 of every reported regular file is read too, which costs a read
+//! of every byte of them (a glob over a whole image reads the image).
+//! Link targets are always read: they are metadata.
+//!
 //! # JSON (`docker-mount find --json`), stable
 //!
 //! ```json
@@ -34,6 +43,7 @@
 //!   "query": "/etc/passwd",          // as given, escaped like paths
 //!   "glob": false,
 //!   "limit": 1000,
+//!   "hashed": false,                 // --hash: regular files' sha256 read
 //!   "truncated": false,              // more paths matched than `limit`
 //!   "layers_examined": 7,            // distinct layers probed
 //!   "paths": [{
@@ -47,10 +57,10 @@
 //!       // present:
 //!       "type": "file", "size": 26, "mode": "0644", "uid": 0, "gid": 0,
 //!       "mtime": {"sec": 1614834367, "nsec": 0},
-//!       "sha256": "…" | null,        // regular files
+//!       "sha256": "…" | null,        // regular files, with --hash only
 //!       "link_target": "…" | null,   // symlinks, escaped
 //!       "device": [1, 3] | null,     // character and block devices
-//!       "error": "…" | null,         // the content could not be read
+//!       "error": "…" | null,         // the content (or link) could not be read
 //!       // deleted: "at": the whiteout (the path itself or an ancestor)
 //!       // hidden: "at" and "by": "opaque_dir" | "non_directory" | "full_tree"
 //!     }],
@@ -405,7 +415,8 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_ids: Option<ContainerIds>,
     pub mtime: Time,
-    /// Of the content, for regular files.
+    /// Of the content, for regular files when the search hashes
+    /// (`find --hash`); null otherwise.
     pub sha256: Option<String>,
     /// For symlinks, escaped like paths.
     pub link_target: Option<String>,
@@ -531,6 +542,9 @@ pub struct Report {
     pub query: String,
     pub glob: bool,
     pub limit: usize,
+    /// Whether regular files were hashed (`find --hash`): without it,
+    /// every `sha256` is null and no file content was read.
+    pub hashed: bool,
     /// More paths matched than `limit`; the first `limit` (by bytes) are reported.
     pub truncated: bool,
     pub layers_examined: usize,
@@ -799,7 +813,9 @@ fn absolute(names: &[&[u8]]) -> PathBuf {
 }
 
 /// Searches every container and image of `root` for `query` (a path or a
-/// glob, see the module documentation), reporting at most `limit` paths.
+/// glob, see the module documentation), reporting at most `limit` paths,
+/// with the sha256 of their regular files when `hash` is set (their
+/// metadata only otherwise).
 ///
 /// Each distinct layer is walked once, through the first view that opens
 /// with it ([`walk`]); what a container or image sees at a path is the
@@ -811,6 +827,7 @@ pub fn find(
     drivers: &Drivers,
     raw_query: &[u8],
     limit: usize,
+    hash: bool,
 ) -> Result<Report> {
     let query = &Query::parse(raw_query)?;
     if limit == 0 {
@@ -862,7 +879,7 @@ pub fn find(
         ),
         Query::Glob(glob) => walk::Target::Glob(glob),
     };
-    let walked = walk::walk(&layers, &target, limit, &mut warnings);
+    let walked = walk::walk(&layers, &target, limit, hash, &mut warnings);
     let (paths, records, truncated) = (walked.paths, walked.records, walked.truncated);
 
     // Per path, in subject order: the subjects a layer of whose stack has a
@@ -966,6 +983,7 @@ pub fn find(
         query: pathfmt::escape(Path::new(OsStr::from_bytes(raw_query))),
         glob: query.is_glob(),
         limit,
+        hashed: hash,
         truncated,
         layers_examined,
         paths: reports,

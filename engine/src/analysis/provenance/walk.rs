@@ -14,8 +14,8 @@
 //!
 //! Paths come out sorted (names sorted at each level, parents first), so
 //! the first `limit` matches are the ones reported and the walk stops at
-//! the next. Contents (hashes, link targets) are read afterwards, for the
-//! reported paths only, on every core.
+//! the next. Contents (link targets, and hashes when asked) are read
+//! beside the walk, for the reported paths only, on every core.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -233,14 +233,15 @@ struct Job<'t> {
 /// Jobs queued per reading thread before another is started.
 const JOBS_PER_THREAD: usize = 16;
 
-/// Walks `layers` for `target`, reporting at most `limit` paths. Contents
-/// are read on other threads (up to [`parallel::IO_THREADS`], started as
-/// jobs come) while the walk goes on: from a cold root, both wait on the
-/// disk.
+/// Walks `layers` for `target`, reporting at most `limit` paths. Link
+/// targets (and, with `hash`, the sha256 of regular files) are read on
+/// other threads (up to [`parallel::IO_THREADS`], started as jobs come)
+/// while the walk goes on: from a cold root, both wait on the disk.
 pub(super) fn walk<'t>(
     layers: &[Layer<'t>],
     target: &Target,
     limit: usize,
+    hash: bool,
     warnings: &mut Warnings,
 ) -> Walked {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Job<'t>>(parallel::IO_THREADS * JOBS_PER_THREAD);
@@ -263,7 +264,7 @@ pub(super) fn walk<'t>(
             // The readers stop only when the sender goes.
             let _ = tx.send(job);
         };
-        let mut out = walk_records(layers, target, limit, warnings, &mut on_present);
+        let mut out = walk_records(layers, target, limit, hash, warnings, &mut on_present);
         drop(tx);
         for reader in readers {
             let done = match reader.join() {
@@ -280,12 +281,13 @@ pub(super) fn walk<'t>(
     })
 }
 
-/// The walk itself: records of every path found, each present file or
-/// symlink given to `on_present` for its content.
+/// The walk itself: records of every path found, each present symlink
+/// (and, with `hash`, regular file) given to `on_present` for its content.
 fn walk_records<'t>(
     layers: &[Layer<'t>],
     target: &Target,
     limit: usize,
+    hash: bool,
     warnings: &mut Warnings,
     on_present: &mut dyn FnMut(Job<'t>),
 ) -> Walked {
@@ -357,7 +359,12 @@ fn walk_records<'t>(
             let p = out.paths.len();
             for (i, l) in layers.iter().enumerate() {
                 if let Some(Version::Present(e)) = records.get(&l.slot) {
-                    if matches!(e.kind, FileKind::File | FileKind::Symlink) {
+                    let read = match e.kind {
+                        FileKind::Symlink => true,
+                        FileKind::File => hash,
+                        _ => false,
+                    };
+                    if read {
                         on_present(Job {
                             p,
                             slot: layers[i].slot,
