@@ -6,11 +6,14 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use anyhow::Result;
+use std::ops::ControlFlow;
+
+use anyhow::{Context as _, Result};
 use docker_mount_engine::analysis::provenance::{
-    self, HiddenBy, ImageName, LayerVersion, PathReport, Sight, Version,
+    self, HiddenBy, ImageName, LayerVersion, PathReport, Report, Search, Sight, Version,
 };
 use docker_mount_engine::evidence::pathfmt;
+use docker_mount_engine::evidence::userns::IdMap;
 use docker_mount_engine::model::ids;
 use docker_mount_engine::model::stack::Role;
 use docker_mount_engine::union::{FileKind, Time};
@@ -23,19 +26,18 @@ const MAX_OWNERS: usize = 4;
 
 pub fn run(cli: &Cli, query: &OsStr, limit: usize, hash: bool) -> Result<()> {
     let ctx = context::open(cli)?;
+    let map = context::id_map(cli, &ctx)?;
+    if cli.json && !context::pretty_json() {
+        let search = Search::open(&ctx.root, &ctx.drivers, query.as_bytes(), limit, hash)?;
+        let report = stream_json(search, map.as_ref())?;
+        warn(&report);
+        return Ok(());
+    }
     let mut report = provenance::find(&ctx.root, &ctx.drivers, query.as_bytes(), limit, hash)?;
-    if let Some(map) = context::id_map(cli, &ctx)? {
-        report.map_ids(&map);
+    if let Some(map) = &map {
+        report.map_ids(map);
     }
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
-    }
-    if report.truncated {
-        eprintln!(
-            "warning: more than {} paths match; only the first {} are shown (see --limit)",
-            report.limit, report.limit
-        );
-    }
+    warn(&report);
     if cli.json {
         return context::print_json(&report);
     }
@@ -59,6 +61,62 @@ pub fn run(cli: &Cli, query: &OsStr, limit: usize, hash: bool) -> Result<()> {
 
 /// Column of the hash (or of why the content could not be read).
 const CONTENT_COLUMN: usize = 7;
+
+fn warn(report: &Report) {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.truncated {
+        eprintln!(
+            "warning: more than {} paths match; only the first {} are shown (see --limit)",
+            report.limit, report.limit
+        );
+    }
+}
+
+/// Writes the report as compact JSON as the walk goes on, each path as
+/// soon as it is found rather than all at the end. The parts around the
+/// paths are the report's own serialization, cut at its empty `paths` (so
+/// the walk's result, `truncated`, comes last).
+fn stream_json(search: Search, map: Option<&IdMap>) -> Result<Report> {
+    use std::io::Write as _;
+    const PATHS: &str = "\"paths\":[]";
+    let around = |r: &Report| -> Result<(String, String)> {
+        let text = serde_json::to_string(r)?;
+        let (before, after) = text
+            .split_once(PATHS)
+            .context("the find report has no empty paths to fill")?;
+        Ok((format!("{before}\"paths\":["), format!("]{after}\n")))
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    out.write_all(around(search.head())?.0.as_bytes())?;
+    let mut failed = None;
+    let mut first = true;
+    let report = search.run(&mut |mut p| {
+        if let Some(map) = map {
+            p.map_ids(map);
+        }
+        let comma = if first { &b""[..] } else { b"," };
+        first = false;
+        let written = out
+            .write_all(comma)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(serde_json::to_writer(&mut out, &p)?));
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.write_all(around(&report)?.1.as_bytes())?;
+    out.flush()?;
+    Ok(report)
+}
 
 fn print_path(p: &PathReport, hashed: bool) {
     let path = one_line(&pathfmt::escape(&p.path));

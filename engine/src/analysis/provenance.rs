@@ -44,7 +44,6 @@
 //!   "glob": false,
 //!   "limit": 1000,
 //!   "hashed": false,                 // --hash: regular files' sha256 read
-//!   "truncated": false,              // more paths matched than `limit`
 //!   "layers_examined": 7,            // distinct layers probed
 //!   "paths": [{
 //!     "path": "/etc/passwd",
@@ -68,7 +67,8 @@
 //!                     "layer": "…", "role": "rw", "state": "present", "at": null}],
 //!     "images": [{"id": "…", "tags": ["small:1"], "visible": false,
 //!                 "layer": "…", "role": "image", "state": "deleted", "at": "/etc/passwd"}]
-//!   }]
+//!   }],
+//!   "truncated": false               // more paths matched than `limit`
 //! }
 //! ```
 //!
@@ -81,6 +81,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
+use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -527,8 +528,16 @@ pub struct PathReport {
 impl Report {
     /// Adds the container's view of every owner.
     pub fn map_ids(&mut self, map: &IdMap) {
-        let entries = self.paths.iter_mut().flat_map(|p| &mut p.layers);
-        for l in entries {
+        for p in &mut self.paths {
+            p.map_ids(map);
+        }
+    }
+}
+
+impl PathReport {
+    /// Adds the container's view of every owner.
+    pub fn map_ids(&mut self, map: &IdMap) {
+        for l in &mut self.layers {
             if let Version::Present(e) = &mut l.version {
                 e.container_ids = Some(map.container_ids(e.uid, e.gid));
             }
@@ -545,10 +554,11 @@ pub struct Report {
     /// Whether regular files were hashed (`find --hash`): without it,
     /// every `sha256` is null and no file content was read.
     pub hashed: bool,
-    /// More paths matched than `limit`; the first `limit` (by bytes) are reported.
-    pub truncated: bool,
     pub layers_examined: usize,
     pub paths: Vec<PathReport>,
+    /// More paths matched than `limit`; the first `limit` (by bytes) are
+    /// reported. Last: it is known once the paths are written.
+    pub truncated: bool,
     /// What was skipped or could not be read (for stderr).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -815,13 +825,7 @@ fn absolute(names: &[&[u8]]) -> PathBuf {
 /// Searches every container and image of `root` for `query` (a path or a
 /// glob, see the module documentation), reporting at most `limit` paths,
 /// with the sha256 of their regular files when `hash` is set (their
-/// metadata only otherwise).
-///
-/// Each distinct layer is walked once, through the first view that opens
-/// with it ([`walk`]); what a container or image sees at a path is the
-/// record of the topmost layer of its stack that has one: visible when
-/// that layer holds the path, not when it deletes or hides it (the union's
-/// own rules, as a lookup in its view would find).
+/// metadata only otherwise). [`Search`] gives the paths one by one.
 pub fn find(
     root: &DockerRoot,
     drivers: &Drivers,
@@ -829,102 +833,241 @@ pub fn find(
     limit: usize,
     hash: bool,
 ) -> Result<Report> {
-    let query = &Query::parse(raw_query)?;
-    if limit == 0 {
-        return Err(Error::Usage("--limit must be at least 1".into()));
-    }
-    let mut warnings = Warnings::default();
-    let mut subjects = subjects(root, drivers, &mut warnings);
-    let mut slots = index_layers(&mut subjects);
+    let mut paths = Vec::new();
+    let mut report = Search::open(root, drivers, raw_query, limit, hash)?.run(&mut |p| {
+        paths.push(p);
+        ControlFlow::Continue(())
+    });
+    report.paths = paths;
+    Ok(report)
+}
 
-    // The views that bring layers not seen yet; a subject whose view does
-    // not open sees nothing.
-    let mut views = Vec::new();
-    let mut viewable = vec![true; subjects.len()];
-    let mut picks = Vec::new();
-    for (s, subject) in subjects.iter().enumerate() {
-        if subject.slots.iter().all(|&l| slots[l].probed) {
-            continue;
-        }
-        let Some(v) = open_view(root, subject, &mut warnings) else {
-            viewable[s] = false;
-            continue;
-        };
-        for i in 0..v.union.trees.len() {
-            let Some(&l) = subject.slots.get(i) else {
-                break;
-            };
-            if !slots[l].probed {
-                slots[l].probed = true;
-                picks.push((views.len(), i, l));
-            }
-        }
-        views.push(v);
-    }
-    let layers: Vec<walk::Layer> = picks
-        .iter()
-        .map(|&(v, i, slot)| walk::Layer {
-            slot,
-            tree: &views[v].union.trees[i],
-        })
-        .collect();
-    let target = match query {
-        Query::Path(p) => walk::Target::Path(
-            p.components()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.as_bytes()),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        Query::Glob(glob) => walk::Target::Glob(glob),
-    };
-    let walked = walk::walk(&layers, &target, limit, hash, &mut warnings);
-    let (paths, records, truncated) = (walked.paths, walked.records, walked.truncated);
+/// A search with its layers open, ready to walk: what [`find`] does, with
+/// each path's report given as soon as it is complete, so that a big
+/// answer is written while the walk goes on rather than held whole.
+///
+/// Each distinct layer is walked once, through the first view that opens
+/// with it ([`walk`]); what a container or image sees at a path is the
+/// record of the topmost layer of its stack that has one: visible when
+/// that layer holds the path, not when it deletes or hides it (the union's
+/// own rules, as a lookup in its view would find).
+pub struct Search {
+    query: Query,
+    head: Report,
+    warnings: Warnings,
+    subjects: Vec<Subject>,
+    slots: Vec<Slot>,
+    /// Whether each subject's view opened (one that did not sees nothing).
+    viewable: Vec<bool>,
+    views: Vec<view::View>,
+    /// Each layer to walk: (view, tree of the view, slot).
+    picks: Vec<(usize, usize, usize)>,
+}
 
-    // Per path, in subject order: the subjects a layer of whose stack has a
-    // record, and the slot whose version each sees.
-    let mut seen: Vec<Vec<(usize, Option<usize>)>> = vec![Vec::new(); paths.len()];
-    // (path, slot) of hidden records with a copy below them to hide.
-    let mut effective: HashSet<(usize, usize)> = HashSet::new();
-    for (s, subject) in subjects.iter().enumerate() {
-        if !viewable[s] || subject.slots.is_empty() {
-            continue;
+impl Search {
+    /// Parses `raw_query`, resolves every container's and image's stack
+    /// and opens the views that bring layers not seen yet.
+    pub fn open(
+        root: &DockerRoot,
+        drivers: &Drivers,
+        raw_query: &[u8],
+        limit: usize,
+        hash: bool,
+    ) -> Result<Search> {
+        let query = Query::parse(raw_query)?;
+        if limit == 0 {
+            return Err(Error::Usage("--limit must be at least 1".into()));
         }
-        for (p, recs) in records.iter().enumerate() {
-            if recs.is_empty() {
+        let mut warnings = Warnings::default();
+        let mut subjects = subjects(root, drivers, &mut warnings);
+        let mut slots = index_layers(&mut subjects);
+        let mut views = Vec::new();
+        let mut viewable = vec![true; subjects.len()];
+        let mut picks = Vec::new();
+        for (s, subject) in subjects.iter().enumerate() {
+            if subject.slots.iter().all(|&l| slots[l].probed) {
                 continue;
             }
-            let mut top = None;
-            let mut below = false;
-            for l in subject.slots.iter().rev() {
-                let Some(v) = recs.get(l) else { continue };
-                match v {
-                    Version::Present(_) => below = true,
-                    Version::Hidden { .. } if below => {
-                        effective.insert((p, *l));
-                    }
-                    _ => {}
+            let Some(v) = open_view(root, subject, &mut warnings) else {
+                viewable[s] = false;
+                continue;
+            };
+            for i in 0..v.union.trees.len() {
+                let Some(&l) = subject.slots.get(i) else {
+                    break;
+                };
+                if !slots[l].probed {
+                    slots[l].probed = true;
+                    picks.push((views.len(), i, l));
                 }
-                top = Some((*l, v));
             }
-            if let Some((l, v)) = top {
-                seen[p].push((s, matches!(v, Version::Present(_)).then_some(l)));
-            }
+            views.push(v);
         }
+        let head = Report {
+            query: pathfmt::escape(Path::new(OsStr::from_bytes(raw_query))),
+            glob: query.is_glob(),
+            limit,
+            hashed: hash,
+            layers_examined: slots.iter().filter(|s| s.probed).count(),
+            paths: Vec::new(),
+            truncated: false,
+            warnings: Vec::new(),
+        };
+        Ok(Search {
+            query,
+            head,
+            warnings,
+            subjects,
+            slots,
+            viewable,
+            views,
+            picks,
+        })
     }
 
-    let layers_examined = slots.iter().filter(|s| s.probed).count();
-    let mut reports = Vec::with_capacity(paths.len());
-    for (p, (path, mut recs)) in paths.iter().zip(records).enumerate() {
-        recs.retain(|l, v| !matches!(v, Version::Hidden { .. }) || effective.contains(&(p, *l)));
+    /// The report's fields known before the walk (no paths, not truncated).
+    pub fn head(&self) -> &Report {
+        &self.head
+    }
+
+    /// Walks the layers, giving each matching path's report to `each` in
+    /// order (on this thread, while the walk goes on on another); stops
+    /// early when `each` breaks. Returns the report without
+    /// its paths: whether more matched than `limit`, and the warnings.
+    pub fn run(self, each: &mut dyn FnMut(PathReport) -> ControlFlow<()>) -> Report {
+        let Search {
+            query,
+            mut head,
+            mut warnings,
+            subjects,
+            slots,
+            viewable,
+            views,
+            picks,
+        } = self;
+        let layers: Vec<walk::Layer> = picks
+            .iter()
+            .map(|&(v, i, slot)| walk::Layer {
+                slot,
+                tree: &views[v].union.trees[i],
+            })
+            .collect();
+        let target = match &query {
+            Query::Path(p) => walk::Target::Path(
+                p.components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.as_bytes()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Query::Glob(glob) => walk::Target::Glob(glob),
+        };
+        let known = Known {
+            subjects: &subjects,
+            slots: &slots,
+            viewable: &viewable,
+        };
+        let (limit, hash) = (head.limit, head.hashed);
+        // The walk on its own thread, each path's report made (and given)
+        // on this one: on a big glob the two take about as long.
+        let (truncated, warnings) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<walk::Found>>(BATCHES_IN_FLIGHT);
+            let walker = s.spawn(move || {
+                let mut batch = Vec::with_capacity(PATHS_PER_BATCH);
+                let truncated = walk::walk(
+                    &layers,
+                    &target,
+                    limit,
+                    hash,
+                    &mut warnings,
+                    &mut |path, records| {
+                        batch.push((path, records));
+                        if batch.len() < PATHS_PER_BATCH {
+                            return ControlFlow::Continue(());
+                        }
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(PATHS_PER_BATCH));
+                        match tx.send(full) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            // `each` broke: nothing more is wanted.
+                            Err(_) => ControlFlow::Break(()),
+                        }
+                    },
+                );
+                let _ = tx.send(batch);
+                (truncated, warnings)
+            });
+            for (path, records) in rx.into_iter().flatten() {
+                if each(known.path_report(path, records)).is_break() {
+                    break;
+                }
+            }
+            match walker.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        head.truncated = truncated;
+        head.warnings = warnings.list;
+        head
+    }
+}
+
+/// Paths the walk hands over at once: one hand-over per path would cost
+/// more in thread switches than it saves.
+const PATHS_PER_BATCH: usize = 512;
+/// Batches handed over but not yet reported.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What a path's report is made of besides the walk's records.
+struct Known<'a> {
+    subjects: &'a [Subject],
+    slots: &'a [Slot],
+    viewable: &'a [bool],
+}
+
+impl Known<'_> {
+    /// The report of one path from each layer's record of it (by slot).
+    fn path_report(&self, path: PathBuf, mut recs: walk::Records) -> PathReport {
+        let (subjects, slots) = (self.subjects, self.slots);
+        // The subjects a layer of whose stack has a record, and the slot
+        // whose version each sees; the hidden records with a copy below
+        // them (in some stack) to hide.
+        let mut seen: Vec<(usize, Option<usize>)> = Vec::new();
+        let mut effective: HashSet<usize> = HashSet::new();
+        if !recs.0.is_empty() {
+            for (s, subject) in subjects.iter().enumerate() {
+                if !self.viewable[s] || subject.slots.is_empty() {
+                    continue;
+                }
+                let mut top = None;
+                let mut below = false;
+                for l in subject.slots.iter().rev() {
+                    let Some(v) = recs.get(*l) else { continue };
+                    match v {
+                        Version::Present(_) => below = true,
+                        Version::Hidden { .. } if below => {
+                            effective.insert(*l);
+                        }
+                        _ => {}
+                    }
+                    top = Some((*l, v));
+                }
+                if let Some((l, v)) = top {
+                    seen.push((s, matches!(v, Version::Present(_)).then_some(l)));
+                }
+            }
+        }
+        recs.0
+            .retain(|(l, v)| !matches!(v, Version::Hidden { .. }) || effective.contains(l));
         let mut report = PathReport {
             path: Path::new("/").join(path),
             layers: Vec::new(),
             containers: Vec::new(),
             images: Vec::new(),
         };
-        for &(s, sees) in &seen[p] {
+        for (s, sees) in seen {
             let subject = &subjects[s];
             let sight = match sees {
                 Some(l) => Sight {
@@ -937,7 +1080,7 @@ pub fn find(
                 None => match subject
                     .slots
                     .iter()
-                    .find_map(|l| recs.get(l).map(|v| (l, v)))
+                    .find_map(|l| recs.get(*l).map(|v| (l, v)))
                 {
                     Some((l, v)) => Sight {
                         visible: false,
@@ -965,8 +1108,9 @@ pub fn find(
             }
         }
         let mut layers: Vec<(usize, LayerVersion)> = recs
+            .0
             .into_iter()
-            .map(|(l, version)| (l, layer_version(&slots[l], &subjects, version)))
+            .map(|(l, version)| (l, layer_version(&slots[l], subjects, version)))
             .collect();
         layers.sort_by(|(a, _), (b, _)| {
             let (a, b) = (&slots[*a], &slots[*b]);
@@ -977,18 +1121,8 @@ pub fn find(
             ))
         });
         report.layers = layers.into_iter().map(|(_, l)| l).collect();
-        reports.push(report);
+        report
     }
-    Ok(Report {
-        query: pathfmt::escape(Path::new(OsStr::from_bytes(raw_query))),
-        glob: query.is_glob(),
-        limit,
-        hashed: hash,
-        truncated,
-        layers_examined,
-        paths: reports,
-        warnings: warnings.list,
-    })
 }
 
 fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVersion {
