@@ -148,7 +148,7 @@ fn print_path(p: &PathReport, hashed: bool) {
     let mut seen = Vec::new();
     for c in &p.containers {
         seen.push(vec![
-            format!("container {}", table::cell(&c.name)),
+            format!("container {}", table::cell(&c.container.name)),
             sight(&c.sight),
         ]);
     }
@@ -156,6 +156,7 @@ fn print_path(p: &PathReport, hashed: bool) {
     let mut untagged: Vec<(String, Vec<&str>)> = Vec::new();
     for i in &p.images {
         let sees = sight(&i.sight);
+        let i = &i.image;
         if !i.tags.is_empty() {
             seen.push(vec![format!("image {}", image_name(&i.id, &i.tags)), sees]);
         } else if let Some((_, ids)) = untagged.iter_mut().find(|(s, _)| *s == sees) {
@@ -187,8 +188,13 @@ fn role(r: Role) -> &'static str {
 
 fn layer_row(l: &LayerVersion, path: &str) -> Vec<String> {
     let mut row = vec![
-        ids::short(&l.driver_id).to_string(),
-        if l.orphan { "orphan" } else { role(l.role) }.to_string(),
+        ids::short(&l.layer.driver_id).to_string(),
+        if l.layer.orphan {
+            "orphan"
+        } else {
+            role(l.layer.role)
+        }
+        .to_string(),
     ];
     match &l.version {
         Version::Present(e) => {
@@ -263,6 +269,7 @@ fn image_name(id: &str, tags: &[String]) -> String {
 
 /// "containers: web" or "images: small:1 (+1), base:3, +2 more, 5 untagged".
 fn owners(l: &LayerVersion) -> String {
+    let l = &l.layer;
     let (what, names, untagged) = if l.containers.is_empty() {
         let names: Vec<String> = l
             .images

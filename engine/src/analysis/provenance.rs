@@ -84,6 +84,7 @@ use std::ffi::OsStr;
 use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -466,6 +467,16 @@ impl Version {
 /// One layer's record for a path.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LayerVersion {
+    /// The layer (shared by every path's record of it).
+    #[serde(flatten)]
+    pub layer: Arc<LayerInfo>,
+    #[serde(flatten)]
+    pub version: Version,
+}
+
+/// A layer, as every record of it names it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LayerInfo {
     /// The storage driver (image store) holding the layer.
     pub driver: String,
     pub driver_id: String,
@@ -479,8 +490,6 @@ pub struct LayerVersion {
     /// A layer directory no container or image records any more (the
     /// remnant of a removed one; see `layers --orphans`).
     pub orphan: bool,
-    #[serde(flatten)]
-    pub version: Version,
 }
 
 /// Whether a container or image sees the path, and through which layer.
@@ -489,7 +498,7 @@ pub struct Sight {
     pub visible: bool,
     /// Visible: the layer whose version is seen. Otherwise: the topmost
     /// layer of the stack that deleted or hid the path (null if none did).
-    pub layer: Option<String>,
+    pub layer: Option<Arc<str>>,
     pub role: Option<Role>,
     /// That layer's state for the path.
     pub state: Option<&'static str>,
@@ -498,18 +507,20 @@ pub struct Sight {
     pub at: Option<PathBuf>,
 }
 
+/// Whether a container sees the path, and through which layer.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ContainerSight {
-    pub id: String,
-    pub name: String,
+    #[serde(flatten)]
+    pub container: Arc<ContainerName>,
     #[serde(flatten)]
     pub sight: Sight,
 }
 
+/// Whether an image sees the path, and through which layer.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImageSight {
-    pub id: String,
-    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub image: Arc<ImageName>,
     #[serde(flatten)]
     pub sight: Sight,
 }
@@ -574,8 +585,8 @@ fn serialize_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result
 // ---------------------------------------------------------------- engine
 
 enum Who {
-    Container(ContainerName),
-    Image(ImageName),
+    Container(Arc<ContainerName>),
+    Image(Arc<ImageName>),
     /// An orphan layer directory, searched on its own.
     Orphan,
 }
@@ -629,10 +640,10 @@ fn subjects(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Ve
             Err(e) => warnings.push(format!("container {}: {}", e.name, e.error)),
             Ok(c) => match stack::container_stack(root, drivers, &c) {
                 Ok(stack) => containers.push(Subject {
-                    who: Who::Container(ContainerName {
+                    who: Who::Container(Arc::new(ContainerName {
                         name: c.name().to_string(),
                         id: c.id.clone(),
-                    }),
+                    })),
                     stack,
                     slots: Vec::new(),
                 }),
@@ -649,10 +660,10 @@ fn subjects(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Ve
                     let mut tags = i.tags.clone();
                     tags.sort();
                     images.push(Subject {
-                        who: Who::Image(ImageName {
+                        who: Who::Image(Arc::new(ImageName {
                             id: i.id.clone(),
                             tags,
-                        }),
+                        })),
                         stack,
                         slots: Vec::new(),
                     });
@@ -967,6 +978,14 @@ impl Search {
             subjects: &subjects,
             slots: &slots,
             viewable: &viewable,
+            infos: slots
+                .iter()
+                .map(|slot| Arc::new(layer_info(slot, &subjects)))
+                .collect(),
+            ids: slots
+                .iter()
+                .map(|slot| Arc::from(slot.layer.driver_id.as_str()))
+                .collect(),
         };
         let (limit, hash) = (head.limit, head.hashed);
         // The walk on its own thread, each path's report made (and given)
@@ -1025,6 +1044,10 @@ struct Known<'a> {
     subjects: &'a [Subject],
     slots: &'a [Slot],
     viewable: &'a [bool],
+    /// Per slot, what every record of its layer names (made once: a big
+    /// glob reports each layer in 100,000 paths).
+    infos: Vec<Arc<LayerInfo>>,
+    ids: Vec<Arc<str>>,
 }
 
 impl Known<'_> {
@@ -1072,7 +1095,7 @@ impl Known<'_> {
             let sight = match sees {
                 Some(l) => Sight {
                     visible: true,
-                    layer: Some(slots[l].layer.driver_id.clone()),
+                    layer: Some(self.ids[l].clone()),
                     role: Some(slots[l].layer.role),
                     state: Some("present"),
                     at: None,
@@ -1084,7 +1107,7 @@ impl Known<'_> {
                 {
                     Some((l, v)) => Sight {
                         visible: false,
-                        layer: Some(slots[*l].layer.driver_id.clone()),
+                        layer: Some(self.ids[*l].clone()),
                         role: Some(slots[*l].layer.role),
                         state: Some(v.state()),
                         at: v.at().map(Path::to_path_buf),
@@ -1094,13 +1117,11 @@ impl Known<'_> {
             };
             match &subject.who {
                 Who::Container(c) => report.containers.push(ContainerSight {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
+                    container: c.clone(),
                     sight,
                 }),
                 Who::Image(i) => report.images.push(ImageSight {
-                    id: i.id.clone(),
-                    tags: i.tags.clone(),
+                    image: i.clone(),
                     sight,
                 }),
                 // An orphan is no view anyone sees: its layer row says it all.
@@ -1110,7 +1131,10 @@ impl Known<'_> {
         let mut layers: Vec<(usize, LayerVersion)> = recs
             .0
             .into_iter()
-            .map(|(l, version)| (l, layer_version(&slots[l], subjects, version)))
+            .map(|(l, version)| {
+                let layer = self.infos[l].clone();
+                (l, LayerVersion { layer, version })
+            })
             .collect();
         layers.sort_by(|(a, _), (b, _)| {
             let (a, b) = (&slots[*a], &slots[*b]);
@@ -1125,18 +1149,18 @@ impl Known<'_> {
     }
 }
 
-fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVersion {
+fn layer_info(slot: &Slot, subjects: &[Subject]) -> LayerInfo {
     let mut containers = Vec::new();
     let mut images = Vec::new();
     let mut orphan = false;
     for &s in &slot.owners {
         match &subjects[s].who {
-            Who::Container(c) => containers.push(c.clone()),
-            Who::Image(i) => images.push(i.clone()),
+            Who::Container(c) => containers.push(ContainerName::clone(c)),
+            Who::Image(i) => images.push(ImageName::clone(i)),
             Who::Orphan => orphan = true,
         }
     }
-    LayerVersion {
+    LayerInfo {
         driver: slot.driver.clone(),
         driver_id: slot.layer.driver_id.clone(),
         chain_id: slot.layer.chain_id.clone(),
@@ -1145,7 +1169,6 @@ fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVe
         containers,
         images,
         orphan,
-        version,
     }
 }
 
