@@ -88,6 +88,18 @@ impl Walker<'_, '_> {
         self.names.iter().map(|n| OsStr::from_bytes(n)).collect()
     }
 
+    /// The path of `name` in the current directory, relative, made in one
+    /// allocation (one per path reported).
+    fn rel_of(&self, name: &[u8]) -> PathBuf {
+        let len = self.names.iter().map(|n| n.len() + 1).sum::<usize>() + name.len();
+        let mut rel = PathBuf::with_capacity(len);
+        for n in &self.names {
+            rel.push(OsStr::from_bytes(n));
+        }
+        rel.push(OsStr::from_bytes(name));
+        rel
+    }
+
     /// What the walk needs of a directory: its listing, or for a path
     /// query only the next name of the query.
     fn read(&self, tree: &Tree, fd: &OwnedFd, rel: &Path) -> std::io::Result<Listing> {
@@ -382,6 +394,8 @@ fn walk_records(
     };
     let first = w.frame(top, start);
     let mut stack = vec![first];
+    // What each layer has at the current name: one buffer for the walk.
+    let mut children = Vec::with_capacity(layers.len());
     while let Some(frame) = stack.last_mut() {
         let Some(name) = frame.names.next() else {
             stack.pop();
@@ -397,7 +411,7 @@ fn walk_records(
             Target::Path(q) => (depth + 1 == q.len(), depth + 1 < q.len(), Vec::new()),
         };
         let mut records = Records::default();
-        let mut children = Vec::with_capacity(layers.len());
+        children.clear();
         for (i, at) in frame.at.iter().enumerate() {
             let (record, child) = w.look(i, at, &name);
             if let Some(v) = record {
@@ -410,9 +424,7 @@ fn walk_records(
                 return true;
             }
             matches += 1;
-            let mut rel = w.rel();
-            rel.push(OsStr::from_bytes(&name));
-            if on_match(rel, records).is_break() {
+            if on_match(w.rel_of(&name), records).is_break() {
                 return false;
             }
         }
@@ -447,7 +459,7 @@ fn walk_records(
             .collect();
         w.names.push(name);
         let mut at = Vec::with_capacity(layers.len());
-        for (i, (child, fd)) in children.into_iter().zip(fds).enumerate() {
+        for (i, (child, fd)) in children.drain(..).zip(fds).enumerate() {
             at.push(match (child, fd) {
                 (Child::Other(state), _) => state,
                 (Child::Dir, Some(Ok(fd))) => w.enter(i, fd, hides[i]),
