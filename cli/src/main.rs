@@ -23,8 +23,8 @@ const EXIT_PARTIAL: u8 = 3;
 
 const EXIT_HELP: &str =
     "With --json, standard output is one JSON document (an empty list or object when
-nothing is found, also when --root holds no docker root) and every diagnostic goes
-to standard error. `timeline --format jsonl` (also chosen by --json) and
+nothing is found, also when --root holds no docker root), indented on a terminal and
+on one line otherwise, and every diagnostic goes to standard error. `timeline --format jsonl` (also chosen by --json) and
 `attribute --bodyfile --json` print one JSON object a line. Commands writing data
 (export, cat, a timeline bodyfile) write it. Schemas: docs/schemas/v1/.
 
