@@ -23,8 +23,8 @@ const EXIT_PARTIAL: u8 = 3;
 
 const EXIT_HELP: &str =
     "With --json, standard output is one JSON document (an empty list or object when
-nothing is found, also when --root holds no docker root) and every diagnostic goes
-to standard error. `timeline --format jsonl` (also chosen by --json) and
+nothing is found, also when --root holds no docker root), indented on a terminal and
+on one line otherwise, and every diagnostic goes to standard error. `timeline --format jsonl` (also chosen by --json) and
 `attribute --bodyfile --json` print one JSON object a line. Commands writing data
 (export, cat, a timeline bodyfile) write it. Schemas: docs/schemas/v1/.
 
@@ -218,7 +218,7 @@ Example: docker-mount --root ./docker diff web --layers"
     },
     /// Which layers hold a path (or a glob's paths), the images on them, the version each container and image sees, and where it was deleted.
     #[command(
-        after_help = "Globs: `*` within a name, `**` across names, `?`, `[a-z]`; quote them. Non-UTF-8 bytes as `\\xNN`.\n\nExamples:\n  docker-mount --root ./docker find /etc/passwd\n  docker-mount --root ./docker find '/root/**/*.sh' --json"
+        after_help = "Reports metadata (type, size, mode, owners, mtime, link target, device), like\n`find -printf`; --hash adds the sha256 of regular files, reading their content.\nGlobs: `*` within a name, `**` across names, `?`, `[a-z]`; quote them. Non-UTF-8 bytes as `\\xNN`.\n\nExamples:\n  docker-mount --root ./docker find /etc/passwd\n  docker-mount --root ./docker find '/root/**/*.sh' --json\n  docker-mount --root ./docker find '/usr/bin/*' --hash --json > bin-hashes.json"
     )]
     Find {
         /// An absolute path as containers see it (/etc/passwd) or a glob ('/etc/*.conf').
@@ -226,6 +226,9 @@ Example: docker-mount --root ./docker diff web --layers"
         /// Report at most this many paths (a glob may match many).
         #[arg(long, value_name = "N", default_value_t = docker_mount_engine::analysis::provenance::DEFAULT_LIMIT)]
         limit: usize,
+        /// Also read every reported regular file and give its sha256 (metadata only without it).
+        #[arg(long)]
+        hash: bool,
     },
     /// Unmount what `docker-mount mount` mounted.
     #[command(

@@ -97,8 +97,9 @@ fn scene_file_changed_by_a_container() {
     let dir = tempfile::tempdir().unwrap();
     let s = scene_in(&dir);
     let fx = &s.fixture;
-    let (report, _) = find_json(&fx.root, &["/var/d/new"]);
+    let (report, _) = find_json(&fx.root, &["/var/d/new", "--hash"]);
     assert_eq!(report["glob"], false);
+    assert_eq!(report["hashed"], true);
     assert_eq!(report["truncated"], false);
     let p = only_path(&report, "/var/d/new");
     assert_eq!(p["layers"].as_array().unwrap().len(), 2, "{p:#}");
@@ -147,7 +148,7 @@ fn scene_file_changed_by_a_container() {
         .iter()
         .all(|c| c["name"] != "deep"));
 
-    let table = cli::run(&fx.root, &["find", "/var/d/new"]);
+    let table = cli::run(&fx.root, &["find", "/var/d/new", "--hash"]);
     let out = table.ok();
     assert!(out.contains(&second[..12]) && out.contains(&web.mount_id[..12]));
     assert!(out.contains(&sha(b"new\n")));
@@ -158,7 +159,7 @@ fn scene_file_deleted_in_an_image_layer() {
     let dir = tempfile::tempdir().unwrap();
     let s = scene_in(&dir);
     let fx = &s.fixture;
-    let (report, _) = find_json(&fx.root, &["/etc/passwd"]);
+    let (report, _) = find_json(&fx.root, &["/etc/passwd", "--hash"]);
     let p = only_path(&report, "/etc/passwd");
     let base = cache_id(fx, s.small_image, 0);
     let second = cache_id(fx, s.small_image, 1);
@@ -209,7 +210,7 @@ fn scene_glob_matches_awkward_names() {
     let dir = tempfile::tempdir().unwrap();
     let s = scene_in(&dir);
     let fx = &s.fixture;
-    let (report, _) = find_json(&fx.root, &["/names/*"]);
+    let (report, _) = find_json(&fx.root, &["/names/*", "--hash"]);
     assert_eq!(report["glob"], true);
     assert_eq!(report["truncated"], false);
     let mut paths: Vec<&str> = report["paths"]
@@ -332,7 +333,7 @@ fn file_in_three_layers_deleted_in_one_container() {
     let on_two = b.container("on-two", app2, ContainerOpts::default());
     let fx = b.finish();
 
-    let (report, _) = find_json(&fx.root, &["/app/config"]);
+    let (report, _) = find_json(&fx.root, &["/app/config", "--hash"]);
     let p = only_path(&report, "/app/config");
     let layers = p["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 5, "{p:#}");
@@ -399,15 +400,162 @@ fn file_in_three_layers_deleted_in_one_container() {
     assert_eq!(image(p, &fx.image(app2).id)["visible"], true);
 
     // The same through a glob, and in the table.
-    let (globbed, _) = find_json(&fx.root, &["/app/conf?g"]);
+    let (globbed, _) = find_json(&fx.root, &["/app/conf?g", "--hash"]);
     assert_eq!(globbed["paths"], report["paths"]);
-    let table = cli::run(&fx.root, &["find", "/app/config"]);
+    let table = cli::run(&fx.root, &["find", "/app/config", "--hash"]);
     let out = table.ok();
     for l in [l1, l2, l3] {
         assert!(out.contains(&id(l)[..12]));
     }
     assert!(out.contains("deleted (whiteout)"));
     assert!(out.contains(&sha(b"modified in the container\n")));
+}
+
+/// Every `present` layer record of a report, with its path.
+fn each_present(report: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    report["paths"].as_array().unwrap().iter().flat_map(|p| {
+        let path = p["path"].as_str().unwrap();
+        p["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["state"] == "present")
+            .map(move |l| (path, l))
+    })
+}
+
+/// Without `--hash`, the same report but for the hashes: every `sha256`
+/// null, metadata and link targets as with it; with it, each regular
+/// file's hash is that of the file in its layer directory.
+#[test]
+fn hashes_only_with_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scene_in(&dir);
+    let fx = &s.fixture;
+    let (plain, _) = find_json(&fx.root, &["/**", "--limit", "100000"]);
+    let (hashed, _) = find_json(&fx.root, &["/**", "--limit", "100000", "--hash"]);
+    assert_eq!(
+        (&plain["hashed"], &hashed["hashed"]),
+        (&false.into(), &true.into())
+    );
+    assert_eq!(plain["truncated"], false);
+
+    let (mut files, mut links) = (0, 0);
+    for (path, l) in each_present(&plain) {
+        assert!(l["sha256"].is_null(), "{path}: {l}");
+        assert!(l["error"].is_null(), "{path}: {l}");
+        links += usize::from(l["type"] == "symlink" && l["link_target"].is_string());
+    }
+    for (path, l) in each_present(&hashed) {
+        if l["type"] != "file" {
+            assert!(l["sha256"].is_null(), "{path}: {l}");
+            continue;
+        }
+        // Escaped names (`\xNN`, `\\`) are checked by the glob test.
+        if path.contains('\\') {
+            continue;
+        }
+        let id = l["driver_id"].as_str().unwrap();
+        let on_disk = fx.overlay2().join(id).join("diff").join(&path[1..]);
+        let want = sha(&std::fs::read(&on_disk).unwrap());
+        assert_eq!(l["sha256"], want, "{path} in layer {id}");
+        files += 1;
+    }
+    assert!(files >= 20 && links >= 1, "{files} files, {links} symlinks");
+
+    // The rest is the same, field for field.
+    let mut stripped = hashed.clone();
+    for p in stripped["paths"].as_array_mut().unwrap() {
+        for l in p["layers"].as_array_mut().unwrap() {
+            if l["state"] == "present" {
+                l["sha256"] = Value::Null;
+            }
+        }
+    }
+    stripped["hashed"] = false.into();
+    assert_eq!(stripped, plain);
+
+    // The table has no hash column without --hash.
+    let table = cli::run(&fx.root, &["find", "/var/d/new"]);
+    assert!(!table.ok().contains("SHA256"), "{}", table.stdout);
+    assert!(!table.ok().contains(&sha(b"new\n")), "{}", table.stdout);
+    let table = cli::run(&fx.root, &["find", "/var/d/new", "--hash"]);
+    assert!(table.ok().contains("SHA256"), "{}", table.stdout);
+}
+
+/// Without `--hash` no file content is opened: a file only its owner may
+/// read, its mode 0000, searched by root without CAP_DAC_OVERRIDE and
+/// CAP_DAC_READ_SEARCH, is reported without an error; `--hash` says it
+/// cannot be read.
+#[test]
+fn without_hash_no_content_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = RootBuilder::new(&dir.path().join("docker"));
+    let l = b.layer(&[
+        Node::file("etc/sealed", b"no one may read this\n").mode(0),
+        Node::file("etc/open", b"anyone\n"),
+        Node::symlink("etc/link", "sealed"),
+    ]);
+    let img = b.image(&["sealed:1"], l, ImageOpts::default());
+    b.container("web", img, ContainerOpts::default());
+    let fx = b.finish();
+    let no_dac = |args: &[&str]| {
+        let before = integrity::snapshot(&fx.root);
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--inh-caps",
+                "-all",
+                "--bounding-set",
+                "-dac_override,-dac_read_search",
+            ])
+            .arg(cli::binary())
+            .arg("--root")
+            .arg(&fx.root)
+            .args(["find", "/etc/*", "--json"])
+            .args(args)
+            .output()
+            .expect("setpriv");
+        before.assert_unchanged(&integrity::snapshot(&fx.root));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let sealed = only_record(&report, "/etc/sealed");
+        (report, sealed, stderr)
+    };
+    let (report, sealed, stderr) = no_dac(&[]);
+    assert_eq!(sealed["state"], "present", "{report:#}");
+    assert_eq!(sealed["mode"], "0000");
+    assert_eq!(sealed["size"], 21);
+    assert!(
+        sealed["sha256"].is_null() && sealed["error"].is_null(),
+        "{sealed}"
+    );
+    assert!(!stderr.contains("sealed"), "{stderr}");
+    assert_eq!(only_record(&report, "/etc/link")["link_target"], "sealed");
+
+    let (report, sealed, _) = no_dac(&["--hash"]);
+    assert!(sealed["sha256"].is_null(), "{sealed}");
+    let error = sealed["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{sealed}"));
+    assert!(error.contains("cannot read the content"), "{error}");
+    assert_eq!(
+        only_record(&report, "/etc/open")["sha256"],
+        sha(b"anyone\n"),
+        "{report:#}"
+    );
+}
+
+/// The one layer record of `path` in a report.
+fn only_record(report: &Value, path: &str) -> Value {
+    let p = report["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == path)
+        .unwrap_or_else(|| panic!("no {path} in {report:#}"));
+    assert_eq!(p["layers"].as_array().unwrap().len(), 1, "{p:#}");
+    p["layers"][0].clone()
 }
 
 /// A root made by a real dockerd: c-running ran `rm /etc/group`.
@@ -417,7 +565,7 @@ fn real_root_file_deleted_in_a_running_container() {
         return;
     }
     let r = real::overlay2_root();
-    let (report, _) = find_json(&r.root, &["/etc/group"]);
+    let (report, _) = find_json(&r.root, &["/etc/group", "--hash"]);
     let p = only_path(&report, "/etc/group");
     let layers = p["layers"].as_array().unwrap();
     let present: Vec<&Value> = layers.iter().filter(|l| l["state"] == "present").collect();

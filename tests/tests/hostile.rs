@@ -83,7 +83,10 @@ fn commands() -> Vec<(Vec<&'static str>, Slot)> {
         // 1,000 paths down the 2,040-deep tree: within the time limit only
         // if each path costs its own new names (it took 35 s when every
         // lookup started again from the top).
-        (vec!["find", "/**", "--json", "--limit", "1000"], None),
+        (
+            vec!["find", "/**", "--json", "--hash", "--limit", "1000"],
+            None,
+        ),
         (vec!["timeline", "web"], None),
         (vec!["timeline", "--all", "--format", "jsonl"], None),
         (vec!["logs", "web"], None),

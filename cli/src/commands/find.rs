@@ -6,11 +6,14 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use anyhow::Result;
+use std::ops::ControlFlow;
+
+use anyhow::{Context as _, Result};
 use docker_mount_engine::analysis::provenance::{
-    self, HiddenBy, ImageName, LayerVersion, PathReport, Sight, Version,
+    self, HiddenBy, ImageName, LayerVersion, PathReport, Report, Search, Sight, Version,
 };
 use docker_mount_engine::evidence::pathfmt;
+use docker_mount_engine::evidence::userns::IdMap;
 use docker_mount_engine::model::ids;
 use docker_mount_engine::model::stack::Role;
 use docker_mount_engine::union::{FileKind, Time};
@@ -21,21 +24,20 @@ use crate::{table, Cli};
 /// Most owners named in one table cell.
 const MAX_OWNERS: usize = 4;
 
-pub fn run(cli: &Cli, query: &OsStr, limit: usize) -> Result<()> {
+pub fn run(cli: &Cli, query: &OsStr, limit: usize, hash: bool) -> Result<()> {
     let ctx = context::open(cli)?;
-    let mut report = provenance::find(&ctx.root, &ctx.drivers, query.as_bytes(), limit)?;
-    if let Some(map) = context::id_map(cli, &ctx)? {
-        report.map_ids(&map);
+    let map = context::id_map(cli, &ctx)?;
+    if cli.json && !context::pretty_json() {
+        let search = Search::open(&ctx.root, &ctx.drivers, query.as_bytes(), limit, hash)?;
+        let report = stream_json(search, map.as_ref())?;
+        warn(&report);
+        return Ok(());
     }
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
+    let mut report = provenance::find(&ctx.root, &ctx.drivers, query.as_bytes(), limit, hash)?;
+    if let Some(map) = &map {
+        report.map_ids(map);
     }
-    if report.truncated {
-        eprintln!(
-            "warning: more than {} paths match; only the first {} are shown (see --limit)",
-            report.limit, report.limit
-        );
-    }
+    warn(&report);
     if cli.json {
         return context::print_json(&report);
     }
@@ -46,7 +48,7 @@ pub fn run(cli: &Cli, query: &OsStr, limit: usize) -> Result<()> {
         if i > 0 {
             println!();
         }
-        print_path(p);
+        print_path(p, report.hashed);
     }
     if report.truncated {
         println!(
@@ -57,32 +59,96 @@ pub fn run(cli: &Cli, query: &OsStr, limit: usize) -> Result<()> {
     Ok(())
 }
 
-fn print_path(p: &PathReport) {
+/// Column of the hash (or of why the content could not be read).
+const CONTENT_COLUMN: usize = 7;
+
+fn warn(report: &Report) {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.truncated {
+        eprintln!(
+            "warning: more than {} paths match; only the first {} are shown (see --limit)",
+            report.limit, report.limit
+        );
+    }
+}
+
+/// Writes the report as compact JSON as the walk goes on, each path as
+/// soon as it is found rather than all at the end. The parts around the
+/// paths are the report's own serialization, cut at its empty `paths` (so
+/// the walk's result, `truncated`, comes last).
+fn stream_json(search: Search, map: Option<&IdMap>) -> Result<Report> {
+    use std::io::Write as _;
+    const PATHS: &str = "\"paths\":[]";
+    let around = |r: &Report| -> Result<(String, String)> {
+        let text = serde_json::to_string(r)?;
+        let (before, after) = text
+            .split_once(PATHS)
+            .context("the find report has no empty paths to fill")?;
+        Ok((format!("{before}\"paths\":["), format!("]{after}\n")))
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    out.write_all(around(search.head())?.0.as_bytes())?;
+    let mut failed = None;
+    let mut first = true;
+    let report = search.run(&mut |mut p| {
+        if let Some(map) = map {
+            p.map_ids(map);
+        }
+        let comma = if first { &b""[..] } else { b"," };
+        first = false;
+        let written = out
+            .write_all(comma)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(serde_json::to_writer(&mut out, &p)?));
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.write_all(around(&report)?.1.as_bytes())?;
+    out.flush()?;
+    Ok(report)
+}
+
+fn print_path(p: &PathReport, hashed: bool) {
     let path = one_line(&pathfmt::escape(&p.path));
     if p.layers.is_empty() {
         println!("{path}: in no layer of any container or image");
         return;
     }
     println!("{path}");
-    let rows: Vec<Vec<String>> = p.layers.iter().map(|l| layer_row(l, &path)).collect();
-    table::print(
-        &[
-            "LAYER",
-            "ROLE",
-            "WHAT",
-            "SIZE",
-            "MODE",
-            "OWNER",
-            "MTIME (UTC)",
-            "SHA256",
-            "USED BY",
-        ],
-        &rows,
-    );
+    let mut rows: Vec<Vec<String>> = p.layers.iter().map(|l| layer_row(l, &path)).collect();
+    let mut header = vec![
+        "LAYER",
+        "ROLE",
+        "WHAT",
+        "SIZE",
+        "MODE",
+        "OWNER",
+        "MTIME (UTC)",
+        if hashed { "SHA256" } else { "ERROR" },
+        "USED BY",
+    ];
+    // Without --hash the column only ever holds errors: shown when one is.
+    if !hashed && rows.iter().all(|r| r[CONTENT_COLUMN].is_empty()) {
+        header.remove(CONTENT_COLUMN);
+        for r in &mut rows {
+            r.remove(CONTENT_COLUMN);
+        }
+    }
+    table::print(&header, &rows);
     let mut seen = Vec::new();
     for c in &p.containers {
         seen.push(vec![
-            format!("container {}", table::cell(&c.name)),
+            format!("container {}", table::cell(&c.container.name)),
             sight(&c.sight),
         ]);
     }
@@ -90,6 +156,7 @@ fn print_path(p: &PathReport) {
     let mut untagged: Vec<(String, Vec<&str>)> = Vec::new();
     for i in &p.images {
         let sees = sight(&i.sight);
+        let i = &i.image;
         if !i.tags.is_empty() {
             seen.push(vec![format!("image {}", image_name(&i.id, &i.tags)), sees]);
         } else if let Some((_, ids)) = untagged.iter_mut().find(|(s, _)| *s == sees) {
@@ -121,8 +188,13 @@ fn role(r: Role) -> &'static str {
 
 fn layer_row(l: &LayerVersion, path: &str) -> Vec<String> {
     let mut row = vec![
-        ids::short(&l.driver_id).to_string(),
-        if l.orphan { "orphan" } else { role(l.role) }.to_string(),
+        ids::short(&l.layer.driver_id).to_string(),
+        if l.layer.orphan {
+            "orphan"
+        } else {
+            role(l.layer.role)
+        }
+        .to_string(),
     ];
     match &l.version {
         Version::Present(e) => {
@@ -197,6 +269,7 @@ fn image_name(id: &str, tags: &[String]) -> String {
 
 /// "containers: web" or "images: small:1 (+1), base:3, +2 more, 5 untagged".
 fn owners(l: &LayerVersion) -> String {
+    let l = &l.layer;
     let (what, names, untagged) = if l.containers.is_empty() {
         let names: Vec<String> = l
             .images

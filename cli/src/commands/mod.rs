@@ -81,7 +81,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             });
             timeline::run(cli, target, format, output.as_deref())
         }
-        Command::Find { query, limit } => find::run(cli, query, *limit),
+        Command::Find { query, limit, hash } => find::run(cli, query, *limit, *hash),
         Command::Umount(args) => mount::unmount(cli, args),
         Command::Logs {
             container,

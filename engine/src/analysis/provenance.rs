@@ -27,6 +27,15 @@
 //! whether a directory can still lead to a match (to prune), and a
 //! forensic tool gains nothing from another dependency.
 //!
+//! # Metadata by default, contents with `hash`
+//!
+//! Like `find -printf`, a search reports each entry's metadata (type, size,
+//! mode, owners, mtime, link target, device numbers) and reads nothing of
+//! a file's content: `sha256` is null. With `hash` (`find --hash`), the
+//! sha256 of every reported regular file is read too, which costs a read
+//! of every byte of them (a glob over a whole image reads the image).
+//! Link targets are always read: they are metadata.
+//!
 //! # JSON (`docker-mount find --json`), stable
 //!
 //! ```json
@@ -34,7 +43,7 @@
 //!   "query": "/etc/passwd",          // as given, escaped like paths
 //!   "glob": false,
 //!   "limit": 1000,
-//!   "truncated": false,              // more paths matched than `limit`
+//!   "hashed": false,                 // --hash: regular files' sha256 read
 //!   "layers_examined": 7,            // distinct layers probed
 //!   "paths": [{
 //!     "path": "/etc/passwd",
@@ -47,10 +56,10 @@
 //!       // present:
 //!       "type": "file", "size": 26, "mode": "0644", "uid": 0, "gid": 0,
 //!       "mtime": {"sec": 1614834367, "nsec": 0},
-//!       "sha256": "…" | null,        // regular files
+//!       "sha256": "…" | null,        // regular files, with --hash only
 //!       "link_target": "…" | null,   // symlinks, escaped
 //!       "device": [1, 3] | null,     // character and block devices
-//!       "error": "…" | null,         // the content could not be read
+//!       "error": "…" | null,         // the content (or link) could not be read
 //!       // deleted: "at": the whiteout (the path itself or an ancestor)
 //!       // hidden: "at" and "by": "opaque_dir" | "non_directory" | "full_tree"
 //!     }],
@@ -58,7 +67,8 @@
 //!                     "layer": "…", "role": "rw", "state": "present", "at": null}],
 //!     "images": [{"id": "…", "tags": ["small:1"], "visible": false,
 //!                 "layer": "…", "role": "image", "state": "deleted", "at": "/etc/passwd"}]
-//!   }]
+//!   }],
+//!   "truncated": false               // more paths matched than `limit`
 //! }
 //! ```
 //!
@@ -71,8 +81,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
+use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -405,7 +417,8 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_ids: Option<ContainerIds>,
     pub mtime: Time,
-    /// Of the content, for regular files.
+    /// Of the content, for regular files when the search hashes
+    /// (`find --hash`); null otherwise.
     pub sha256: Option<String>,
     /// For symlinks, escaped like paths.
     pub link_target: Option<String>,
@@ -454,6 +467,16 @@ impl Version {
 /// One layer's record for a path.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LayerVersion {
+    /// The layer (shared by every path's record of it).
+    #[serde(flatten)]
+    pub layer: Arc<LayerInfo>,
+    #[serde(flatten)]
+    pub version: Version,
+}
+
+/// A layer, as every record of it names it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LayerInfo {
     /// The storage driver (image store) holding the layer.
     pub driver: String,
     pub driver_id: String,
@@ -467,8 +490,6 @@ pub struct LayerVersion {
     /// A layer directory no container or image records any more (the
     /// remnant of a removed one; see `layers --orphans`).
     pub orphan: bool,
-    #[serde(flatten)]
-    pub version: Version,
 }
 
 /// Whether a container or image sees the path, and through which layer.
@@ -477,7 +498,7 @@ pub struct Sight {
     pub visible: bool,
     /// Visible: the layer whose version is seen. Otherwise: the topmost
     /// layer of the stack that deleted or hid the path (null if none did).
-    pub layer: Option<String>,
+    pub layer: Option<Arc<str>>,
     pub role: Option<Role>,
     /// That layer's state for the path.
     pub state: Option<&'static str>,
@@ -486,18 +507,20 @@ pub struct Sight {
     pub at: Option<PathBuf>,
 }
 
+/// Whether a container sees the path, and through which layer.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ContainerSight {
-    pub id: String,
-    pub name: String,
+    #[serde(flatten)]
+    pub container: Arc<ContainerName>,
     #[serde(flatten)]
     pub sight: Sight,
 }
 
+/// Whether an image sees the path, and through which layer.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImageSight {
-    pub id: String,
-    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub image: Arc<ImageName>,
     #[serde(flatten)]
     pub sight: Sight,
 }
@@ -516,8 +539,16 @@ pub struct PathReport {
 impl Report {
     /// Adds the container's view of every owner.
     pub fn map_ids(&mut self, map: &IdMap) {
-        let entries = self.paths.iter_mut().flat_map(|p| &mut p.layers);
-        for l in entries {
+        for p in &mut self.paths {
+            p.map_ids(map);
+        }
+    }
+}
+
+impl PathReport {
+    /// Adds the container's view of every owner.
+    pub fn map_ids(&mut self, map: &IdMap) {
+        for l in &mut self.layers {
             if let Version::Present(e) = &mut l.version {
                 e.container_ids = Some(map.container_ids(e.uid, e.gid));
             }
@@ -531,10 +562,14 @@ pub struct Report {
     pub query: String,
     pub glob: bool,
     pub limit: usize,
-    /// More paths matched than `limit`; the first `limit` (by bytes) are reported.
-    pub truncated: bool,
+    /// Whether regular files were hashed (`find --hash`): without it,
+    /// every `sha256` is null and no file content was read.
+    pub hashed: bool,
     pub layers_examined: usize,
     pub paths: Vec<PathReport>,
+    /// More paths matched than `limit`; the first `limit` (by bytes) are
+    /// reported. Last: it is known once the paths are written.
+    pub truncated: bool,
     /// What was skipped or could not be read (for stderr).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -550,8 +585,8 @@ fn serialize_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result
 // ---------------------------------------------------------------- engine
 
 enum Who {
-    Container(ContainerName),
-    Image(ImageName),
+    Container(Arc<ContainerName>),
+    Image(Arc<ImageName>),
     /// An orphan layer directory, searched on its own.
     Orphan,
 }
@@ -605,10 +640,10 @@ fn subjects(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Ve
             Err(e) => warnings.push(format!("container {}: {}", e.name, e.error)),
             Ok(c) => match stack::container_stack(root, drivers, &c) {
                 Ok(stack) => containers.push(Subject {
-                    who: Who::Container(ContainerName {
+                    who: Who::Container(Arc::new(ContainerName {
                         name: c.name().to_string(),
                         id: c.id.clone(),
-                    }),
+                    })),
                     stack,
                     slots: Vec::new(),
                 }),
@@ -625,10 +660,10 @@ fn subjects(root: &DockerRoot, drivers: &Drivers, warnings: &mut Warnings) -> Ve
                     let mut tags = i.tags.clone();
                     tags.sort();
                     images.push(Subject {
-                        who: Who::Image(ImageName {
+                        who: Who::Image(Arc::new(ImageName {
                             id: i.id.clone(),
                             tags,
-                        }),
+                        })),
                         stack,
                         slots: Vec::new(),
                     });
@@ -799,120 +834,268 @@ fn absolute(names: &[&[u8]]) -> PathBuf {
 }
 
 /// Searches every container and image of `root` for `query` (a path or a
-/// glob, see the module documentation), reporting at most `limit` paths.
+/// glob, see the module documentation), reporting at most `limit` paths,
+/// with the sha256 of their regular files when `hash` is set (their
+/// metadata only otherwise). [`Search`] gives the paths one by one.
+pub fn find(
+    root: &DockerRoot,
+    drivers: &Drivers,
+    raw_query: &[u8],
+    limit: usize,
+    hash: bool,
+) -> Result<Report> {
+    let mut paths = Vec::new();
+    let mut report = Search::open(root, drivers, raw_query, limit, hash)?.run(&mut |p| {
+        paths.push(p);
+        ControlFlow::Continue(())
+    });
+    report.paths = paths;
+    Ok(report)
+}
+
+/// A search with its layers open, ready to walk: what [`find`] does, with
+/// each path's report given as soon as it is complete, so that a big
+/// answer is written while the walk goes on rather than held whole.
 ///
 /// Each distinct layer is walked once, through the first view that opens
 /// with it ([`walk`]); what a container or image sees at a path is the
 /// record of the topmost layer of its stack that has one: visible when
 /// that layer holds the path, not when it deletes or hides it (the union's
 /// own rules, as a lookup in its view would find).
-pub fn find(
-    root: &DockerRoot,
-    drivers: &Drivers,
-    raw_query: &[u8],
-    limit: usize,
-) -> Result<Report> {
-    let query = &Query::parse(raw_query)?;
-    if limit == 0 {
-        return Err(Error::Usage("--limit must be at least 1".into()));
-    }
-    let mut warnings = Warnings::default();
-    let mut subjects = subjects(root, drivers, &mut warnings);
-    let mut slots = index_layers(&mut subjects);
+pub struct Search {
+    query: Query,
+    head: Report,
+    warnings: Warnings,
+    subjects: Vec<Subject>,
+    slots: Vec<Slot>,
+    /// Whether each subject's view opened (one that did not sees nothing).
+    viewable: Vec<bool>,
+    views: Vec<view::View>,
+    /// Each layer to walk: (view, tree of the view, slot).
+    picks: Vec<(usize, usize, usize)>,
+}
 
-    // The views that bring layers not seen yet; a subject whose view does
-    // not open sees nothing.
-    let mut views = Vec::new();
-    let mut viewable = vec![true; subjects.len()];
-    let mut picks = Vec::new();
-    for (s, subject) in subjects.iter().enumerate() {
-        if subject.slots.iter().all(|&l| slots[l].probed) {
-            continue;
+impl Search {
+    /// Parses `raw_query`, resolves every container's and image's stack
+    /// and opens the views that bring layers not seen yet.
+    pub fn open(
+        root: &DockerRoot,
+        drivers: &Drivers,
+        raw_query: &[u8],
+        limit: usize,
+        hash: bool,
+    ) -> Result<Search> {
+        let query = Query::parse(raw_query)?;
+        if limit == 0 {
+            return Err(Error::Usage("--limit must be at least 1".into()));
         }
-        let Some(v) = open_view(root, subject, &mut warnings) else {
-            viewable[s] = false;
-            continue;
-        };
-        for i in 0..v.union.trees.len() {
-            let Some(&l) = subject.slots.get(i) else {
-                break;
-            };
-            if !slots[l].probed {
-                slots[l].probed = true;
-                picks.push((views.len(), i, l));
-            }
-        }
-        views.push(v);
-    }
-    let layers: Vec<walk::Layer> = picks
-        .iter()
-        .map(|&(v, i, slot)| walk::Layer {
-            slot,
-            tree: &views[v].union.trees[i],
-        })
-        .collect();
-    let target = match query {
-        Query::Path(p) => walk::Target::Path(
-            p.components()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.as_bytes()),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        Query::Glob(glob) => walk::Target::Glob(glob),
-    };
-    let walked = walk::walk(&layers, &target, limit, &mut warnings);
-    let (paths, records, truncated) = (walked.paths, walked.records, walked.truncated);
-
-    // Per path, in subject order: the subjects a layer of whose stack has a
-    // record, and the slot whose version each sees.
-    let mut seen: Vec<Vec<(usize, Option<usize>)>> = vec![Vec::new(); paths.len()];
-    // (path, slot) of hidden records with a copy below them to hide.
-    let mut effective: HashSet<(usize, usize)> = HashSet::new();
-    for (s, subject) in subjects.iter().enumerate() {
-        if !viewable[s] || subject.slots.is_empty() {
-            continue;
-        }
-        for (p, recs) in records.iter().enumerate() {
-            if recs.is_empty() {
+        let mut warnings = Warnings::default();
+        let mut subjects = subjects(root, drivers, &mut warnings);
+        let mut slots = index_layers(&mut subjects);
+        let mut views = Vec::new();
+        let mut viewable = vec![true; subjects.len()];
+        let mut picks = Vec::new();
+        for (s, subject) in subjects.iter().enumerate() {
+            if subject.slots.iter().all(|&l| slots[l].probed) {
                 continue;
             }
-            let mut top = None;
-            let mut below = false;
-            for l in subject.slots.iter().rev() {
-                let Some(v) = recs.get(l) else { continue };
-                match v {
-                    Version::Present(_) => below = true,
-                    Version::Hidden { .. } if below => {
-                        effective.insert((p, *l));
-                    }
-                    _ => {}
+            let Some(v) = open_view(root, subject, &mut warnings) else {
+                viewable[s] = false;
+                continue;
+            };
+            for i in 0..v.union.trees.len() {
+                let Some(&l) = subject.slots.get(i) else {
+                    break;
+                };
+                if !slots[l].probed {
+                    slots[l].probed = true;
+                    picks.push((views.len(), i, l));
                 }
-                top = Some((*l, v));
             }
-            if let Some((l, v)) = top {
-                seen[p].push((s, matches!(v, Version::Present(_)).then_some(l)));
-            }
+            views.push(v);
         }
+        let head = Report {
+            query: pathfmt::escape(Path::new(OsStr::from_bytes(raw_query))),
+            glob: query.is_glob(),
+            limit,
+            hashed: hash,
+            layers_examined: slots.iter().filter(|s| s.probed).count(),
+            paths: Vec::new(),
+            truncated: false,
+            warnings: Vec::new(),
+        };
+        Ok(Search {
+            query,
+            head,
+            warnings,
+            subjects,
+            slots,
+            viewable,
+            views,
+            picks,
+        })
     }
 
-    let layers_examined = slots.iter().filter(|s| s.probed).count();
-    let mut reports = Vec::with_capacity(paths.len());
-    for (p, (path, mut recs)) in paths.iter().zip(records).enumerate() {
-        recs.retain(|l, v| !matches!(v, Version::Hidden { .. }) || effective.contains(&(p, *l)));
+    /// The report's fields known before the walk (no paths, not truncated).
+    pub fn head(&self) -> &Report {
+        &self.head
+    }
+
+    /// Walks the layers, giving each matching path's report to `each` in
+    /// order (on this thread, while the walk goes on on another); stops
+    /// early when `each` breaks. Returns the report without
+    /// its paths: whether more matched than `limit`, and the warnings.
+    pub fn run(self, each: &mut dyn FnMut(PathReport) -> ControlFlow<()>) -> Report {
+        let Search {
+            query,
+            mut head,
+            mut warnings,
+            subjects,
+            slots,
+            viewable,
+            views,
+            picks,
+        } = self;
+        let layers: Vec<walk::Layer> = picks
+            .iter()
+            .map(|&(v, i, slot)| walk::Layer {
+                slot,
+                tree: &views[v].union.trees[i],
+            })
+            .collect();
+        let target = match &query {
+            Query::Path(p) => walk::Target::Path(
+                p.components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.as_bytes()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Query::Glob(glob) => walk::Target::Glob(glob),
+        };
+        let known = Known {
+            subjects: &subjects,
+            slots: &slots,
+            viewable: &viewable,
+            infos: slots
+                .iter()
+                .map(|slot| Arc::new(layer_info(slot, &subjects)))
+                .collect(),
+            ids: slots
+                .iter()
+                .map(|slot| Arc::from(slot.layer.driver_id.as_str()))
+                .collect(),
+        };
+        let (limit, hash) = (head.limit, head.hashed);
+        // The walk on its own thread, each path's report made (and given)
+        // on this one: on a big glob the two take about as long.
+        let (truncated, warnings) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<walk::Found>>(BATCHES_IN_FLIGHT);
+            let walker = s.spawn(move || {
+                let mut batch = Vec::with_capacity(PATHS_PER_BATCH);
+                let truncated = walk::walk(
+                    &layers,
+                    &target,
+                    limit,
+                    hash,
+                    &mut warnings,
+                    &mut |path, records| {
+                        batch.push((path, records));
+                        if batch.len() < PATHS_PER_BATCH {
+                            return ControlFlow::Continue(());
+                        }
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(PATHS_PER_BATCH));
+                        match tx.send(full) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            // `each` broke: nothing more is wanted.
+                            Err(_) => ControlFlow::Break(()),
+                        }
+                    },
+                );
+                let _ = tx.send(batch);
+                (truncated, warnings)
+            });
+            for (path, records) in rx.into_iter().flatten() {
+                if each(known.path_report(path, records)).is_break() {
+                    break;
+                }
+            }
+            match walker.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        head.truncated = truncated;
+        head.warnings = warnings.list;
+        head
+    }
+}
+
+/// Paths the walk hands over at once: one hand-over per path would cost
+/// more in thread switches than it saves.
+const PATHS_PER_BATCH: usize = 512;
+/// Batches handed over but not yet reported.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What a path's report is made of besides the walk's records.
+struct Known<'a> {
+    subjects: &'a [Subject],
+    slots: &'a [Slot],
+    viewable: &'a [bool],
+    /// Per slot, what every record of its layer names (made once: a big
+    /// glob reports each layer in 100,000 paths).
+    infos: Vec<Arc<LayerInfo>>,
+    ids: Vec<Arc<str>>,
+}
+
+impl Known<'_> {
+    /// The report of one path from each layer's record of it (by slot).
+    fn path_report(&self, path: PathBuf, mut recs: walk::Records) -> PathReport {
+        let (subjects, slots) = (self.subjects, self.slots);
+        // The subjects a layer of whose stack has a record, and the slot
+        // whose version each sees; the hidden records with a copy below
+        // them (in some stack) to hide.
+        let mut seen: Vec<(usize, Option<usize>)> = Vec::new();
+        let mut effective: HashSet<usize> = HashSet::new();
+        if !recs.0.is_empty() {
+            for (s, subject) in subjects.iter().enumerate() {
+                if !self.viewable[s] || subject.slots.is_empty() {
+                    continue;
+                }
+                let mut top = None;
+                let mut below = false;
+                for l in subject.slots.iter().rev() {
+                    let Some(v) = recs.get(*l) else { continue };
+                    match v {
+                        Version::Present(_) => below = true,
+                        Version::Hidden { .. } if below => {
+                            effective.insert(*l);
+                        }
+                        _ => {}
+                    }
+                    top = Some((*l, v));
+                }
+                if let Some((l, v)) = top {
+                    seen.push((s, matches!(v, Version::Present(_)).then_some(l)));
+                }
+            }
+        }
+        recs.0
+            .retain(|(l, v)| !matches!(v, Version::Hidden { .. }) || effective.contains(l));
         let mut report = PathReport {
             path: Path::new("/").join(path),
             layers: Vec::new(),
             containers: Vec::new(),
             images: Vec::new(),
         };
-        for &(s, sees) in &seen[p] {
+        for (s, sees) in seen {
             let subject = &subjects[s];
             let sight = match sees {
                 Some(l) => Sight {
                     visible: true,
-                    layer: Some(slots[l].layer.driver_id.clone()),
+                    layer: Some(self.ids[l].clone()),
                     role: Some(slots[l].layer.role),
                     state: Some("present"),
                     at: None,
@@ -920,11 +1103,11 @@ pub fn find(
                 None => match subject
                     .slots
                     .iter()
-                    .find_map(|l| recs.get(l).map(|v| (l, v)))
+                    .find_map(|l| recs.get(*l).map(|v| (l, v)))
                 {
                     Some((l, v)) => Sight {
                         visible: false,
-                        layer: Some(slots[*l].layer.driver_id.clone()),
+                        layer: Some(self.ids[*l].clone()),
                         role: Some(slots[*l].layer.role),
                         state: Some(v.state()),
                         at: v.at().map(Path::to_path_buf),
@@ -934,13 +1117,11 @@ pub fn find(
             };
             match &subject.who {
                 Who::Container(c) => report.containers.push(ContainerSight {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
+                    container: c.clone(),
                     sight,
                 }),
                 Who::Image(i) => report.images.push(ImageSight {
-                    id: i.id.clone(),
-                    tags: i.tags.clone(),
+                    image: i.clone(),
                     sight,
                 }),
                 // An orphan is no view anyone sees: its layer row says it all.
@@ -948,8 +1129,12 @@ pub fn find(
             }
         }
         let mut layers: Vec<(usize, LayerVersion)> = recs
+            .0
             .into_iter()
-            .map(|(l, version)| (l, layer_version(&slots[l], &subjects, version)))
+            .map(|(l, version)| {
+                let layer = self.infos[l].clone();
+                (l, LayerVersion { layer, version })
+            })
             .collect();
         layers.sort_by(|(a, _), (b, _)| {
             let (a, b) = (&slots[*a], &slots[*b]);
@@ -960,31 +1145,22 @@ pub fn find(
             ))
         });
         report.layers = layers.into_iter().map(|(_, l)| l).collect();
-        reports.push(report);
+        report
     }
-    Ok(Report {
-        query: pathfmt::escape(Path::new(OsStr::from_bytes(raw_query))),
-        glob: query.is_glob(),
-        limit,
-        truncated,
-        layers_examined,
-        paths: reports,
-        warnings: warnings.list,
-    })
 }
 
-fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVersion {
+fn layer_info(slot: &Slot, subjects: &[Subject]) -> LayerInfo {
     let mut containers = Vec::new();
     let mut images = Vec::new();
     let mut orphan = false;
     for &s in &slot.owners {
         match &subjects[s].who {
-            Who::Container(c) => containers.push(c.clone()),
-            Who::Image(i) => images.push(i.clone()),
+            Who::Container(c) => containers.push(ContainerName::clone(c)),
+            Who::Image(i) => images.push(ImageName::clone(i)),
             Who::Orphan => orphan = true,
         }
     }
-    LayerVersion {
+    LayerInfo {
         driver: slot.driver.clone(),
         driver_id: slot.layer.driver_id.clone(),
         chain_id: slot.layer.chain_id.clone(),
@@ -993,7 +1169,6 @@ fn layer_version(slot: &Slot, subjects: &[Subject], version: Version) -> LayerVe
         containers,
         images,
         orphan,
-        version,
     }
 }
 

@@ -64,8 +64,12 @@ fn cstr(b: &[u8]) -> std::io::Result<CString> {
 /// The metadata of `name` in `dirfd`, never following a symlink: statx
 /// (which also gives the birth time), or fstatat where the kernel has none.
 fn fstatat(dirfd: libc::c_int, name: &[u8]) -> std::io::Result<Stat> {
+    fstatat_c(dirfd, &cstr(name)?)
+}
+
+/// [`fstatat`] of a name already NUL-terminated (a listing's: no copy).
+fn fstatat_c(dirfd: libc::c_int, c: &std::ffi::CStr) -> std::io::Result<Stat> {
     static NO_STATX: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let c = cstr(name)?;
     if !NO_STATX.load(std::sync::atomic::Ordering::Relaxed) {
         // SAFETY: zeroed statx is a valid buffer for statx to fill.
         let mut stx: libc::statx = unsafe { std::mem::zeroed() };
@@ -245,12 +249,13 @@ impl Tree {
             ..Listing::default()
         };
         let mut dir = nix::dir::Dir::from(fd).map_err(std::io::Error::from)?;
-        let names: Vec<Vec<u8>> = dir
+        let names: Vec<CString> = dir
             .iter()
-            .map(|e| e.map(|e| e.file_name().to_bytes().to_vec()))
+            .map(|e| e.map(|e| e.file_name().to_owned()))
             .collect::<Result<_, _>>()
             .map_err(std::io::Error::from)?;
-        for name in names {
+        for c_name in names {
+            let name = c_name.as_bytes();
             if name == b"." || name == b".." {
                 continue;
             }
@@ -265,12 +270,12 @@ impl Tree {
                 }
                 continue;
             }
-            let st = fstatat(raw, &name)?;
+            let st = fstatat_c(raw, &c_name)?;
             let whiteout = self.style == Some(WhiteoutStyle::Overlay)
                 && st.kind == FileKind::CharDev
                 && st.rdev == 0;
             listing.entries.insert(
-                name,
+                c_name.into_bytes(),
                 if whiteout {
                     Raw::Whiteout
                 } else {

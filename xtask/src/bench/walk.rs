@@ -2,6 +2,8 @@
 //! `timeline`, `diff`) on 100,000 files, each against the same baseline:
 //! `find -printf` of every layer directory of its root, printing each
 //! entry's metadata (what a metadata walk of the same layers costs).
+//! `find --hash` is measured against that walk followed by `sha256sum` of
+//! every regular file of the layers.
 
 use super::export::{many_dir, many_layer, EXPORT_100K, EXPORT_CONTAINER, MANY_DIRS};
 use super::*;
@@ -11,6 +13,11 @@ pub const BENCHES: &[MakeBench] = &[
     || {
         Box::new(Walk {
             command: Walker::Find,
+        })
+    },
+    || {
+        Box::new(Walk {
+            command: Walker::FindHash,
         })
     },
     || {
@@ -35,8 +42,10 @@ const BASELINE_FORMAT: &str = "%P\t%y\t%s\t%A@\t%T@\t%C@\t%m\t%U\t%G\n";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Walker {
-    /// `find '/srv/**' --json`: every path's provenance.
+    /// `find '/srv/**' --json`: every path's provenance, metadata only.
     Find,
+    /// The same with `--hash`: every regular file read and hashed.
+    FindHash,
     /// `timeline <ctr>`: every entry's times, sorted, one bodyfile line
     /// each (the default format: a metadata line per entry, as the baseline).
     Timeline,
@@ -115,6 +124,7 @@ impl Bench for Walk {
     fn name(&self) -> &'static str {
         match self.command {
             Walker::Find => "find-100k",
+            Walker::FindHash => "find-100k-hash",
             Walker::Timeline => "timeline-100k",
             Walker::TimelineJsonl => "timeline-100k-jsonl",
             Walker::Diff => "diff-100k",
@@ -123,8 +133,12 @@ impl Bench for Walk {
     fn description(&self) -> &'static str {
         match self.command {
             Walker::Find => {
-                "find '/srv/**' --json (every file hashed), 100,000 files over 2 image layers, \
+                "find '/srv/**' --json (metadata), 100,000 files over 2 image layers, \
                  vs find -printf (type, size, times, mode, owners) of every layer dir"
+            }
+            Walker::FindHash => {
+                "find '/srv/**' --json --hash, 100,000 files over 2 image layers, \
+                 vs find -printf of every layer dir, then sha256sum of its files (xargs)"
             }
             Walker::Timeline => {
                 "timeline (bodyfile), 100,000 files over 2 image layers, vs find -printf \
@@ -150,6 +164,10 @@ impl Bench for Walk {
         let root = self.root(ctx);
         match self.command {
             Walker::Find => ctx.ours(&root, &["find", "/srv/**", "--json", "--limit", "1000000"]),
+            Walker::FindHash => ctx.ours(
+                &root,
+                &["find", "/srv/**", "--json", "--hash", "--limit", "1000000"],
+            ),
             Walker::Timeline => ctx.ours(&root, &["timeline", EXPORT_CONTAINER]),
             Walker::TimelineJsonl => {
                 ctx.ours(&root, &["timeline", EXPORT_CONTAINER, "--format", "jsonl"])
@@ -158,9 +176,21 @@ impl Bench for Walk {
         }
     }
     fn baseline(&self, ctx: &Ctx) -> Command {
+        let layers = self.root(ctx).join("overlay2");
+        if self.command == Walker::FindHash {
+            let mut cmd = Command::new("bash");
+            cmd.arg("-c")
+                .arg(
+                    "set -o pipefail; find \"$1\" -printf \"$2\" && \
+                     find \"$1\" -type f -print0 | xargs -0 sha256sum",
+                )
+                .arg("xtask-bench")
+                .arg(layers)
+                .arg(BASELINE_FORMAT);
+            return cmd;
+        }
         let mut cmd = Command::new("find");
-        cmd.arg(self.root(ctx).join("overlay2"))
-            .args(["-printf", BASELINE_FORMAT]);
+        cmd.arg(layers).args(["-printf", BASELINE_FORMAT]);
         cmd
     }
     fn check_ours(&self, stdout: &[u8]) -> Result<()> {
@@ -171,12 +201,18 @@ impl Bench for Walk {
                 .count()
         };
         let (found, want) = match self.command {
-            Walker::Find => {
+            Walker::Find | Walker::FindHash => {
                 let v: serde_json::Value =
                     serde_json::from_slice(stdout).context("find --json printed no JSON")?;
+                let hashed = self.command == Walker::FindHash;
+                // Every file of /srv/d*, with a hash exactly when asked.
                 let n = v["paths"].as_array().map_or(0, |p| {
                     p.iter()
                         .filter(|p| p["path"].as_str().is_some_and(|s| s.starts_with("/srv/d")))
+                        .filter(|p| {
+                            let l = &p["layers"][0];
+                            l["type"] != "file" || l["sha256"].is_string() == hashed
+                        })
                         .count()
                 });
                 (n, super::export::MANY_FILES)

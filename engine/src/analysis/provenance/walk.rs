@@ -14,11 +14,12 @@
 //!
 //! Paths come out sorted (names sorted at each level, parents first), so
 //! the first `limit` matches are the ones reported and the walk stops at
-//! the next. Contents (hashes, link targets) are read afterwards, for the
-//! reported paths only, on every core.
+//! the next; each goes out as soon as its records are complete. Link
+//! targets are read as the walk meets them; hashes, when asked, on every
+//! core beside the walk, for the reported paths only.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -40,14 +41,6 @@ pub(super) enum Target<'q> {
     /// One path, as names from the top.
     Path(Vec<&'q [u8]>),
     Glob(&'q Glob),
-}
-
-/// The paths found, in order, each with the records of the layers that
-/// hold, delete or hide it (by slot).
-pub(super) struct Walked {
-    pub paths: Vec<PathBuf>,
-    pub records: Vec<BTreeMap<usize, Version>>,
-    pub truncated: bool,
 }
 
 /// What one layer has at a directory of the walk.
@@ -93,6 +86,18 @@ impl Walker<'_, '_> {
     /// The current directory's path, relative.
     fn rel(&self) -> PathBuf {
         self.names.iter().map(|n| OsStr::from_bytes(n)).collect()
+    }
+
+    /// The path of `name` in the current directory, relative, made in one
+    /// allocation (one per path reported).
+    fn rel_of(&self, name: &[u8]) -> PathBuf {
+        let len = self.names.iter().map(|n| n.len() + 1).sum::<usize>() + name.len();
+        let mut rel = PathBuf::with_capacity(len);
+        for n in &self.names {
+            rel.push(OsStr::from_bytes(n));
+        }
+        rel.push(OsStr::from_bytes(name));
+        rel
     }
 
     /// What the walk needs of a directory: its listing, or for a path
@@ -221,6 +226,37 @@ impl Walker<'_, '_> {
     }
 }
 
+/// Each layer's record of a path, by slot: a vector sorted by slot, as
+/// a path has few (a map's node would cost more than its records).
+#[derive(Default)]
+pub(super) struct Records(pub Vec<(usize, Version)>);
+
+impl Records {
+    pub fn insert(&mut self, slot: usize, v: Version) {
+        match self.0.binary_search_by_key(&slot, |(s, _)| *s) {
+            Ok(i) => self.0[i].1 = v,
+            Err(i) => self.0.insert(i, (slot, v)),
+        }
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&Version> {
+        let i = self.0.binary_search_by_key(&slot, |(s, _)| *s).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Version> {
+        let i = self.0.binary_search_by_key(&slot, |(s, _)| *s).ok()?;
+        Some(&mut self.0[i].1)
+    }
+}
+
+/// A matching path (relative) and its records.
+pub(super) type Found = (PathBuf, Records);
+
+/// Where the walk gives each matching path (relative) and its records, in
+/// order; the walk stops when it breaks.
+pub(super) type Emit<'e> = dyn FnMut(PathBuf, Records) -> ControlFlow<()> + 'e;
+
 /// A content to read: of path `p` in the layer of `slot`.
 struct Job<'t> {
     p: usize,
@@ -233,37 +269,70 @@ struct Job<'t> {
 /// Jobs queued per reading thread before another is started.
 const JOBS_PER_THREAD: usize = 16;
 
-/// Walks `layers` for `target`, reporting at most `limit` paths. Contents
-/// are read on other threads (up to [`parallel::IO_THREADS`], started as
-/// jobs come) while the walk goes on: from a cold root, both wait on the
-/// disk.
-pub(super) fn walk<'t>(
-    layers: &[Layer<'t>],
+/// Walks `layers` for `target`, giving at most `limit` matching paths to
+/// `emit`, in order; returns whether more matched. Without `hash`, link
+/// targets are read as the walk meets them and each path goes out at
+/// once. With it, the sha256 of regular files and link targets are read
+/// on other threads (up to [`parallel::IO_THREADS`], started as jobs come)
+/// while the walk goes on (from a cold root, both wait on the disk), and
+/// the paths go out once all are read.
+pub(super) fn walk(
+    layers: &[Layer],
     target: &Target,
     limit: usize,
+    hash: bool,
     warnings: &mut Warnings,
-) -> Walked {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Job<'t>>(parallel::IO_THREADS * JOBS_PER_THREAD);
+    emit: &mut Emit,
+) -> bool {
+    if !hash {
+        return walk_records(layers, target, limit, warnings, &mut |rel, mut records| {
+            for l in layers {
+                if let Some(Version::Present(e)) = records.get_mut(l.slot) {
+                    if e.kind == FileKind::Symlink {
+                        content(l.tree, &rel, e.kind).apply(e);
+                    }
+                }
+            }
+            emit(rel, records)
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(parallel::IO_THREADS * JOBS_PER_THREAD);
     let rx = std::sync::Mutex::new(rx);
     std::thread::scope(|s| {
         let mut readers = Vec::new();
         let mut sent = 0usize;
-        let mut on_present = |job: Job<'t>| {
-            if readers.len() < parallel::IO_THREADS && sent >= readers.len() * JOBS_PER_THREAD {
-                readers.push(s.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok(job) = job else { return done };
-                        done.push((job.p, job.slot, content(job.tree, &job.rel, job.kind)));
-                    }
-                }));
+        let mut found: Vec<Found> = Vec::new();
+        let truncated = walk_records(layers, target, limit, warnings, &mut |rel, records| {
+            for l in layers {
+                let Some(Version::Present(e)) = records.get(l.slot) else {
+                    continue;
+                };
+                if !matches!(e.kind, FileKind::File | FileKind::Symlink) {
+                    continue;
+                }
+                if readers.len() < parallel::IO_THREADS && sent >= readers.len() * JOBS_PER_THREAD {
+                    readers.push(s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok(job) = job else { return done };
+                            done.push((job.p, job.slot, content(job.tree, &job.rel, job.kind)));
+                        }
+                    }));
+                }
+                sent += 1;
+                // The readers stop only when the sender goes.
+                let _ = tx.send(Job {
+                    p: found.len(),
+                    slot: l.slot,
+                    tree: l.tree,
+                    rel: rel.clone(),
+                    kind: e.kind,
+                });
             }
-            sent += 1;
-            // The readers stop only when the sender goes.
-            let _ = tx.send(job);
-        };
-        let mut out = walk_records(layers, target, limit, warnings, &mut on_present);
+            found.push((rel, records));
+            ControlFlow::Continue(())
+        });
         drop(tx);
         for reader in readers {
             let done = match reader.join() {
@@ -271,34 +340,35 @@ pub(super) fn walk<'t>(
                 Err(panic) => std::panic::resume_unwind(panic),
             };
             for (p, slot, c) in done {
-                if let Some(Version::Present(e)) = out.records[p].get_mut(&slot) {
+                if let Some(Version::Present(e)) = found[p].1.get_mut(slot) {
                     c.apply(e);
                 }
             }
         }
-        out
+        for (rel, records) in found {
+            if emit(rel, records).is_break() {
+                break;
+            }
+        }
+        truncated
     })
 }
 
-/// The walk itself: records of every path found, each present file or
-/// symlink given to `on_present` for its content.
-fn walk_records<'t>(
-    layers: &[Layer<'t>],
+/// The walk itself: the records of each path found, given to `on_match`
+/// in order; whether more than `limit` paths matched.
+fn walk_records(
+    layers: &[Layer],
     target: &Target,
     limit: usize,
     warnings: &mut Warnings,
-    on_present: &mut dyn FnMut(Job<'t>),
-) -> Walked {
-    let mut out = Walked {
-        paths: Vec::new(),
-        records: Vec::new(),
-        truncated: false,
-    };
+    on_match: &mut Emit,
+) -> bool {
     if matches!(target, Target::Path(q) if q.is_empty()) {
         // `/` is a directory in every layer: no content to read.
-        root_records(layers, &mut out, warnings);
-        return out;
+        let _ = on_match(PathBuf::new(), root_records(layers, warnings));
+        return false;
     }
+    let mut matches = 0usize;
     let mut w = Walker {
         layers,
         target,
@@ -324,7 +394,9 @@ fn walk_records<'t>(
     };
     let first = w.frame(top, start);
     let mut stack = vec![first];
-    'walk: while let Some(frame) = stack.last_mut() {
+    // What each layer has at the current name: one buffer for the walk.
+    let mut children = Vec::with_capacity(layers.len());
+    while let Some(frame) = stack.last_mut() {
         let Some(name) = frame.names.next() else {
             stack.pop();
             w.names.pop();
@@ -338,8 +410,8 @@ fn walk_records<'t>(
             }
             Target::Path(q) => (depth + 1 == q.len(), depth + 1 < q.len(), Vec::new()),
         };
-        let mut records = BTreeMap::new();
-        let mut children = Vec::with_capacity(layers.len());
+        let mut records = Records::default();
+        children.clear();
         for (i, at) in frame.at.iter().enumerate() {
             let (record, child) = w.look(i, at, &name);
             if let Some(v) = record {
@@ -348,28 +420,13 @@ fn walk_records<'t>(
             children.push(child);
         }
         if matched {
-            if out.paths.len() == limit {
-                out.truncated = true;
-                break 'walk;
+            if matches == limit {
+                return true;
             }
-            let mut rel = w.rel();
-            rel.push(OsStr::from_bytes(&name));
-            let p = out.paths.len();
-            for (i, l) in layers.iter().enumerate() {
-                if let Some(Version::Present(e)) = records.get(&l.slot) {
-                    if matches!(e.kind, FileKind::File | FileKind::Symlink) {
-                        on_present(Job {
-                            p,
-                            slot: layers[i].slot,
-                            tree: l.tree,
-                            rel: rel.clone(),
-                            kind: e.kind,
-                        });
-                    }
-                }
+            matches += 1;
+            if on_match(w.rel_of(&name), records).is_break() {
+                return false;
             }
-            out.paths.push(rel);
-            out.records.push(records);
         }
         let any_dir = children.iter().any(|c| matches!(c, Child::Dir));
         let descend = match target {
@@ -402,7 +459,7 @@ fn walk_records<'t>(
             .collect();
         w.names.push(name);
         let mut at = Vec::with_capacity(layers.len());
-        for (i, (child, fd)) in children.into_iter().zip(fds).enumerate() {
+        for (i, (child, fd)) in children.drain(..).zip(fds).enumerate() {
             at.push(match (child, fd) {
                 (Child::Other(state), _) => state,
                 (Child::Dir, Some(Ok(fd))) => w.enter(i, fd, hides[i]),
@@ -420,12 +477,12 @@ fn walk_records<'t>(
         let next = w.frame(at, states);
         stack.push(next);
     }
-    out
+    false
 }
 
 /// The records of `/` itself: every layer holds its top directory.
-fn root_records(layers: &[Layer], out: &mut Walked, warnings: &mut Warnings) {
-    let mut records = BTreeMap::new();
+fn root_records(layers: &[Layer], warnings: &mut Warnings) -> Records {
+    let mut records = Records::default();
     for l in layers {
         match l.tree.list_self_stat() {
             Ok(st) => {
@@ -434,6 +491,5 @@ fn root_records(layers: &[Layer], out: &mut Walked, warnings: &mut Warnings) {
             Err(e) => warnings.push(format!("layer {}: cannot probe /: {e}", l.tree.id)),
         }
     }
-    out.paths.push(PathBuf::new());
-    out.records.push(records);
+    records
 }
