@@ -8,7 +8,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -475,22 +475,16 @@ impl Beneath {
             }
         }
         let (parent_fd, name) = self.parent_of(rel)?;
-        let at = parent_fd.as_ref().map_or(self.fd(), |f| f.as_raw_fd());
-        let probe = fstatat_nofollow(at, name)?;
+        let at = parent_fd.as_ref().map_or(self.fd.as_fd(), |f| f.as_fd());
+        let probe = fstatat_nofollow(at.as_raw_fd(), name)?;
         not_regular(&probe)?;
-        let fd = open_raw(at, Path::new(name), libc::O_NONBLOCK, 0)?;
-        let st = fstat(&fd)?;
-        if (st.st_dev, st.st_ino) != (probe.st_dev, probe.st_ino) {
-            return Err(std::io::Error::other("changed while being opened"));
-        }
-        not_regular(&st)?;
-        Ok((fd, st))
+        Beneath::open_listed(at, name, probe.st_dev, probe.st_ino)
     }
 
     /// Opens the regular file `name` of directory `dir` (a descriptor from
     /// [`Beneath::open_fd`] of a directory beneath this one) that a listing
-    /// of `dir` found as `(dev, ino)`: that listing is the probe, so no
-    /// `fstatat` comes first. The open is `O_NOFOLLOW | O_NONBLOCK`, and
+    /// of `dir` (or an `fstatat` probe of the name) found as `(dev, ino)`:
+    /// no `fstatat` comes first. The open is `O_NOFOLLOW | O_NONBLOCK`, and
     /// `fstat` of the opened file checks it is still that regular file.
     pub fn open_listed(
         dir: BorrowedFd<'_>,
@@ -505,7 +499,7 @@ impl Beneath {
         let fd = open_raw(dir.as_raw_fd(), Path::new(name), libc::O_NONBLOCK, 0)?;
         let st = fstat(&fd)?;
         if (st.st_dev, st.st_ino) != (dev, ino) {
-            return Err(std::io::Error::other("changed since it was listed"));
+            return Err(std::io::Error::other("changed since it was probed"));
         }
         not_regular(&st)?;
         Ok((fd, st))

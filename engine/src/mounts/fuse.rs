@@ -261,11 +261,6 @@ impl UnionFs {
         })
     }
 
-    /// Forgets handle `fh`.
-    fn release_handle(&self, fh: u64) {
-        self.handles().remove(&fh);
-    }
-
     /// The open file behind `ino` for a read without a handle (no-open mode).
     fn file_by_inode(&self, ino: u64) -> Answer<Arc<File>> {
         let cached = |s: &Self| {
@@ -407,7 +402,7 @@ impl UnionFs {
     fn read_at(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
         let file = match self.handles().get(&fh).cloned() {
             Some(f) => f,
-            None if fh == 0 => self.file_by_inode(ino)?,
+            None if fh == 0 && self.no_open.load(Ordering::Relaxed) => self.file_by_inode(ino)?,
             None => return Err(Errno::EBADF),
         };
         let mut buf = vec![0u8; size as usize];
@@ -573,9 +568,7 @@ impl Filesystem for UnionFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if fh.0 != 0 {
-            self.release_handle(fh.0);
-        }
+        self.handles().remove(&fh.0);
         reply.ok();
     }
 
@@ -1427,9 +1420,9 @@ mod tests {
             .expect("open");
         assert_eq!(fs.read_at(list[0].1, fh, 0, 10).expect("read"), b"x");
         assert_eq!(fs.read_at(list[0].1, fh, 5, 10).expect("read"), b"");
-        // Without a handle (the kernel skipped the open), reads go by
-        // inode; a handle never given out is refused.
-        assert_eq!(fs.read_at(list[2].1, fh + 1, 0, 10), Err(Errno::EBADF));
+        // Without a handle (the kernel skipped the open), reads go by inode.
+        assert_eq!(fs.read_at(list[2].1, 0, 0, 10), Err(Errno::EBADF));
+        fs.no_open.store(true, Ordering::Relaxed);
         assert_eq!(fs.read_at(list[2].1, 0, 0, 10).expect("read"), b"y");
         assert_eq!(fs.read_at(1, 0, 0, 10), Err(Errno::EISDIR));
         assert_eq!(
