@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 use docker_mount_core::loader::Drivers;
+use docker_mount_engine::analysis::sink::FdSink;
 use docker_mount_engine::evidence::discover::{self, FoundRoot};
 use docker_mount_engine::evidence::host::HostFs;
 use docker_mount_engine::evidence::userns::{self, ContainerIds, IdMap};
@@ -285,6 +286,25 @@ pub fn open_view(ctx: &Context, target: &str, image: bool) -> Result<(String, Vi
         eprintln!("warning: {w}");
     }
     Ok((what, view))
+}
+
+/// A tar stream's output: standard output for none or `-` (never a
+/// terminal), else a new file outside the evidence.
+pub fn tar_output(ctx: &Context, output: Option<&Path>) -> Result<FdSink<std::fs::File>> {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    let file = match output.filter(|o| *o != Path::new("-")) {
+        None if std::io::stdout().is_terminal() => {
+            anyhow::bail!("refusing to write a tar stream to a terminal; use -o FILE or a pipe")
+        }
+        None => std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
+        Some(path) => {
+            check_output(ctx, path)?;
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?
+        }
+    };
+    Ok(FdSink::new(file))
 }
 
 /// Refuses an output path inside the evidence.

@@ -140,6 +140,51 @@ fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
     Ok(st)
 }
 
+/// `fd` with its `fstat`, refused unless it is a regular file.
+fn checked_regular(fd: OwnedFd) -> std::io::Result<(OwnedFd, libc::stat)> {
+    let st = fstat(&fd)?;
+    not_regular(&st)?;
+    Ok((fd, st))
+}
+
+/// Bytes asked by [`first_read`]: more than most configs and layer records.
+const FIRST_READ: usize = 16 * 1024;
+
+/// The whole of `fd` (opened where no device can be) when one `pread` of
+/// [`FIRST_READ`] bytes (at most `limit + 1`) comes back short; `None`
+/// when it filled the buffer (read on the usual way, size first).
+///
+/// The `pread` is also the type check: a FIFO refuses it (`ESPIPE`), a
+/// directory too (`EISDIR`), and no device opens there; only a regular
+/// file reads. A Linux read of a regular file returns less than asked only
+/// at its end (or on a fatal signal), so a short one is the whole file.
+fn first_read(fd: &OwnedFd, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let cap = FIRST_READ.min(usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX));
+    // On the stack: a heap buffer per file costs more than the file.
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); FIRST_READ];
+    let n = loop {
+        // SAFETY: valid fd; the buffer has room for `cap <= FIRST_READ` bytes.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), cap, 0) };
+        if let Ok(n) = usize::try_from(n) {
+            break n;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Words what it is ("is a FIFO, not a regular file").
+            Some(libc::ESPIPE | libc::EISDIR) => not_regular(&fstat(fd)?)?,
+            _ => {}
+        }
+        return Err(e);
+    };
+    if n == cap {
+        return Ok(None);
+    }
+    // SAFETY: `pread` initialised the first `n <= cap` bytes.
+    let read = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+    Ok(Some(read.to_vec()))
+}
+
 /// Whether the mount holding `fd` is `nodev`.
 fn on_nodev_mount(fd: &OwnedFd) -> bool {
     // SAFETY: zeroed statvfs is a valid buffer for fstatvfs to fill.
@@ -462,18 +507,29 @@ impl Beneath {
     /// that is not a regular file. Another mount on the way, or any error
     /// but a missing file, takes the probing way, which words it best.
     pub fn open_regular_stat(&self, rel: &Path) -> std::io::Result<(OwnedFd, libc::stat)> {
-        if self.mount != Mount::Devices && openat2_supported() {
-            check_relative(rel)?;
-            match open_raw(self.fd(), rel, libc::O_NONBLOCK, RESOLVE_SAME_MOUNT) {
-                Ok(fd) => {
-                    let st = fstat(&fd)?;
-                    not_regular(&st)?;
-                    return Ok((fd, st));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(e),
-                Err(_) => {}
-            }
+        match self.open_unprobed(rel)? {
+            Some(fd) => checked_regular(fd),
+            None => self.open_probed(rel),
         }
+    }
+
+    /// Where no device can be opened, `rel` opened by one `openat2` that
+    /// stays on this mount, not yet checked: `None` on another mount, or
+    /// on an error the probing way words best.
+    fn open_unprobed(&self, rel: &Path) -> std::io::Result<Option<OwnedFd>> {
+        if self.mount == Mount::Devices || !openat2_supported() {
+            return Ok(None);
+        }
+        check_relative(rel)?;
+        match open_raw(self.fd(), rel, libc::O_NONBLOCK, RESOLVE_SAME_MOUNT) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Opens the regular file `rel` after an `fstatat` probe of its name.
+    fn open_probed(&self, rel: &Path) -> std::io::Result<(OwnedFd, libc::stat)> {
         let (parent_fd, name) = self.parent_of(rel)?;
         let at = parent_fd.as_ref().map_or(self.fd.as_fd(), |f| f.as_fd());
         let probe = fstatat_nofollow(at.as_raw_fd(), name)?;
@@ -542,10 +598,18 @@ impl Beneath {
     }
 
     /// Reads a whole regular file of at most `limit` bytes.
+    ///
+    /// Where no device can be opened, a file shorter than [`FIRST_READ`]
+    /// costs one `openat2`, one `pread` and a `close` (see [`first_read`]).
     pub fn read(&self, rel: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
-        let (fd, st) = self
-            .open_regular_stat(rel)
-            .map_err(|source| self.io_error(rel, source))?;
+        let io = |source| self.io_error(rel, source);
+        let (fd, st) = match self.open_unprobed(rel).map_err(io)? {
+            Some(fd) => match first_read(&fd, limit).map_err(io)? {
+                Some(whole) => return Ok(whole),
+                None => checked_regular(fd).map_err(io)?,
+            },
+            None => self.open_probed(rel).map_err(io)?,
+        };
         let len = u64::try_from(st.st_size).unwrap_or(0);
         if len > limit {
             return Err(Error::TooLarge {
@@ -704,6 +768,57 @@ mod tests {
         // Past the limit: limit + 1 bytes, for the caller to refuse.
         assert_eq!(read_sized(open(), 3000, 100).unwrap().len(), 101);
         assert_eq!(read_sized(open(), 10, 100).unwrap().len(), 101);
+    }
+
+    /// Files around the one-`pread` size read whole, and the limit holds,
+    /// on the probing way and (as root) through a view, where a short
+    /// first read ends the file.
+    #[test]
+    fn reads_whole_files_around_the_first_read_size() {
+        whole_files_read(Beneath::open);
+        if nix::unistd::geteuid().is_root() {
+            whole_files_read(Beneath::open_view);
+        }
+    }
+
+    fn whole_files_read(open: fn(&Path) -> Result<Beneath>) {
+        let t = tempfile::tempdir().unwrap();
+        let sizes = [
+            0,
+            1,
+            661,
+            FIRST_READ - 1,
+            FIRST_READ,
+            FIRST_READ + 1,
+            3 * FIRST_READ,
+        ];
+        for len in sizes {
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            std::fs::write(t.path().join(format!("f{len}")), &data).unwrap();
+        }
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        let b = open(t.path()).unwrap();
+        for len in sizes {
+            let rel = PathBuf::from(format!("f{len}"));
+            let read = b.read(&rel, 1 << 20, "test").unwrap();
+            assert_eq!(read.len(), len, "f{len}");
+            assert!(read.iter().enumerate().all(|(i, &c)| c == (i % 253) as u8));
+            if len > 0 {
+                assert!(
+                    b.read(&rel, len as u64, "test").is_ok(),
+                    "f{len} at its limit"
+                );
+                assert!(
+                    matches!(
+                        b.read(&rel, len as u64 - 1, "test"),
+                        Err(Error::TooLarge { .. })
+                    ),
+                    "f{len} past its limit"
+                );
+            }
+        }
+        let err = b.read(Path::new("d"), 10, "test").unwrap_err().to_string();
+        assert!(err.contains("directory"), "{err}");
     }
 
     #[test]

@@ -91,29 +91,13 @@ pub fn role_name(role: LayerRole) -> &'static str {
 
 /// `layers --export ID`: one layer directory as a raw tar stream.
 pub fn export(cli: &Cli, id: &str, output: Option<&std::path::Path>) -> Result<()> {
-    use std::io::{IsTerminal, Write};
+    use std::io::Write;
     let ctx = context::open(cli)?;
     let (driver, dir, union) = orphans::raw_layer(&ctx.root, &ctx.drivers, id)?;
-    let to_stdout = output.is_none_or(|o| o == std::path::Path::new("-"));
-    if to_stdout && std::io::stdout().is_terminal() {
-        anyhow::bail!("refusing to write a tar stream to a terminal; use -o FILE or a pipe");
-    }
     let mut none = |_: &docker_mount_engine::analysis::export::ExportStats| {};
-    let stats = if to_stdout {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        let s = docker_mount_engine::analysis::export::export(&union, &mut out, &mut none)?;
-        out.flush()?;
-        s
-    } else {
-        let path = output.unwrap_or(std::path::Path::new("-"));
-        context::check_output(&ctx, path)?;
-        let file = std::fs::File::create(path)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let s = docker_mount_engine::analysis::export::export(&union, &mut out, &mut none)?;
-        out.flush()?;
-        s
-    };
+    let mut out = context::tar_output(&ctx, output)?;
+    let stats = docker_mount_engine::analysis::export::export(&union, &mut out, &mut none)?;
+    out.flush()?;
     eprintln!(
         "exported {driver} layer {dir} raw: {} entries, {} files, {} bytes",
         stats.entries, stats.files, stats.bytes

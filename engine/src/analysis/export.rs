@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tar::{EntryType, Header};
 
+use crate::analysis::sink::{self, Sink};
 use crate::union::tree::fd_xattrs;
 use crate::union::{FileKind, Node, Union};
 use docker_mount_core::error::{Error, Result};
@@ -19,6 +20,11 @@ use docker_mount_core::error::{Error, Result};
 /// Read size for file contents: few system calls, yet small enough to stay
 /// in the CPU cache between the read and the write.
 const COPY_BUFFER: usize = 64 << 10;
+
+/// Files from this size on are moved by the kernel into an output that
+/// takes it ([`Sink::direct`]): smaller ones stay in the output's buffer
+/// (moving one means writing out the buffer first).
+const MOVE_MIN: u64 = 256 << 10;
 
 /// The largest id an octal ustar field holds; larger ones also get PAX records.
 const MAX_OCTAL_ID: u32 = 0o7777777;
@@ -96,7 +102,7 @@ fn header_for(node: &Node) -> Header {
 /// after each entry.
 pub fn export(
     union: &Union,
-    out: impl Write,
+    out: impl Sink,
     progress: &mut dyn FnMut(&ExportStats),
 ) -> Result<ExportStats> {
     export_with_ids(union, out, progress, None)
@@ -109,7 +115,7 @@ pub type IdMapper<'a> = &'a dyn Fn(u32, u32) -> (u32, u32);
 /// root's host ids back to the container's, as `docker export` does).
 pub fn export_with_ids(
     union: &Union,
-    out: impl Write,
+    out: impl Sink,
     progress: &mut dyn FnMut(&ExportStats),
     ids: Option<IdMapper<'_>>,
 ) -> Result<ExportStats> {
@@ -138,7 +144,7 @@ pub struct Source<'a> {
 /// mount would hide it.
 pub fn export_sources(
     sources: &[Source<'_>],
-    out: impl Write,
+    out: impl Sink,
     progress: &mut dyn FnMut(&ExportStats),
     ids: Option<IdMapper<'_>>,
 ) -> Result<ExportStats> {
@@ -195,7 +201,7 @@ fn output_error(cause: std::io::Error) -> Error {
 }
 
 /// Writes `node` (read from its layer) under `name` in the stream.
-fn write_entry<W: Write>(
+fn write_entry<W: Sink>(
     union: &Union,
     builder: &mut tar::Builder<W>,
     node: &Node,
@@ -262,7 +268,7 @@ fn write_entry<W: Write>(
 fn copy_content(
     mut file: std::fs::File,
     size: u64,
-    out: &mut impl Write,
+    out: &mut impl Sink,
     stats: &mut ExportStats,
 ) -> std::io::Result<()> {
     if size > COPY_BUFFER as u64 {
@@ -271,8 +277,15 @@ fn copy_content(
         // SAFETY: plain fadvise on a valid descriptor.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
     }
-    let mut buf = vec![0u8; COPY_BUFFER.min(size.max(1) as usize)];
     let mut left = size;
+    if size >= MOVE_MIN {
+        if let Some(fd) = out.direct()? {
+            let moved = sink::move_bytes(&file, fd, size)?;
+            stats.bytes += moved;
+            left -= moved;
+        }
+    }
+    let mut buf = vec![0u8; COPY_BUFFER.min(left.max(1) as usize)];
     while left > 0 {
         let want = buf.len().min(left as usize);
         let n = file.read(&mut buf[..want])?;

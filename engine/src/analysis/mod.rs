@@ -26,5 +26,6 @@ pub mod logs;
 pub mod orphans;
 pub mod owner_names;
 pub mod provenance;
+pub mod sink;
 pub mod timeline;
 pub mod usage;
