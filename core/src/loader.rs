@@ -117,6 +117,11 @@ impl Drivers {
                 .filter(|p| p.extension().is_some_and(|x| x == "so"))
                 .collect();
             files.sort();
+            // Cold, each plugin would be paged in on its own, one fault after
+            // another: ask for all of them at once first.
+            for file in &files {
+                prefetch(file);
+            }
             for file in files {
                 match load_plugin(&file) {
                     Ok(d) => drivers.add(d),
@@ -161,6 +166,16 @@ impl Drivers {
 
     pub fn by_name(&self, name: &str) -> Option<&LoadedDriver> {
         self.loaded.iter().find(|d| d.info.name == name)
+    }
+}
+
+/// Asks the kernel to start reading `file` into the page cache (a hint;
+/// nothing waits for it, and a failure changes nothing).
+fn prefetch(file: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(f) = std::fs::File::open(file) {
+        // SAFETY: plain fadvise on a descriptor we own.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
     }
 }
 

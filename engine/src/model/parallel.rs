@@ -2,6 +2,8 @@
 //! config (and a few layer files) per item, and the cost is system calls
 //! and JSON parsing, which spread over threads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 /// Items below this many are read on the calling thread: threads cost
 /// more than they save on a handful of files.
 const MIN_PER_THREAD: usize = 256;
@@ -44,26 +46,42 @@ pub fn map_on<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R
     spread(threads, items, f)
 }
 
-/// `f` over `items`, in order, in `threads` runs of consecutive items.
+/// `f` over `items`, in order, on `threads` threads (the caller's one of
+/// them), each taking the next item not yet taken: a thread that started
+/// late or waited long on the disk takes fewer, and none is left with a
+/// long run of its own at the end.
 fn spread<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if threads == 1 {
+    if threads <= 1 {
         return items.iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(v) => v,
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let runs: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut runs = vec![work()];
+        for h in handles {
+            match h.join() {
+                Ok(run) => runs.push(run),
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+            }
+        }
+        runs
+    });
+    // Every index below the length was taken exactly once.
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    for (i, r) in runs.into_iter().flatten() {
+        slots[i] = Some(r);
+    }
+    slots.into_iter().flatten().collect()
 }
 
 #[cfg(test)]
