@@ -1,11 +1,11 @@
 //! `images`: every image of every image store, tagged or not.
 
 use anyhow::Result;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use docker_mount_engine::model::ids;
 use docker_mount_engine::model::image::Image;
-use docker_mount_engine::model::layerdb::{chain_ids, LayerDir};
+use docker_mount_engine::model::layerdb::LayerDir;
 use docker_mount_engine::model::legacy;
 use serde::Serialize;
 
@@ -27,7 +27,8 @@ pub struct ImageSummary {
     /// Untagged and the parent of another image: a build step, hidden without --all.
     pub intermediate: bool,
     pub config_path: String,
-    /// Layer chain problems (missing layers, loops, chain-id mismatches), naming files.
+    /// Layer chain problems (missing layers, parent files that break the
+    /// config's chain), naming files.
     pub warnings: Vec<String>,
 }
 
@@ -64,37 +65,23 @@ fn summarize(ctx: &Context, dirs: &LayerDirs, image: &Image) -> ImageSummary {
             ..summary_fields(image)
         };
     }
-    let chain = chain_ids(&image.config.rootfs.diff_ids);
+    let diff_ids = &image.config.rootfs.diff_ids;
     let dir = match dirs.get(&image.store) {
         Some(Ok(dir)) => dir,
-        Some(Err(e)) => return broken_store(image, chain.len(), e.clone()),
-        None => return broken_store(image, chain.len(), "its image store was not listed".into()),
-    };
-    let (links, warnings) = match chain.last().map(|top| dir.chain(top)) {
-        Some(Ok(links)) => {
-            let warnings = links.iter().filter_map(|l| l.chain_problem()).collect();
-            (links, warnings)
+        Some(Err(e)) => return broken_store(image, diff_ids.len(), e.clone()),
+        None => {
+            return broken_store(
+                image,
+                diff_ids.len(),
+                "its image store was not listed".into(),
+            )
         }
-        Some(Err(e)) => (Vec::new(), vec![e.to_string()]),
-        None => (Vec::new(), Vec::new()),
     };
-    // Each layer the config names, as the walk found it (the usual case)
-    // or read on its own (a walk that failed or left the config's chain).
-    let walked: HashMap<&str, Option<u64>> = links
-        .iter()
-        .map(|l| (l.chain_id.as_str(), l.size))
-        .collect();
-    let size = chain
-        .iter()
-        .map(|c| match walked.get(c.as_str()) {
-            Some(size) => *size,
-            None => dir.link(c).ok().and_then(|l| l.size),
-        })
-        .sum::<Option<u64>>();
+    let chain = dir.chain_sizes(diff_ids);
     ImageSummary {
-        size,
-        layers: chain.len(),
-        warnings,
+        size: chain.size,
+        layers: diff_ids.len(),
+        warnings: chain.problems,
         ..summary_fields(image)
     }
 }

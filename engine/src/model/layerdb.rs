@@ -187,15 +187,77 @@ impl LayerDir {
         Ok(LayerRecord { link, cache_id })
     }
 
-    /// The chain from `top` down to the base layer, top first, reading
-    /// only its layers' links. Fails like [`LayerDb::chain`].
-    pub fn chain(&self, top: &str) -> Result<Vec<ChainLink>> {
-        walk_chain(
-            top,
-            |id| missing_as_none(self.link(id)).map_err(|e| unreadable(id, &e.to_string())),
-            |l| l,
-        )
+    /// The size of the chain of `diff_ids` (an image config's, base first)
+    /// and where layerdb breaks it: a layer missing, or a `parent` file
+    /// that is not the layer below in the config's chain (checked by the
+    /// chain id rule, with the config's diff id). Reads each layer's
+    /// `parent` and `size` only: `images` reads thousands of layers, and
+    /// the commands that follow a chain by its files (`info`, `mount`,
+    /// `export`, `layers`) check the `diff` files too.
+    pub fn chain_sizes(&self, diff_ids: &[String]) -> ChainSizes {
+        let chain = chain_ids(diff_ids);
+        let mut out = ChainSizes {
+            size: Some(0),
+            problems: Vec::new(),
+        };
+        for (i, (name, diff_id)) in chain.iter().zip(diff_ids).enumerate() {
+            let below = i.checked_sub(1).map(|b| chain[b].as_str());
+            match self.size_and_parent(name) {
+                Ok((size, parent)) => {
+                    out.size = out.size.zip(size).map(|(all, one)| all.saturating_add(one));
+                    if parent.as_deref() != below {
+                        out.problems.push(format!(
+                            "{}: chain id mismatch: the directory is named {name}, but its parent and the image config's diff id give {}",
+                            self.path().join(name).display(),
+                            chain_id(parent.as_deref(), diff_id)
+                        ));
+                    }
+                }
+                Err(e) => {
+                    out.size = None;
+                    out.problems.push(e.to_string());
+                }
+            }
+        }
+        out
     }
+
+    /// `image/<store>/layerdb/sha256`, as named in messages.
+    fn path(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new("layerdb"), |d| d.path())
+    }
+
+    /// Layer `name`'s size (when its `size` file reads) and parent.
+    fn size_and_parent(&self, name: &str) -> Result<(Option<u64>, Option<String>)> {
+        let missing = || {
+            Error::invalid(
+                self.path(),
+                format!("layer sha256:{name} of the image config's chain is not in layerdb"),
+            )
+        };
+        let Some(dir) = &self.dir else {
+            return Err(missing());
+        };
+        let rel = Path::new(name);
+        // A base layer has no parent file: tried, not probed first.
+        let parent = missing_as_none(read_digest(dir, &rel.join("parent"), "layer parent"))?;
+        let size = match dir.read_small_text(&rel.join("size"), "layer size") {
+            Ok(text) => text.parse().ok(),
+            // Probed only then: the directory itself, or only its size file?
+            Err(e) if e.is_not_found() && !dir.is_dir(rel) => return Err(missing()),
+            Err(_) => None,
+        };
+        Ok((size, parent))
+    }
+}
+
+/// What `images` reads of an image's layer chain.
+#[derive(Debug)]
+pub struct ChainSizes {
+    /// Bytes of all layers (`None` when a layer's size is missing).
+    pub size: Option<u64>,
+    /// Missing layers and parent files that break the chain, naming files.
+    pub problems: Vec<String>,
 }
 
 /// A file that is not there as `None`.
@@ -348,75 +410,116 @@ mod tests {
         (t, root, chains)
     }
 
-    #[test]
-    fn chain_links_are_read_as_the_whole_db_reads_them() {
-        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
-        let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0)), (&c, Some(1))]);
-        let dir = LayerDir::open(&root, "overlay2").unwrap();
-        let links = dir.chain(&chains[2]).unwrap();
-        let db = LayerDb::read(&root, "overlay2");
-        let records = db.chain(&chains[2]).unwrap();
-        let ids = |l: &ChainLink| {
-            (
-                l.chain_id.clone(),
-                l.diff_id.clone(),
-                l.parent.clone(),
-                l.size,
-            )
-        };
-        assert_eq!(
-            links.iter().map(ids).collect::<Vec<_>>(),
-            records.iter().map(|r| ids(&r.link)).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            links.iter().map(|l| l.size).collect::<Vec<_>>(),
-            [Some(30), Some(20), Some(10)]
-        );
-        assert!(links.iter().all(|l| l.chain_ok));
-        // The chain never needs a cache-id; the whole record does.
-        let cache_id = t
-            .path()
-            .join("image/overlay2/layerdb/sha256")
-            .join(&chains[1])
-            .join("cache-id");
-        std::fs::remove_file(&cache_id).unwrap();
-        assert_eq!(dir.chain(&chains[2]).unwrap().len(), 3);
-        let err = LayerDb::read(&root, "overlay2")
-            .chain(&chains[2])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("unreadable") && err.contains("cache-id"),
-            "{err}"
-        );
+    fn diff_ids(diffs: &[&String]) -> Vec<String> {
+        diffs.iter().map(|d| format!("sha256:{d}")).collect()
     }
 
     #[test]
-    fn broken_chains_fail_naming_the_layer() {
+    fn chain_sizes_add_up_the_config_chain_without_cache_ids() {
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0)), (&c, Some(1))]);
+        let dir = LayerDir::open(&root, "overlay2").unwrap();
+        let sizes = dir.chain_sizes(&diff_ids(&[&a, &b, &c]));
+        assert_eq!(sizes.size, Some(60));
+        assert!(sizes.problems.is_empty(), "{:?}", sizes.problems);
+        // What the whole db reads agrees.
+        let db = LayerDb::read(&root, "overlay2");
+        let records = db.chain(&chains[2]).unwrap();
+        assert_eq!(records.iter().filter_map(|r| r.link.size).sum::<u64>(), 60);
+        // Neither cache-id nor diff is read.
+        let layers = t.path().join("image/overlay2/layerdb/sha256");
+        std::fs::remove_file(layers.join(&chains[1]).join("cache-id")).unwrap();
+        std::fs::remove_file(layers.join(&chains[1]).join("diff")).unwrap();
+        assert_eq!(dir.chain_sizes(&diff_ids(&[&a, &b, &c])).size, Some(60));
+        // A missing size: no total, no problem.
+        std::fs::remove_file(layers.join(&chains[0]).join("size")).unwrap();
+        let sizes = dir.chain_sizes(&diff_ids(&[&a, &b, &c]));
+        assert_eq!(sizes.size, None);
+        assert!(sizes.problems.is_empty(), "{:?}", sizes.problems);
+    }
+
+    #[test]
+    fn broken_chains_are_named_by_their_files() {
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0)), (&c, Some(1))]);
+        let layers = t.path().join("image/overlay2/layerdb/sha256");
+        let dir = LayerDir::open(&root, "overlay2").unwrap();
+        let all = diff_ids(&[&a, &b, &c]);
+        // A parent edited to skip a layer (or to loop): the chain id rule
+        // breaks at that layer, named with its directory.
+        for wrong in [&chains[0], &chains[2]] {
+            std::fs::write(
+                layers.join(&chains[2]).join("parent"),
+                format!("sha256:{wrong}"),
+            )
+            .unwrap();
+            let problems = dir.chain_sizes(&all).problems;
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].contains("chain id mismatch") && problems[0].contains(&chains[2]),
+                "{problems:?}"
+            );
+        }
+        // A base layer given a parent.
+        std::fs::write(
+            layers.join(&chains[0]).join("parent"),
+            format!("sha256:{}", chains[1]),
+        )
+        .unwrap();
+        let problems = dir.chain_sizes(&all[..1]).problems;
+        assert!(problems[0].contains("chain id mismatch"), "{problems:?}");
+        // A layer missing: named, no total.
+        std::fs::remove_dir_all(layers.join(&chains[1])).unwrap();
+        let sizes = dir.chain_sizes(&all[..2]);
+        assert_eq!(sizes.size, None);
+        assert!(
+            sizes
+                .problems
+                .iter()
+                .any(|p| p.contains("not in layerdb") && p.contains(&chains[1])),
+            "{:?}",
+            sizes.problems
+        );
+        // No layerdb at all: every layer missing.
+        let none = LayerDir::open(&root, "vfs").unwrap();
+        let sizes = none.chain_sizes(&all);
+        assert_eq!(sizes.problems.len(), 3, "{:?}", sizes.problems);
+    }
+
+    #[test]
+    fn chain_walks_fail_naming_the_layer() {
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let (t, root, chains) = layerdb(&[(&a, None), (&b, Some(0))]);
         let base = t.path().join("image/overlay2/layerdb/sha256");
-        let dir = LayerDir::open(&root, "overlay2").unwrap();
-        // A diff altered: the chain is read, its link says so.
+        // A diff altered: the chain is read, its record says so.
         std::fs::write(
             base.join(&chains[1]).join("diff"),
             format!("sha256:{}", "d".repeat(64)),
         )
         .unwrap();
-        let links = dir.chain(&chains[1]).unwrap();
-        let problem = links[0].chain_problem().unwrap();
+        let db = LayerDb::read(&root, "overlay2");
+        let problem = db.chain(&chains[1]).unwrap()[0]
+            .link
+            .chain_problem()
+            .unwrap();
         assert!(
             problem.contains("chain id mismatch") && problem.contains(&chains[1]),
             "{problem}"
         );
         // A diff missing: unreadable, not missing.
         std::fs::remove_file(base.join(&chains[1]).join("diff")).unwrap();
-        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        let err = LayerDb::read(&root, "overlay2")
+            .chain(&chains[1])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unreadable") && err.contains("diff"), "{err}");
         // A parent that is not there: named from the file that points to it.
         std::fs::remove_dir_all(base.join(&chains[0])).unwrap();
         std::fs::write(base.join(&chains[1]).join("diff"), format!("sha256:{b}")).unwrap();
-        let err = dir.chain(&chains[1]).unwrap_err().to_string();
+        let err = LayerDb::read(&root, "overlay2")
+            .chain(&chains[1])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("not in layerdb") && err.contains("parent"),
             "{err}"
@@ -427,15 +530,11 @@ mod tests {
             format!("sha256:{}", chains[1]),
         )
         .unwrap();
-        let err = dir.chain(&chains[1]).unwrap_err().to_string();
-        assert!(err.contains("loops"), "{err}");
-        // No layerdb at all: no layer.
-        let none = LayerDir::open(&root, "vfs").unwrap();
-        assert!(none
+        let err = LayerDb::read(&root, "overlay2")
             .chain(&chains[1])
             .unwrap_err()
-            .to_string()
-            .contains("not in layerdb"));
+            .to_string();
+        assert!(err.contains("loops"), "{err}");
     }
 
     #[test]
