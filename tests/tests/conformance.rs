@@ -432,7 +432,8 @@ macro_rules! conformance {
                 let deep = fx.image(ev.scene.deep_image).layers.clone();
                 // A cycle in the deep image's chain, a cache-id escaping overlay2/.
                 fx.make_parent_cycle(deep[10], deep[11]);
-                let looping = docker_mount_tests::fixture::hex_of(&fx.layer(deep[10]).chain_id).to_string();
+                let looping =
+                    docker_mount_tests::fixture::hex_of(&fx.layer(deep[10]).chain_id).to_string();
                 fx.set_cache_id(small[0], "../../etc");
                 ev.damaged();
                 let cycle = cli::run(ev.root(), &["info", "deep", "--json"]).json();
