@@ -212,7 +212,8 @@ impl DockerRoot {
                 })]
             }
         };
-        parallel::map(&names, |n| {
+        // Cold, each config is a wait on the disk: a deep queue.
+        parallel::map_on(parallel::IO_THREADS, &names, |n| {
             let name = n.to_string_lossy().into_owned();
             Container::read(&self.view, &name).map_err(|error| ItemError { name, error })
         })
