@@ -3,6 +3,8 @@
 //! and JSON parsing, which spread over threads.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Items below this many are read on the calling thread: threads cost
 /// more than they save on a handful of files.
@@ -46,36 +48,44 @@ pub fn map_on<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R
     spread(threads, items, f)
 }
 
-/// `f` over `items`, in order, on `threads` threads (the caller's one of
-/// them), each taking the next item not yet taken: a thread that started
-/// late or waited long on the disk takes fewer, and none is left with a
-/// long run of its own at the end.
+/// An item that took this long waited on the disk: another thread is
+/// started (up to the limit) to keep the device's queue deep.
+const SLOW_ITEM: Duration = Duration::from_micros(500);
+
+/// What the threads of one [`spread`] share.
+struct Shared<R> {
+    /// The next item not yet taken.
+    next: AtomicUsize,
+    /// Threads started so far.
+    started: AtomicUsize,
+    /// Each thread's results, with their items' indexes.
+    runs: Mutex<Vec<Vec<(usize, R)>>>,
+}
+
+/// `f` over `items`, in order, on up to `threads` threads (the caller's
+/// one of them), each taking the next item not yet taken: a thread that
+/// started late or waited long takes fewer. One thread per core starts at
+/// once; more (up to `threads`) only as items turn out to wait on the
+/// disk, so that reads from the page cache do not pay for idle threads.
 fn spread<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else {
-                return done;
-            };
-            done.push((i, f(item)));
-        }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let eager = threads.min(cores);
+    let shared = Shared {
+        next: AtomicUsize::new(0),
+        started: AtomicUsize::new(eager),
+        runs: Mutex::new(Vec::new()),
     };
-    let runs: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        let mut runs = vec![work()];
-        for h in handles {
-            match h.join() {
-                Ok(run) => runs.push(run),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+    let f = &f;
+    std::thread::scope(|s| {
+        for _ in 1..eager {
+            s.spawn(|| work(s, &shared, items, f, threads));
         }
-        runs
+        work(s, &shared, items, f, threads);
     });
+    let runs = shared.runs.into_inner().unwrap_or_else(|e| e.into_inner());
     // Every index below the length was taken exactly once.
     let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     for (i, r) in runs.into_iter().flatten() {
@@ -84,9 +94,54 @@ fn spread<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + S
     slots.into_iter().flatten().collect()
 }
 
+/// One thread of [`spread`]: takes items until none is left.
+fn work<'scope, 'env, T: Sync, R: Send, F: Fn(&T) -> R + Sync>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    shared: &'scope Shared<R>,
+    items: &'scope [T],
+    f: &'scope F,
+    threads: usize,
+) {
+    let mut done = Vec::new();
+    loop {
+        let i = shared.next.fetch_add(1, Ordering::Relaxed);
+        let Some(item) = items.get(i) else {
+            break;
+        };
+        let began = Instant::now();
+        done.push((i, f(item)));
+        if began.elapsed() > SLOW_ITEM && shared.started.fetch_add(1, Ordering::Relaxed) < threads {
+            s.spawn(move || work(s, shared, items, f, threads));
+        }
+    }
+    shared
+        .runs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(done);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn items_that_wait_bring_more_threads_quick_ones_do_not() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads_used = |wait: Duration| {
+            let items: Vec<usize> = (0..MIN_PER_THREAD * 2).collect();
+            let seen = Mutex::new(std::collections::HashSet::new());
+            let out = map_on(IO_THREADS, &items, |i| {
+                seen.lock().unwrap().insert(std::thread::current().id());
+                std::thread::sleep(wait);
+                i * 3
+            });
+            assert_eq!(out, items.iter().map(|i| i * 3).collect::<Vec<_>>());
+            seen.into_inner().unwrap().len()
+        };
+        assert!(threads_used(Duration::ZERO) < IO_THREADS / 2);
+        assert!(threads_used(SLOW_ITEM * 2) > cores.max(2));
+    }
 
     #[test]
     fn keeps_order_whatever_the_split() {
