@@ -15,17 +15,22 @@ const MIN_PER_THREAD: usize = 256;
 /// device, whatever the cores.
 pub const IO_THREADS: usize = 32;
 
+/// The cores this process may run on, found once (the standard library
+/// reads the cgroup's CPU quota files for it on every call).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` over `items`, in order, on up to one scoped thread per core.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    map_on(cores, items, f)
+    map_on(cores(), items, f)
 }
 
 /// `f` over a few large `items` (subtrees of a walk), in order, on one
 /// thread per core however few they are.
 pub fn map_units<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    spread(cores.min(items.len()).max(1), items, f)
+    spread(cores().min(items.len()).max(1), items, f)
 }
 
 /// Items per thread below which [`map_on`] starts no more threads: a
@@ -36,12 +41,11 @@ const MIN_PER_IO_THREAD: usize = 16;
 /// that wait on the disk: each thread takes at least [`MIN_PER_IO_THREAD`]
 /// items, and more threads than cores only with [`MIN_PER_THREAD`] in all.
 pub fn map_on<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if items.len() < MIN_PER_THREAD {
         1
     } else {
         threads
-            .max(cores)
+            .max(cores())
             .min(items.len() / MIN_PER_IO_THREAD)
             .max(1)
     };
@@ -71,8 +75,7 @@ fn spread<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + S
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let eager = threads.min(cores);
+    let eager = threads.min(cores());
     let shared = Shared {
         next: AtomicUsize::new(0),
         started: AtomicUsize::new(eager),
@@ -127,7 +130,6 @@ mod tests {
 
     #[test]
     fn items_that_wait_bring_more_threads_quick_ones_do_not() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads_used = |wait: Duration| {
             let items: Vec<usize> = (0..MIN_PER_THREAD * 2).collect();
             let seen = Mutex::new(std::collections::HashSet::new());
@@ -140,7 +142,7 @@ mod tests {
             seen.into_inner().unwrap().len()
         };
         assert!(threads_used(Duration::ZERO) < IO_THREADS / 2);
-        assert!(threads_used(SLOW_ITEM * 2) > cores.max(2));
+        assert!(threads_used(SLOW_ITEM * 2) > cores().max(2));
     }
 
     #[test]
