@@ -278,37 +278,6 @@ fn unreadable(id: &str, why: &str) -> Error {
     Error::Usage(format!("layer sha256:{id} is unreadable: {why}"))
 }
 
-/// Follows parents from `top`, top first; `get` gives a layer, or `None`
-/// when layerdb has none of that id. Fails on a missing layer, a cycle
-/// or a chain deeper than [`MAX_CHAIN`].
-fn walk_chain<T>(
-    top: &str,
-    mut get: impl FnMut(&str) -> Result<Option<T>>,
-    link: impl Fn(&T) -> &ChainLink,
-) -> Result<Vec<T>> {
-    let mut out: Vec<T> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut next = Some(ids::strip_sha256(top).to_string());
-    while let Some(id) = next {
-        let Some(rec) = get(&id)? else {
-            let from = out.last().map(|r| link(r).dir.join("parent"));
-            return Err(Error::invalid(
-                from.unwrap_or_default(),
-                format!("layer sha256:{id} is not in layerdb"),
-            ));
-        };
-        if !seen.insert(id) || out.len() >= MAX_CHAIN {
-            return Err(Error::invalid(
-                link(&rec).dir.join("parent"),
-                format!("layer parent chain loops or exceeds {MAX_CHAIN} layers"),
-            ));
-        }
-        next = link(&rec).parent.clone();
-        out.push(rec);
-    }
-    Ok(out)
-}
-
 impl LayerDb {
     /// Reads every record of `image/<store>/layerdb/sha256/*` beneath the root.
     pub fn read(root: &Beneath, store: &str) -> LayerDb {
@@ -346,18 +315,35 @@ impl LayerDb {
         db
     }
 
-    /// The chain from `top` down to the base layer, top first. Fails on a
-    /// missing layer, a cycle or a chain deeper than [`MAX_CHAIN`].
+    /// The chain from `top` down to the base layer, top first, following
+    /// the `parent` files. Fails on a missing or unreadable layer, a cycle
+    /// or a chain deeper than [`MAX_CHAIN`].
     pub fn chain(&self, top: &str) -> Result<Vec<&LayerRecord>> {
-        walk_chain(
-            top,
-            |id| match (self.layers.get(id), self.unreadable.get(id)) {
-                (Some(rec), _) => Ok(Some(rec)),
-                (None, Some(why)) => Err(unreadable(id, why)),
-                (None, None) => Ok(None),
-            },
-            |r| &r.link,
-        )
+        let mut out: Vec<&LayerRecord> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = Some(ids::strip_sha256(top).to_string());
+        while let Some(id) = next {
+            let rec = match (self.layers.get(&id), self.unreadable.get(&id)) {
+                (Some(rec), _) => rec,
+                (None, Some(why)) => return Err(unreadable(&id, why)),
+                (None, None) => {
+                    let from = out.last().map(|r| r.link.dir.join("parent"));
+                    return Err(Error::invalid(
+                        from.unwrap_or_default(),
+                        format!("layer sha256:{id} is not in layerdb"),
+                    ));
+                }
+            };
+            if !seen.insert(id) || out.len() >= MAX_CHAIN {
+                return Err(Error::invalid(
+                    rec.link.dir.join("parent"),
+                    format!("layer parent chain loops or exceeds {MAX_CHAIN} layers"),
+                ));
+            }
+            next = rec.link.parent.clone();
+            out.push(rec);
+        }
+        Ok(out)
     }
 }
 
