@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tar::{EntryType, Header};
 
-use crate::analysis::sink::{self, Sink};
+use crate::analysis::sink::Sink;
 use crate::union::tree::fd_xattrs;
 use crate::union::{FileKind, Node, Union};
 use docker_mount_core::error::{Error, Result};
@@ -279,8 +279,8 @@ fn copy_content(
     }
     let mut left = size;
     if size >= MOVE_MIN {
-        if let Some(fd) = out.direct()? {
-            let moved = sink::move_bytes(&file, fd, size)?;
+        if let Some(direct) = out.direct()? {
+            let moved = direct.move_from(&file, size)?;
             stats.bytes += moved;
             left -= moved;
         }

@@ -14,9 +14,9 @@ const MOVE_CHUNK: usize = 1 << 30;
 
 /// An export's output.
 pub trait Sink: Write {
-    /// Flushes what is buffered and lends the descriptor file contents may
-    /// be moved into; `None`: they are read and written.
-    fn direct(&mut self) -> std::io::Result<Option<BorrowedFd<'_>>> {
+    /// Flushes what is buffered and lends the output file contents may be
+    /// moved into; `None`: they are read and written.
+    fn direct(&mut self) -> std::io::Result<Option<Direct<'_>>> {
         Ok(None)
     }
 }
@@ -24,7 +24,7 @@ pub trait Sink: Write {
 impl Sink for Vec<u8> {}
 
 impl<S: Sink + ?Sized> Sink for &mut S {
-    fn direct(&mut self) -> std::io::Result<Option<BorrowedFd<'_>>> {
+    fn direct(&mut self) -> std::io::Result<Option<Direct<'_>>> {
         (**self).direct()
     }
 }
@@ -33,18 +33,21 @@ impl<S: Sink + ?Sized> Sink for &mut S {
 #[derive(Debug)]
 pub struct FdSink<W: Write + AsFd> {
     out: BufWriter<W>,
+    pipe: bool,
 }
 
 impl<W: Write + AsFd> FdSink<W> {
     /// A pipe gets a 1 MiB buffer (best effort): with the default 64 KiB,
     /// each 1 MiB of the stream waits on the reader sixteen times.
     pub fn new(out: W) -> FdSink<W> {
-        if is_pipe(out.as_fd()) {
+        let pipe = is_pipe(out.as_fd());
+        if pipe {
             // SAFETY: F_SETPIPE_SZ on our own output; a refusal changes nothing.
             unsafe { libc::fcntl(out.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
         }
         FdSink {
             out: BufWriter::with_capacity(BUFFER, out),
+            pipe,
         }
     }
 }
@@ -64,9 +67,12 @@ impl<W: Write + AsFd> Write for FdSink<W> {
 }
 
 impl<W: Write + AsFd> Sink for FdSink<W> {
-    fn direct(&mut self) -> std::io::Result<Option<BorrowedFd<'_>>> {
+    fn direct(&mut self) -> std::io::Result<Option<Direct<'_>>> {
         self.out.flush()?;
-        Ok(Some(self.out.get_ref().as_fd()))
+        Ok(Some(Direct {
+            fd: self.out.get_ref().as_fd(),
+            pipe: self.pipe,
+        }))
     }
 }
 
@@ -79,53 +85,71 @@ fn is_pipe(fd: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// Moves up to `len` bytes of `file`, from its position (which advances),
-/// to `out` inside the kernel. Returns the bytes moved: fewer than `len` at
-/// the end of the file, and 0 when this pair of files cannot (a terminal,
-/// a file opened to append): the caller then reads and writes. The read
-/// is the file's own (`O_NOATIME` holds for it like for `read`).
-pub fn move_bytes(file: &std::fs::File, out: BorrowedFd<'_>, len: u64) -> std::io::Result<u64> {
-    let pipe = is_pipe(out);
-    let mut moved = 0u64;
-    while moved < len {
-        let chunk = usize::try_from(len - moved).map_or(MOVE_CHUNK, |l| l.min(MOVE_CHUNK));
-        let n = if pipe {
-            // SAFETY: valid descriptors; null offsets use and advance the file positions.
-            unsafe {
-                libc::splice(
-                    file.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    out.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    chunk,
-                    libc::SPLICE_F_MORE,
-                )
-            }
-        } else {
-            // SAFETY: valid descriptors; a null offset uses and advances the file position.
-            unsafe {
-                libc::sendfile(
-                    out.as_raw_fd(),
-                    file.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    chunk,
-                )
-            }
-        };
-        match u64::try_from(n) {
-            Ok(0) => break,
-            Ok(n) => moved += n,
-            Err(_) => {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if moved == 0 => break,
-                    _ => return Err(e),
+/// An output that file contents are moved into: its descriptor, and
+/// whether it is a pipe (`splice`) or not (`sendfile`), looked at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Direct<'a> {
+    fd: BorrowedFd<'a>,
+    pipe: bool,
+}
+
+impl<'a> Direct<'a> {
+    /// The output `fd`, whose kind is looked at now.
+    pub fn new(fd: BorrowedFd<'a>) -> Direct<'a> {
+        Direct {
+            fd,
+            pipe: is_pipe(fd),
+        }
+    }
+
+    /// Moves up to `len` bytes of `file`, from its position (which
+    /// advances), to this output inside the kernel. Returns the bytes
+    /// moved: fewer than `len` at the end of the file, and 0 when this pair
+    /// of files cannot (a terminal, a file opened to append): the caller
+    /// then reads and writes. The read is the file's own (`O_NOATIME`
+    /// holds for it like for `read`).
+    pub fn move_from(&self, file: &std::fs::File, len: u64) -> std::io::Result<u64> {
+        let mut moved = 0u64;
+        while moved < len {
+            let chunk = usize::try_from(len - moved).map_or(MOVE_CHUNK, |l| l.min(MOVE_CHUNK));
+            let n = if self.pipe {
+                // SAFETY: valid descriptors; null offsets use and advance the file positions.
+                unsafe {
+                    libc::splice(
+                        file.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        self.fd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        chunk,
+                        libc::SPLICE_F_MORE,
+                    )
+                }
+            } else {
+                // SAFETY: valid descriptors; a null offset uses and advances the file position.
+                unsafe {
+                    libc::sendfile(
+                        self.fd.as_raw_fd(),
+                        file.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        chunk,
+                    )
+                }
+            };
+            match u64::try_from(n) {
+                Ok(0) => break,
+                Ok(n) => moved += n,
+                Err(_) => {
+                    let e = std::io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if moved == 0 => break,
+                        _ => return Err(e),
+                    }
                 }
             }
         }
+        Ok(moved)
     }
-    Ok(moved)
 }
 
 #[cfg(test)]
@@ -148,7 +172,7 @@ mod tests {
         let mut head = [0u8; 10];
         file.read_exact(&mut head).unwrap();
         let out = std::fs::File::create(t.path().join("out")).unwrap();
-        let moved = move_bytes(&file, out.as_fd(), u64::MAX).unwrap();
+        let moved = Direct::new(out.as_fd()).move_from(&file, u64::MAX).unwrap();
         assert_eq!(moved as usize, data.len() - 10, "stops at the end");
         assert_eq!(std::fs::read(t.path().join("out")).unwrap(), data[10..]);
         // Into a pipe (splice), read on another thread.
@@ -159,7 +183,10 @@ mod tests {
             got
         });
         let (_t, data, file) = file_of(3 << 20);
-        assert_eq!(move_bytes(&file, tx.as_fd(), 1 << 20).unwrap(), 1 << 20);
+        assert_eq!(
+            Direct::new(tx.as_fd()).move_from(&file, 1 << 20).unwrap(),
+            1 << 20
+        );
         drop(tx);
         assert_eq!(reader.join().unwrap(), data[..1 << 20]);
     }
@@ -172,7 +199,7 @@ mod tests {
             .create(true)
             .open(t.path().join("log"))
             .unwrap();
-        assert_eq!(move_bytes(&file, out.as_fd(), 1000).unwrap(), 0);
+        assert_eq!(Direct::new(out.as_fd()).move_from(&file, 1000).unwrap(), 0);
     }
 
     #[test]
@@ -181,8 +208,8 @@ mod tests {
         let (_t, data, file) = file_of(100_000);
         let mut sink = FdSink::new(std::fs::File::create(t.path().join("tar")).unwrap());
         sink.write_all(b"header").unwrap();
-        let fd = sink.direct().unwrap().unwrap();
-        assert_eq!(move_bytes(&file, fd, 100_000).unwrap(), 100_000);
+        let direct = sink.direct().unwrap().unwrap();
+        assert_eq!(direct.move_from(&file, 100_000).unwrap(), 100_000);
         sink.write_all(b"pad").unwrap();
         sink.flush().unwrap();
         let written = std::fs::read(t.path().join("tar")).unwrap();
